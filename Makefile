@@ -1,0 +1,37 @@
+# The two README commands are `make demo` and `make test`; everything else is a helper.
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup test test-fast demo dev migrate lint bench webhook contracts clean
+
+setup:
+	@bash scripts/setup.sh
+
+## The whole test suite, on a fresh machine: installs, starts PostgreSQL, runs pytest.
+test: setup
+	@bash scripts/ensure_postgres.sh
+	$(VENV)/pytest $(PYTEST_ARGS)
+
+## Everything but the slow end-to-end tests (for quick iteration).
+test-fast: setup
+	@bash scripts/ensure_postgres.sh
+	$(VENV)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## The main job: local chain, mint history, Dagster backfill, summary.
+demo: setup
+	$(VENV)/python -m glisk_pipeline.demo
+
+## Bring the database in DATABASE_URL (default: the embedded SQLite file) to the latest schema.
+migrate: setup
+	$(VENV)/python -m glisk_pipeline.db.migrate
+
+lint: setup
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+contracts:
+	node contracts/compile.js
+
+clean:
+	rm -rf .glisk .dagster_home .pytest_cache
