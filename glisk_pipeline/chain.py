@@ -1,0 +1,158 @@
+"""The one BatchMinted decoder, for both ways a log reaches us.
+
+`BatchMinted(address indexed minter, address indexed promptAuthor,
+             uint256 indexed startTokenId, uint256 quantity, uint256 totalPaid)`
+
+Decoding is plain hex slicing: web3's event decoder costs ~230 µs a log, slicing ~1 µs
+(FIELD-NOTES). Both input shapes (an `eth_getLogs` log and an Alchemy Custom-Webhook
+GraphQL log) produce the same `MintRecord`, so the webhook and the backfill write
+byte-identical rows for the same log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_hash.auto import keccak
+
+EVENT_SIGNATURE = "BatchMinted(address,address,uint256,uint256,uint256)"
+BATCH_MINTED_TOPIC0 = "0x" + keccak(EVENT_SIGNATURE.encode()).hex()
+# GliskNFT caps a batch at 50; anything far above that is not a GliskNFT log and would
+# make us write an absurd number of token rows.
+MAX_QUANTITY = 10_000
+_HEX = frozenset("0123456789abcdef")
+
+
+class DecodeError(ValueError):
+    """A log that is not a well-formed BatchMinted log; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class MintRecord:
+    """One BatchMinted log, normalised: lowercase 0x-hex strings, exact integers."""
+
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_hash: str
+    block_timestamp: int  # unix seconds, the block's own time
+    contract_address: str
+    minter: str
+    author_wallet: str
+    start_token_id: int
+    quantity: int
+    total_paid: int  # wei, exact
+
+    @property
+    def token_ids(self) -> range:
+        return range(self.start_token_id, self.start_token_id + self.quantity)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.tx_hash, self.log_index)
+
+
+def _hex(value: Any, field: str, nbytes: int | None = None) -> str:
+    """Lowercase 0x-hex string, checked; `nbytes` fixes the length."""
+    if not isinstance(value, str) or value[:2] not in ("0x", "0X"):
+        raise DecodeError(f"{field}: expected a 0x-hex string, got {type(value).__name__}")
+    body = value[2:].lower()
+    if not _HEX.issuperset(body):
+        raise DecodeError(f"{field}: not hex")
+    if nbytes is not None and len(body) != 2 * nbytes:
+        raise DecodeError(f"{field}: expected {nbytes} bytes, got {len(body) / 2:g}")
+    return "0x" + body
+
+
+def _quantity(value: Any, field: str) -> int:
+    """A JSON-RPC quantity (hex string) or a JSON integer, as int."""
+    if isinstance(value, bool):
+        raise DecodeError(f"{field}: expected an integer")
+    if isinstance(value, int):
+        if value < 0:
+            raise DecodeError(f"{field}: negative")
+        return value
+    return int(_hex(value, field), 16) if value not in ("0x", "0X") else 0
+
+
+def _topic_address(topic: str, field: str) -> str:
+    if topic[2:26].strip("0"):
+        raise DecodeError(f"{field}: topic is not a left-padded address")
+    return "0x" + topic[26:]
+
+
+def _decode(
+    *,
+    address: Any,
+    topics: Any,
+    data: Any,
+    tx_hash: Any,
+    log_index: Any,
+    block_number: Any,
+    block_hash: Any,
+    block_timestamp: Any,
+) -> MintRecord:
+    if not isinstance(topics, list) or len(topics) != 4:
+        n = len(topics) if isinstance(topics, list) else "no"
+        raise DecodeError(f"topics: BatchMinted has 4 topics, got {n}")
+    t0, t1, t2, t3 = (_hex(t, f"topics[{i}]", 32) for i, t in enumerate(topics))
+    if t0 != BATCH_MINTED_TOPIC0:
+        raise DecodeError("topics[0]: not the BatchMinted event signature")
+    body = _hex(data, "data")[2:]
+    if len(body) != 128:
+        raise DecodeError(f"data: BatchMinted carries 64 bytes, got {len(body) / 2:g}")
+    quantity = int(body[:64], 16)
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise DecodeError(f"data: quantity {quantity} outside 1..{MAX_QUANTITY}")
+    return MintRecord(
+        tx_hash=_hex(tx_hash, "transactionHash", 32),
+        log_index=_quantity(log_index, "logIndex"),
+        block_number=_quantity(block_number, "blockNumber"),
+        block_hash=_hex(block_hash, "blockHash", 32),
+        block_timestamp=_quantity(block_timestamp, "blockTimestamp"),
+        contract_address=_hex(address, "address", 20),
+        minter=_topic_address(t1, "topics[1]"),
+        author_wallet=_topic_address(t2, "topics[2]"),
+        start_token_id=int(t3, 16),
+        quantity=quantity,
+        total_paid=int(body[64:], 16),
+    )
+
+
+def decode_rpc_log(log: dict[str, Any]) -> MintRecord:
+    """Decode an `eth_getLogs` log. `blockTimestamp` must be present (the RPC client adds
+    it from the block header for providers that omit it)."""
+    if not isinstance(log, dict):
+        raise DecodeError("log: expected an object")
+    if log.get("blockTimestamp") is None:
+        raise DecodeError("blockTimestamp: missing (fetch the block header first)")
+    return _decode(
+        address=log.get("address"),
+        topics=log.get("topics"),
+        data=log.get("data"),
+        tx_hash=log.get("transactionHash"),
+        log_index=log.get("logIndex"),
+        block_number=log.get("blockNumber"),
+        block_hash=log.get("blockHash"),
+        block_timestamp=log.get("blockTimestamp"),
+    )
+
+
+def decode_webhook_log(log: dict[str, Any], block: dict[str, Any]) -> MintRecord:
+    """Decode an Alchemy Custom-Webhook (GraphQL) log; block fields come from the
+    enclosing `event.data.block` ({number, hash, timestamp})."""
+    if not isinstance(log, dict) or not isinstance(block, dict):
+        raise DecodeError("log: expected an object")
+    account = log.get("account") or {}
+    transaction = log.get("transaction") or {}
+    return _decode(
+        address=account.get("address") if isinstance(account, dict) else None,
+        topics=log.get("topics"),
+        data=log.get("data"),
+        tx_hash=transaction.get("hash") if isinstance(transaction, dict) else None,
+        log_index=log.get("index"),
+        block_number=block.get("number"),
+        block_hash=block.get("hash"),
+        block_timestamp=block.get("timestamp"),
+    )

@@ -1,0 +1,173 @@
+"""Tables shared by every face. Migrations (db/migrations) create them; this module is
+what the code reads. A test checks that the two never drift apart.
+
+Addresses and hashes are lowercase 0x-hex everywhere; CHECK constraints hold every writer
+to it, so a case-insensitive lookup is a plain equality on an index.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Wei(TypeDecorator[int]):
+    """uint256 wei, exact: NUMERIC(78,0) on PostgreSQL; TEXT on SQLite, whose NUMERIC
+    affinity silently turns integers above 2^63 into floats. Reads back as int."""
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(78))
+        return dialect.type_descriptor(Numeric(78, 0))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(int(value)) if dialect.name == "sqlite" else Decimal(int(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+TOKEN_STATUSES = ("detected", "generating", "uploading", "ready", "revealed", "failed")
+SOURCES = ("webhook", "backfill")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+authors = Table(
+    "authors",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("wallet_address", String(42), nullable=False, unique=True),
+    Column("twitter_handle", Text),
+    Column("farcaster_handle", Text),
+    Column("prompt_text", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("wallet_address = lower(wallet_address)", name="wallet_lowercase"),
+)
+
+mint_events = Table(
+    "mint_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tx_hash", String(66), nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+    Column("block_timestamp", DateTime(timezone=True), nullable=False),
+    Column("contract_address", String(42), nullable=False),
+    Column("minter", String(42), nullable=False),
+    Column("author_wallet", String(42), nullable=False),
+    Column("start_token_id", BigInteger, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("total_paid", Wei(), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("removed", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("tx_hash", "log_index"),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+    CheckConstraint("source IN ('webhook', 'backfill')", name="source_known"),
+    CheckConstraint(
+        "tx_hash = lower(tx_hash) AND block_hash = lower(block_hash) "
+        "AND minter = lower(minter) AND author_wallet = lower(author_wallet) "
+        "AND contract_address = lower(contract_address)",
+        name="hex_lowercase",
+    ),
+    Index(None, "block_number"),
+)
+
+# token_id is the key (no surrogate id: one index less on the hottest insert). author_id
+# has no FOREIGN KEY: its per-row check cost 25% of a bulk insert (206 ms per 60k rows,
+# measured), and only the store writes it, always from an existing authors row; authors
+# are never deleted.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_id", BigInteger, primary_key=True, autoincrement=False),
+    Column(
+        "mint_event_id",
+        BigInteger,
+        ForeignKey("mint_events.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("minter_address", String(42), nullable=False),
+    Column("author_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="detected"),
+    Column("mint_timestamp", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN ('detected', 'generating', 'uploading', 'ready', 'revealed', 'failed')",
+        name="status_known",
+    ),
+    Index(None, "status"),
+)
+
+system_state = Table(
+    "system_state",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Block ranges whose logs were fetched and stored (backfill asset and CLI); the highest
+# contiguous end from GLISK_START_BLOCK is system_state.last_processed_block.
+processed_ranges = Table(
+    "processed_ranges",
+    metadata,
+    Column("start_block", BigInteger, primary_key=True),
+    Column("end_block", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("end_block >= start_block", name="range_ordered"),
+)
+
+# The newest webhook delivery seen for each block: a reorg re-sends a block number with a
+# new hash and a higher sequenceNumber, and an older one arriving late must not win.
+webhook_blocks = Table(
+    "webhook_blocks",
+    metadata,
+    Column("block_number", BigInteger, primary_key=True),
+    Column("block_hash", String(66), nullable=False),
+    Column("sequence_number", Wei(), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+LAST_PROCESSED_BLOCK = "last_processed_block"

@@ -1,0 +1,169 @@
+"""Settings for every face of glisk-pipeline, read from the environment and an optional `.env`.
+
+One place knows every variable. A bad value fails at start-up with one line naming the
+variable (`ConfigError`), never later inside a request. Secrets are `SecretStr` and are
+never echoed, not even in error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+DEFAULT_SQLITE_PATH = Path(".glisk") / "glisk.db"
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+class Network(StrEnum):
+    BASE_SEPOLIA = "BASE_SEPOLIA"
+    BASE_MAINNET = "BASE_MAINNET"
+    LOCAL = "LOCAL"
+
+
+CHAIN_IDS: dict[Network, int | None] = {
+    Network.BASE_SEPOLIA: 84532,
+    Network.BASE_MAINNET: 8453,
+    Network.LOCAL: None,  # any chain id (anvil: 31337)
+}
+ALCHEMY_HOSTS = {
+    Network.BASE_SEPOLIA: "base-sepolia.g.alchemy.com",
+    Network.BASE_MAINNET: "base-mainnet.g.alchemy.com",
+}
+
+
+def normalize_address(value: str, variable: str = "address") -> str:
+    """Lowercase 0x-hex, the one form every writer stores."""
+    if not isinstance(value, str) or not ADDRESS_RE.match(value.strip()):
+        raise ValueError(f"{variable} must be a 0x-prefixed 20-byte hex address")
+    return value.strip().lower()
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick psycopg 3 for the app's PostgreSQL engine; leave other URLs alone."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    # Seed variables.
+    ALCHEMY_API_KEY: SecretStr | None = None
+    ALCHEMY_WEBHOOK_SECRET: SecretStr | None = None
+    GLISK_NFT_CONTRACT_ADDRESS: str | None = None
+    NETWORK: Network = Network.BASE_SEPOLIA
+    GLISK_DEFAULT_AUTHOR_WALLET: str | None = None
+
+    # Storage and chain access.
+    DATABASE_URL: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    RPC_URL: SecretStr | None = None  # may embed a provider key: treated as a secret
+    GLISK_START_BLOCK: int = Field(default=0, ge=0)
+    GLISK_PARTITION_SIZE: int = Field(default=10_000, ge=1)
+    GLISK_CONFIRMATIONS: int | None = Field(default=None, ge=0)
+    RPC_MAX_BLOCK_RANGE: int = Field(default=100_000, ge=1)
+    RPC_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    RPC_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+
+    # Webhook sidecar.
+    WEBHOOK_DUPLICATE_STATUS: int = 409
+    WEBHOOK_MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    WEBHOOK_HOST: str = "127.0.0.1"
+    WEBHOOK_PORT: int = Field(default=8000, ge=1, le=65535)
+    WEBHOOK_WORKERS: int = Field(default=2, ge=1)
+
+    @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
+    @classmethod
+    def _address(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
+        if value is None or value == "":
+            return None
+        return normalize_address(value, info.field_name)
+
+    @field_validator("NETWORK", mode="before")
+    @classmethod
+    def _network(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("WEBHOOK_DUPLICATE_STATUS")
+    @classmethod
+    def _duplicate_status(cls, value: int) -> int:
+        if value not in (200, 409):
+            raise ValueError("must be 409 (the spec) or 200 (never retried by Alchemy)")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL such as postgresql://user@host/db")
+        return normalize_database_url(value)
+
+    # --- derived values ------------------------------------------------------------
+
+    @property
+    def expected_chain_id(self) -> int | None:
+        return CHAIN_IDS[self.NETWORK]
+
+    @cached_property
+    def webhook_signing_keys(self) -> tuple[bytes, ...]:
+        if self.ALCHEMY_WEBHOOK_SECRET is None:
+            return ()
+        raw = self.ALCHEMY_WEBHOOK_SECRET.get_secret_value()
+        return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
+
+    def rpc_url(self) -> str:
+        """The JSON-RPC endpoint: RPC_URL, else built from NETWORK + ALCHEMY_API_KEY."""
+        if self.RPC_URL is not None and self.RPC_URL.get_secret_value():
+            return self.RPC_URL.get_secret_value()
+        if self.NETWORK is Network.LOCAL:
+            raise ConfigError("RPC_URL: required when NETWORK=LOCAL (e.g. http://127.0.0.1:8545)")
+        if self.ALCHEMY_API_KEY is None or not self.ALCHEMY_API_KEY.get_secret_value():
+            raise ConfigError(f"RPC_URL or ALCHEMY_API_KEY: one is required for {self.NETWORK}")
+        key = self.ALCHEMY_API_KEY.get_secret_value()
+        return f"https://{ALCHEMY_HOSTS[self.NETWORK]}/v2/{key}"
+
+    def require(self, *names: str) -> None:
+        """Fail with a ConfigError naming the first variable in `names` that is unset."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value in (None, ""):
+                raise ConfigError(f"{name}: not set (see .env.example)")
+        if "ALCHEMY_WEBHOOK_SECRET" in names and not self.webhook_signing_keys:
+            raise ConfigError("ALCHEMY_WEBHOOK_SECRET: holds no signing key")
+
+    @property
+    def contract_address(self) -> str:
+        self.require("GLISK_NFT_CONTRACT_ADDRESS")
+        return self.GLISK_NFT_CONTRACT_ADDRESS  # type: ignore[return-value]
+
+    @property
+    def default_author_wallet(self) -> str:
+        self.require("GLISK_DEFAULT_AUTHOR_WALLET")
+        return self.GLISK_DEFAULT_AUTHOR_WALLET  # type: ignore[return-value]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; turn pydantic's multi-line report into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            # err["msg"] never contains the input value, so secrets cannot leak here.
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("; ".join(problems)) from None

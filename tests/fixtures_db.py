@@ -1,0 +1,94 @@
+"""Database fixtures: one throwaway PostgreSQL database per test session (migrated once,
+truncated between tests) and a fresh SQLite file where a test asks for the embedded path.
+
+GLISK_TEST_PG_ADMIN_URL points at a server where we may CREATE DATABASE (default: the
+machine's PostgreSQL on 127.0.0.1:5432 as user postgres).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.migrate import upgrade
+from glisk_pipeline.db.schema import metadata
+
+ADMIN_URL = os.environ.get(
+    "GLISK_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+APP_TABLES = [t.name for t in reversed(metadata.sorted_tables)]
+
+
+def create_database(name: str) -> str:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def truncate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(APP_TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in APP_TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"glisk_test_{uuid.uuid4().hex[:10]}"
+    url = create_database(name)
+    upgrade(url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_engine_session(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_engine_session: Engine) -> Engine:
+    """The session's PostgreSQL database, emptied for this test."""
+    truncate(pg_engine_session)
+    return pg_engine_session
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'glisk.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request) -> Engine:  # type: ignore[no-untyped-def]
+    """Both dialects: PostgreSQL (production) and SQLite (the embedded default)."""
+    return request.getfixturevalue(
+        "pg_engine" if request.param == "postgresql" else "sqlite_engine"
+    )

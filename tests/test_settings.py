@@ -1,0 +1,93 @@
+"""Settings: one clear line naming the variable; secrets never echoed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from glisk_pipeline.settings import ConfigError, Network, load_settings
+
+ADDR = "0x" + "Ab" * 20
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    for name in (
+        "ALCHEMY_API_KEY",
+        "ALCHEMY_WEBHOOK_SECRET",
+        "GLISK_NFT_CONTRACT_ADDRESS",
+        "NETWORK",
+        "GLISK_DEFAULT_AUTHOR_WALLET",
+        "DATABASE_URL",
+        "RPC_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_are_embedded_sqlite_and_lowercase_addresses(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GLISK_NFT_CONTRACT_ADDRESS", ADDR)
+    s = load_settings()
+    assert s.DATABASE_URL.startswith("sqlite:///")
+    assert s.contract_address == ADDR.lower()
+    assert s.GLISK_PARTITION_SIZE == 10_000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("GLISK_NFT_CONTRACT_ADDRESS", "0x1234", "GLISK_NFT_CONTRACT_ADDRESS"),
+        ("NETWORK", "ROPSTEN", "NETWORK"),
+        ("GLISK_PARTITION_SIZE", "0", "GLISK_PARTITION_SIZE"),
+        ("WEBHOOK_DUPLICATE_STATUS", "500", "WEBHOOK_DUPLICATE_STATUS"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL"),
+    ],
+)
+def test_bad_value_names_the_variable(monkeypatch, name, value, needle) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    message = str(err.value)
+    assert needle in message and "\n" not in message
+
+
+def test_network_case_insensitive_and_chain_ids(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("NETWORK", "base_mainnet")
+    assert load_settings().NETWORK is Network.BASE_MAINNET
+    assert load_settings().expected_chain_id == 8453
+
+
+def test_rpc_url_built_from_key_and_never_echoed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ALCHEMY_API_KEY", "sekrit-key-123")
+    s = load_settings()
+    assert s.rpc_url() == "https://base-sepolia.g.alchemy.com/v2/sekrit-key-123"
+    assert "sekrit" not in repr(s) and "sekrit" not in str(s.model_dump())
+
+
+def test_missing_secret_where_needed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    s = load_settings()
+    with pytest.raises(ConfigError, match="ALCHEMY_WEBHOOK_SECRET"):
+        s.require("ALCHEMY_WEBHOOK_SECRET")
+    with pytest.raises(ConfigError, match="RPC_URL or ALCHEMY_API_KEY"):
+        s.rpc_url()
+    monkeypatch.setenv("ALCHEMY_WEBHOOK_SECRET", " k1 , k2,")
+    assert load_settings().webhook_signing_keys == (b"k1", b"k2")
+
+
+def test_bad_secret_value_is_not_echoed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GLISK_DEFAULT_AUTHOR_WALLET", "hunter2-password")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "hunter2" not in str(err.value)
+
+
+def test_core_imports_neither_dagster_nor_fastapi() -> None:
+    code = (
+        "import sys, glisk_pipeline, glisk_pipeline.settings, glisk_pipeline.chain, "
+        "glisk_pipeline.db.store;"
+        "print(sorted(m for m in ('dagster', 'fastapi') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

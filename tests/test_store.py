@@ -1,0 +1,222 @@
+"""The one store, on PostgreSQL and SQLite: idempotency, atomicity, concurrency, authors,
+reorg removal and range reconciliation."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from glisk_pipeline.db.schema import authors, mint_events, tokens
+from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
+from tests.factories import DEFAULT_AUTHOR, make_records
+
+
+def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+@pytest.fixture
+def store(engine: Engine) -> MintStore:
+    return MintStore(engine, DEFAULT_AUTHOR, start_block=0)
+
+
+def test_same_records_twice_store_once(store: MintStore, engine: Engine) -> None:
+    records = make_records(1_000)
+    first = store.store(records, source="backfill")
+    second = store.store(records, source="webhook")
+    assert (first.stored, first.duplicates) == (1_000, 0)
+    assert (second.stored, second.duplicates) == (0, 1_000)
+    assert count(engine, mint_events) == 1_000
+    assert count(engine, tokens) == sum(r.quantity for r in records) == first.tokens
+    # the first writer's source wins: a duplicate never rewrites a row
+    assert count(engine, mint_events, mint_events.c.source == "webhook") == 0
+
+
+def test_token_rows_match_each_event(store: MintStore, engine: Engine) -> None:
+    records = make_records(200)
+    store.store(records, source="backfill")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                mint_events.c.start_token_id, mint_events.c.quantity, func.count(tokens.c.token_id)
+            )
+            .join(tokens, tokens.c.mint_event_id == mint_events.c.id)
+            .group_by(mint_events.c.id)
+        ).all()
+        statuses = set(conn.execute(select(tokens.c.status).distinct()).scalars())
+    assert len(rows) == 200 and all(q == n for _, q, n in rows)
+    assert statuses == {"detected"}
+
+
+def test_duplicates_inside_one_call_are_collapsed(store: MintStore, engine: Engine) -> None:
+    records = make_records(10)
+    result = store.store(records + records[:4], source="backfill")
+    assert result.stored == 10 and count(engine, mint_events) == 10
+
+
+def test_failure_mid_batch_leaves_nothing(store: MintStore, engine: Engine) -> None:
+    good = make_records(50)
+    # a record that violates a CHECK constraint (quantity must be > 0) halfway through
+    bad = dataclasses.replace(good[25], quantity=0, tx_hash="0x" + "f" * 64)
+    with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError
+        store.store([*good[:25], bad, *good[25:]], source="backfill")
+    assert count(engine, mint_events) == 0
+    assert count(engine, tokens) == 0
+
+
+def test_token_conflict_rolls_back_and_names_ids(store: MintStore, engine: Engine) -> None:
+    store.store(make_records(5), source="backfill")
+    clash = make_records(3, seed=99)  # different logs claiming token ids from 1
+    with pytest.raises(TokenConflictError, match="token"):
+        store.store(clash, source="webhook")
+    assert count(engine, mint_events) == 5
+
+
+def test_authors_registered_mixed_case_and_default(store: MintStore, engine: Engine) -> None:
+    records = make_records(60, authors=3)
+    wallets = sorted({r.author_wallet for r in records})
+    registered = wallets[0]
+    checksum_like = "0x" + registered[2:].upper()
+    author_id = store.register_author(checksum_like, twitter_handle="alice")
+    assert store.register_author(registered) == author_id  # case-insensitive identity
+    store.store(records, source="backfill")
+    with engine.connect() as conn:
+        default_id = conn.execute(
+            select(authors.c.id).where(authors.c.wallet_address == DEFAULT_AUTHOR)
+        ).scalar_one()
+        by_wallet = dict(
+            conn.execute(
+                select(mint_events.c.author_wallet, func.min(tokens.c.author_id))
+                .join(tokens, tokens.c.mint_event_id == mint_events.c.id)
+                .group_by(mint_events.c.author_wallet)
+            ).all()
+        )
+    assert by_wallet[registered] == author_id
+    assert all(by_wallet[w] == default_id for w in wallets[1:])
+
+
+def test_total_paid_exact_above_2_pow_63(store: MintStore, engine: Engine) -> None:
+    huge = 2**255 + 12345
+    record = dataclasses.replace(make_records(1)[0], total_paid=huge)
+    store.store([record], source="webhook")
+    with engine.connect() as conn:
+        value = conn.execute(select(mint_events.c.total_paid)).scalar_one()
+    assert Decimal(value) == Decimal(huge)
+
+
+def test_concurrent_writers_on_overlapping_records(store: MintStore, engine: Engine) -> None:
+    records = make_records(600)
+    slices = [records[0:400], records[200:600], records[100:500], records[::-1]]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(slices))
+
+    def write(batch) -> None:  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            for start in range(0, len(batch), 50):
+                store.store(batch[start : start + 50], source="webhook")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in slices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(engine, mint_events) == 600
+    assert count(engine, tokens) == sum(r.quantity for r in records)
+
+
+def test_reorg_delivery_marks_old_hash_removed_and_ignores_stale(
+    store: MintStore, engine: Engine
+) -> None:
+    old = make_records(3)  # all in block 100
+    assert {r.block_number for r in old} == {100}
+    first = store.store_block_delivery(
+        block_number=100, block_hash=old[0].block_hash, sequence_number=2**60, records=old
+    )
+    assert first.stored == 3
+    new_hash = "0x" + "c" * 64
+    # after the reorg, one of the three logs is in the new block, under a new tx
+    moved = dataclasses.replace(old[0], block_hash=new_hash, tx_hash="0x" + "9" * 64)
+    second = store.store_block_delivery(
+        block_number=100, block_hash=new_hash, sequence_number=2**60 + 1, records=[moved]
+    )
+    assert second.removed == 3 and second.stored == 1
+    assert count(engine, mint_events, ~mint_events.c.removed) == 1
+    assert count(engine, tokens) == moved.quantity
+    # the older delivery arriving late changes nothing
+    late = store.store_block_delivery(
+        block_number=100, block_hash=old[0].block_hash, sequence_number=2**60, records=old
+    )
+    assert late.stale and late.stored == 0
+    assert count(engine, mint_events, ~mint_events.c.removed) == 1
+
+
+def test_removed_log_is_revived_when_it_returns(store: MintStore, engine: Engine) -> None:
+    record = make_records(1)[0]
+    store.store_block_delivery(
+        block_number=100, block_hash=record.block_hash, sequence_number=1, records=[record]
+    )
+    store.store_block_delivery(
+        block_number=100, block_hash="0x" + "c" * 64, sequence_number=2, records=[]
+    )
+    assert count(engine, tokens) == 0
+    again = dataclasses.replace(record, block_number=101, block_hash="0x" + "d" * 64)
+    result = store.store([again], source="webhook")
+    assert [e.outcome for e in result.events] == ["restored"]
+    assert count(engine, tokens) == record.quantity
+    assert count(engine, mint_events, ~mint_events.c.removed) == 1
+
+
+def test_reconcile_range_makes_table_equal_chain(engine: Engine) -> None:
+    store = MintStore(engine, DEFAULT_AUTHOR, start_block=100)
+    canonical = make_records(30)  # blocks 100..109
+    webhook_only = make_records(2, seed=3, first_token=10_000, first_block=105)
+    store.store(canonical[:10] + webhook_only, source="webhook")
+    result = store.reconcile_range(canonical, start_block=100, end_block=109)
+    assert (result.removed, result.stored, result.duplicates) == (2, 20, 10)
+    with engine.connect() as conn:
+        live = set(
+            conn.execute(
+                select(mint_events.c.tx_hash, mint_events.c.log_index).where(~mint_events.c.removed)
+            ).all()
+        )
+    assert live == {r.key for r in canonical}
+    assert store.last_processed_block() == 109
+    again = store.reconcile_range(canonical, start_block=100, end_block=109)
+    assert (again.removed, again.stored, again.duplicates) == (0, 0, 30)
+
+
+def test_reconcile_rejects_records_outside_range(store: MintStore) -> None:
+    with pytest.raises(StoreError, match="outside the range"):
+        store.reconcile_range(make_records(5), start_block=0, end_block=99)
+
+
+def test_checkpoint_is_contiguous(store: MintStore) -> None:
+    store.reconcile_range([], start_block=20, end_block=29)
+    assert store.last_processed_block() is None  # gap 0-19
+    store.reconcile_range([], start_block=0, end_block=9)
+    assert store.last_processed_block() == 9
+    store.reconcile_range([], start_block=10, end_block=19)
+    assert store.last_processed_block() == 29
+
+
+def test_rows_are_lowercase_hex_everywhere(store: MintStore, engine: Engine) -> None:
+    store.store(make_records(20), source="backfill")
+    with engine.connect() as conn:
+        upper = conn.execute(
+            text(
+                "SELECT count(*) FROM mint_events WHERE tx_hash <> lower(tx_hash) "
+                "OR minter <> lower(minter) OR author_wallet <> lower(author_wallet)"
+            )
+        ).scalar_one()
+    assert upper == 0
+    with pytest.raises(Exception), engine.begin() as conn:  # noqa: B017
+        conn.execute(authors.insert().values(wallet_address="0x" + "AB" * 20))
