@@ -133,6 +133,7 @@ class Anvil:
         self._home: Path | None = None
         self._http: httpx.Client | None = None
         self._ids = 0
+        self.manual_mining = False  # set by manual_mining() while automine is off
 
     @property
     def pid(self) -> int:
@@ -330,12 +331,20 @@ def call_uint(anvil: Anvil, contract: str, signature: str) -> int:
 
 @contextlib.contextmanager
 def manual_mining(anvil: Anvil) -> Iterator[None]:
-    """Automine off for the block, restored after: batched sends get stuck with automine on."""
+    """Automine off inside, restored after: batched sends get stuck with automine on.
+
+    Nested uses are free (no RPC), so loops over many blocks wrap themselves once.
+    """
+    if anvil.manual_mining:
+        yield
+        return
     was_on = anvil.rpc("anvil_getAutomine")
     anvil.rpc("evm_setAutomine", [False])
+    anvil.manual_mining = True
     try:
         yield
     finally:
+        anvil.manual_mining = False
         if was_on:
             anvil.rpc("evm_setAutomine", [True])
 
@@ -540,9 +549,11 @@ def _plan(
     return plan
 
 
-def _layout(rng: random.Random, n_txs: int, n_blocks: int, per_block: int) -> list[list[int]]:
-    """Spread tx indexes over n_blocks block slots, at most per_block each; most slots empty."""
-    active = max(math.ceil(2 * n_txs / per_block), n_blocks // 4)
+def _layout(
+    rng: random.Random, n_txs: int, n_blocks: int, per_block: int, active_share: float
+) -> list[list[int]]:
+    """Spread tx indexes over n_blocks block slots, at most per_block each; the rest empty."""
+    active = max(math.ceil(2 * n_txs / per_block), int(n_blocks * active_share), 1)
     if active > n_blocks:
         raise ValueError(f"{n_txs} transactions need at least {active} blocks, got {n_blocks}")
     slots = sorted(rng.sample(range(n_blocks), active))
@@ -566,6 +577,7 @@ def realistic_history(
     n_authors: int = 300,
     n_extra_minters: int = 20,
     per_block: int = 400,
+    active_share: float = 0.25,
 ) -> History:
     """Mine a Base-like history of n_batches genuine mints over exactly n_blocks new blocks.
 
@@ -581,34 +593,46 @@ def realistic_history(
     registered = rng.sample(authors, n_authors // 5)
     price = call_uint(anvil, contract, "mintPrice()")
     plan = _plan(rng, n_batches, contract, decoy, price, minters, authors)
-    blocks = _layout(rng, len(plan), n_blocks, per_block)
+    blocks = _layout(rng, len(plan), n_blocks, per_block, active_share)
 
     from_block = anvil.block_number() + 1
     to_block = from_block + n_blocks - 1
     history = History(
         contract, decoy, from_block, to_block, [], [], [], minters, authors, registered
     )
-    sent: dict[str, list[str]] = {"mint": [], "revert": [], "decoy": []}
     anvil.rpc("anvil_setBlockTimestampInterval", [BASE_BLOCK_SECONDS])
     try:
-        gap = 0
-        for slot in blocks:
-            if not slot:
-                gap += 1
-                continue
-            anvil.mine_empty(gap)
-            gap = 0
-            hashes = send_block(anvil, [plan[i][1] for i in slot])
-            history.active_blocks.append(anvil.block_number())
-            for i, tx_hash in zip(slot, hashes, strict=True):
-                sent[plan[i][0]].append(tx_hash)
-        anvil.mine_empty(gap)
+        with manual_mining(anvil):
+            sent = _mine_plan(anvil, plan, blocks, history.active_blocks)
     finally:
         anvil.rpc("anvil_removeBlockTimestampInterval")
     history.mints = [decode_mint(log) for log in chain_logs(anvil, contract, from_block, to_block)]
     history.reverted_tx_hashes, history.decoy_tx_hashes = sent["revert"], sent["decoy"]
     _check(anvil, history, sent["mint"])
     return history
+
+
+def _mine_plan(
+    anvil: Anvil,
+    plan: Sequence[tuple[str, dict[str, str]]],
+    blocks: Sequence[Sequence[int]],
+    active_blocks: list[int],
+) -> dict[str, list[str]]:
+    """Mine the planned block slots in order; tx hashes by kind."""
+    sent: dict[str, list[str]] = {"mint": [], "revert": [], "decoy": []}
+    gap = 0
+    for slot in blocks:
+        if not slot:
+            gap += 1  # empty blocks go in one anvil_mine call
+            continue
+        anvil.mine_empty(gap)
+        gap = 0
+        hashes = send_block(anvil, [plan[i][1] for i in slot])
+        active_blocks.append(anvil.block_number())
+        for i, tx_hash in zip(slot, hashes, strict=True):
+            sent[plan[i][0]].append(tx_hash)
+    anvil.mine_empty(gap)
+    return sent
 
 
 def _check(anvil: Anvil, history: History, mint_hashes: list[str]) -> None:
