@@ -17,10 +17,12 @@ Sending
 
 Reading
     chain_logs(anvil, contract, from_block, to_block) -> raw eth_getLogs dicts (BatchMinted only)
-    decode_mint(log) -> MintRecord
+    decode_mint(log) -> ChainMint
 
 Addresses: DEV_ACCOUNTS (anvil's 10 unlocked accounts, checksummed), checksum(), random_address().
-All receipts and logs are anvil's JSON-RPC dicts (hex strings, lowercase addresses).
+Receipts and logs are anvil's JSON-RPC dicts; they and ChainMint use lowercase addresses.
+Minters/authors handed out (DEV_ACCOUNTS, History.minters/authors) are checksummed, as users
+would paste them.
 """
 
 from __future__ import annotations
@@ -429,8 +431,11 @@ def mint_batches(
 # --- reading -----------------------------------------------------------------------------
 
 
-class MintRecord(NamedTuple):
-    """One genuine BatchMinted, as the pipeline should record it (addresses checksummed)."""
+class ChainMint(NamedTuple):
+    """One genuine BatchMinted as the chain says it: lowercase addresses and hashes, exact ints.
+
+    Named apart from the pipeline's chain.MintRecord on purpose: this is the test oracle.
+    """
 
     block_number: int
     block_hash: str
@@ -444,17 +449,17 @@ class MintRecord(NamedTuple):
     total_paid: int
 
 
-def decode_mint(log: dict[str, Any]) -> MintRecord:
+def decode_mint(log: dict[str, Any]) -> ChainMint:
     """Independent of the pipeline's decoder on purpose: tests compare the two."""
     topics, data = log["topics"], log["data"][2:]
-    return MintRecord(
+    return ChainMint(
         block_number=int(log["blockNumber"], 16),
         block_hash=log["blockHash"],
         block_timestamp=int(log["blockTimestamp"], 16),
         tx_hash=log["transactionHash"],
         log_index=int(log["logIndex"], 16),
-        minter=checksum("0x" + topics[1][-40:]),
-        prompt_author=checksum("0x" + topics[2][-40:]),
+        minter="0x" + topics[1][-40:],
+        prompt_author="0x" + topics[2][-40:],
         start_token_id=int(topics[3], 16),
         quantity=int(data[:64], 16),
         total_paid=int(data[64:128], 16),
@@ -490,7 +495,7 @@ class History:
     decoy: str
     from_block: int
     to_block: int
-    mints: list[MintRecord]  # every genuine BatchMinted, in chain order
+    mints: list[ChainMint]  # every genuine BatchMinted, in chain order
     reverted_tx_hashes: list[str]
     decoy_tx_hashes: list[str]  # fake mints and burns (no genuine log)
     minters: list[str]

@@ -52,7 +52,8 @@ def test_mint_batches_logs_every_mint_with_contiguous_ids(devchain: DevChain) ->
     records = [dc.decode_mint(log) for log in logs]
     # fifo ordering: the chain holds the mints in the order they were sent.
     assert [r.tx_hash for r in records] == hashes
-    assert [(r.minter, r.prompt_author, r.quantity, r.total_paid) for r in records] == mints
+    sent = [(m.minter.lower(), m.prompt_author.lower(), m.quantity, m.value_wei) for m in mints]
+    assert [(r.minter, r.prompt_author, r.quantity, r.total_paid) for r in records] == sent
     next_id = 1
     for log, record in zip(logs, records, strict=True):
         assert log["topics"][0] == dc.BATCH_MINTED_TOPIC
@@ -84,7 +85,7 @@ def test_realistic_history(devchain: DevChain) -> None:
     assert any(m.total_paid > 2**63 for m in history.mints)
     assert any(m.total_paid > PRICE * m.quantity for m in history.mints)
     # Mints made through a contract: minter is the decoy, the log is not first in its tx.
-    through = [m for m in history.mints if m.minter == dc.checksum(decoy)]
+    through = [m for m in history.mints if m.minter == decoy]
     assert through and all(m.log_index > 0 for m in through)
     assert len(history.active_blocks) < 400  # empty stretches between
     stamps = {int(log["blockTimestamp"], 16) - int(log["blockNumber"], 16) * 2 for log in logs}
