@@ -1,1 +1,2 @@
+from tests.fixtures_chain import *  # noqa: F403
 from tests.fixtures_db import *  # noqa: F403

@@ -12,7 +12,6 @@ from eth_utils import keccak
 from glisk_pipeline import devchain as dc
 
 # Until tests/conftest.py imports the chain fixtures, this module brings them (drop the * then).
-from tests.fixtures_chain import *  # noqa: F403
 from tests.fixtures_chain import DevChain
 
 PRICE = dc.DEFAULT_MINT_PRICE
