@@ -40,10 +40,10 @@ ALCHEMY_HOSTS = {
 }
 
 
-def normalize_address(value: str, variable: str = "address") -> str:
+def normalize_address(value: str) -> str:
     """Lowercase 0x-hex, the one form every writer stores."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value.strip()):
-        raise ValueError(f"{variable} must be a 0x-prefixed 20-byte hex address")
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
     return value.strip().lower()
 
 
@@ -87,10 +87,10 @@ class Settings(BaseSettings):
 
     @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
     @classmethod
-    def _address(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
+    def _address(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        return normalize_address(value, info.field_name)
+        return normalize_address(value)
 
     @field_validator("NETWORK", mode="before")
     @classmethod
