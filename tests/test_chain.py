@@ -22,23 +22,7 @@ from glisk_pipeline.devchain import (
     random_address,
 )
 from tests.fixtures_chain import DevChain
-
-
-def as_webhook(log: dict, block: dict) -> tuple[dict, dict]:
-    """The same log in Alchemy's Custom-Webhook (GraphQL) shape."""
-    gql_log = {
-        "account": {"address": log["address"]},
-        "topics": log["topics"],
-        "data": log["data"],
-        "index": int(log["logIndex"], 16),
-        "transaction": {"hash": log["transactionHash"], "status": 1},
-    }
-    gql_block = {
-        "number": int(block["number"], 16),
-        "hash": block["hash"],
-        "timestamp": int(block["timestamp"], 16),
-    }
-    return gql_log, gql_block
+from webhook_service.replay import as_webhook
 
 
 @pytest.fixture
