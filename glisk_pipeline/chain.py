@@ -25,6 +25,7 @@ _HEX = frozenset("0123456789abcdef")
 # The database columns' ranges: a value past them is not a real log, and must fail here
 # with a DecodeError rather than as a database error halfway through a batch.
 INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+MAX_TIMESTAMP = 10**11  # year ~5100; PostgreSQL's to_timestamp overflows far above it
 
 
 class DecodeError(ValueError):
@@ -116,7 +117,7 @@ def _decode(
         log_index=_bounded(log_index, "logIndex", INT32_MAX),
         block_number=_bounded(block_number, "blockNumber", INT64_MAX),
         block_hash=_hex(block_hash, "blockHash", 32),
-        block_timestamp=_bounded(block_timestamp, "blockTimestamp", 2**37),  # year ~6300
+        block_timestamp=_bounded(block_timestamp, "blockTimestamp", MAX_TIMESTAMP),
         contract_address=_hex(address, "address", 20),
         minter=_topic_address(t1, "topics[1]"),
         author_wallet=_topic_address(t2, "topics[2]"),
