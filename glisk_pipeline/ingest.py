@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, decode_rpc_log
-from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.db.store import MintStore, StoreResult
 from glisk_pipeline.rpc import RpcClient
 
 T = TypeVar("T")
@@ -68,16 +68,23 @@ def backfill_range(
     from_block: int,
     to_block: int,
     *,
+    final_block: int | None = None,
     dry_run: bool = False,
     on_chunk: Callable[[ChunkReport], None] | None = None,
 ) -> BackfillReport:
     """Make the tables equal the chain for [from_block, to_block] (or, with dry_run,
     only fetch and decode). Raises RpcError / StoreError; chunks stored before a failure
-    stay stored and checkpointed."""
+    stay stored and checkpointed.
+
+    Only final blocks are reconciled (rows not on the chain marked removed, range
+    checkpointed): pass `final_block` when the range may reach past it, and the blocks
+    above it are only added to (a lagging provider's empty answer for a fresh block must
+    not remove what the webhook stored). None means the whole range is final."""
     contract = contract.lower()
     report = BackfillReport(from_block, to_block)
     calls, retries = client.stats.calls, client.stats.retries
     started = time.perf_counter()
+    last_final = to_block if final_block is None else min(to_block, final_block)
     try:
         chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block)
         for chunk in prefetch(chunks):
@@ -87,21 +94,7 @@ def backfill_range(
                 # a provider must filter for us, but a wrong log must never be stored
                 if log.get("address", "").lower() == contract
             ]
-            if dry_run:
-                part = ChunkReport(chunk.from_block, chunk.to_block, len(records), 0, 0, 0, 0)
-            else:
-                result = store.reconcile_range(
-                    records, start_block=chunk.from_block, end_block=chunk.to_block
-                )
-                part = ChunkReport(
-                    chunk.from_block,
-                    chunk.to_block,
-                    len(records),
-                    result.stored,
-                    result.duplicates,
-                    result.removed,
-                    result.tokens,
-                )
+            part = _write(store, chunk.from_block, chunk.to_block, records, last_final, dry_run)
             report.chunks.append(part)
             report.logs_found += part.found
             report.stored += part.stored
@@ -116,6 +109,29 @@ def backfill_range(
         report.final_chunk_size = client.stats.chunk_size
         report.duration_s = time.perf_counter() - started
     return report
+
+
+def _write(
+    store: MintStore,
+    start: int,
+    end: int,
+    records: list[MintRecord],
+    last_final: int,
+    dry_run: bool,
+) -> ChunkReport:
+    if dry_run:
+        return ChunkReport(start, end, len(records), 0, 0, 0, 0)
+    result = StoreResult()
+    if start <= last_final:  # the final part: the chain is the truth for it
+        final_end = min(end, last_final)
+        final = [r for r in records if r.block_number <= final_end]
+        result.merge(store.reconcile_range(final, start_block=start, end_block=final_end))
+    fresh = [r for r in records if r.block_number > last_final]
+    if fresh:
+        result.merge(store.store(fresh, source="backfill"))
+    return ChunkReport(
+        start, end, len(records), result.stored, result.duplicates, result.removed, result.tokens
+    )
 
 
 _DONE = object()
@@ -158,5 +174,7 @@ def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        # a worker stuck in a slow RPC call finishes it on its own (daemon thread)
-        worker.join(timeout=5)
+        # Wait for the worker to finish the item in hand (bounded by the RPC client's
+        # timeout and attempts): it uses the caller's client, which must not be closed
+        # or reused under it.
+        worker.join()

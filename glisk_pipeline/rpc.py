@@ -100,7 +100,17 @@ _BLOCK_HINTS = (
     "range too large",
     "range is too large",
 )
-_RATE_HINTS = ("rate limit", "compute units", "too many requests", "capacity", "throughput")
+# Checked first: they mention "block range" but are not about its width.
+_LAGGING_HINTS = ("beyond current head", "header not found", "unknown block")
+_FATAL_HINTS = ("invalid block range",)
+_RATE_HINTS = (
+    "rate limit",
+    "compute units",
+    "too many requests",
+    "capacity",
+    "throughput",
+    "limit exceeded",
+)
 _TRANSIENT_HINTS = ("no backend", "timeout", "temporarily", "unavailable", "try again", "busy")
 
 
@@ -112,6 +122,10 @@ def classify(
     message = str(error.get("message", "")) if isinstance(error, dict) else ""
     text = message.lower()
     after = _seconds(retry_after)
+    if any(hint in text for hint in _LAGGING_HINTS):  # a node behind its peers: wait
+        return Failure(Kind.TRANSIENT, message, retry_after=after)
+    if any(hint in text for hint in _FATAL_HINTS):
+        return Failure(Kind.FATAL, message)
     per_blocks = not any(hint in text for hint in _RESULT_HINTS)
     if not per_blocks or any(hint in text for hint in _BLOCK_HINTS):
         suggested = None
@@ -124,7 +138,8 @@ def classify(
                 cap = int(m.group(1).replace(",", ""))
                 break
         return Failure(Kind.RANGE, message, suggested, cap, per_blocks=per_blocks)
-    if status == 429 or code == 429 or any(hint in text for hint in _RATE_HINTS):
+    # -32005 is Infura's "limit exceeded" (when not about results, handled above)
+    if status == 429 or code in (429, -32005) or any(hint in text for hint in _RATE_HINTS):
         return Failure(Kind.RATE_LIMIT, message or "HTTP 429", retry_after=after)
     if status is not None and (status >= 500 or status == 408):
         return Failure(Kind.TRANSIENT, message or f"HTTP {status}", retry_after=after)
@@ -364,6 +379,15 @@ class RpcClient:
         except orjson.JSONDecodeError:
             body = None
         error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(body, list) and response.status_code == 200:
+            # a batch: items fail one by one (e.g. a per-item 429); retry the batch when
+            # one failed for a reason worth waiting out, else batch() names the item
+            for item in body:
+                if isinstance(item, dict) and item.get("error"):
+                    failure = classify(status=200, error=item["error"], retry_after=retry_after)
+                    if failure.kind in (Kind.RATE_LIMIT, Kind.TRANSIENT):
+                        raise _Retry(failure)
+            return body
         if response.status_code == 200 and body is not None and not error:
             return body
         if body is None and response.status_code == 200:

@@ -92,8 +92,8 @@ class FaultProxy:
         self._results = (logs, style)
 
     def script(self, *faults: str) -> None:
-        """Faults for the next requests, one each: '429', 'rpc429', '503', 'timeout',
-        'reset', 'truncate', 'nobackend'."""
+        """Faults for the next requests, one each: '429', 'rpc429', 'item429' (every item
+        of a batch rate-limited), '503', 'timeout', 'reset', 'truncate', 'nobackend'."""
         self._script.extend(faults)
 
     def count(self, method: str) -> int:
@@ -106,7 +106,7 @@ class FaultProxy:
         with self._lock:
             self.requests.append(payload)
             fault = self._script.popleft() if self._script else None
-        if fault is not None:
+        if fault is not None and fault != "ok":  # 'ok': let this one through
             self.faults.append(fault)
             if self._inject(handler, fault, payload):
                 return
@@ -142,6 +142,12 @@ class FaultProxy:
         elif fault == "nobackend":
             error = {"code": -32011, "message": "no backend is currently healthy to serve traffic"}
             self._reply(handler, 200, {"jsonrpc": "2.0", "id": rid, "error": error})
+        elif fault == "item429":  # a batch whose items each fail with a rate limit
+            error = {"code": 429, "message": "Your app has exceeded its compute units per second"}
+            items = payload if isinstance(payload, list) else [payload]
+            self._reply(
+                handler, 200, [{"jsonrpc": "2.0", "id": i["id"], "error": error} for i in items]
+            )
         elif fault == "timeout":
             time.sleep(self.timeout_sleep)
             return False  # then answer late: the client has given up by then

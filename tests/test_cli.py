@@ -38,6 +38,7 @@ def env(devchain: DevChain, pg_url: str, pg_engine: Engine, tmp_path) -> Iterato
         "GLISK_NFT_CONTRACT_ADDRESS": devchain.glisk,
         "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
         "GLISK_START_BLOCK": "0",
+        "GLISK_CONFIRMATIONS": "0",  # every mined block final, unless a test says otherwise
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -96,6 +97,13 @@ def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, 
         ({}, [], 1, "--from-block"),
         ({"GLISK_NFT_CONTRACT_ADDRESS": "0x12"}, ["--from-block", "0"], 1, "GLISK_NFT_CONTRACT"),
         ({"NETWORK": "BASE_MAINNET"}, ["--from-block", "0"], 1, "8453"),
+        ({}, ["--from-block", "0", "--to-block", "99999999"], 1, "beyond the chain head"),
+        (
+            {"DATABASE_URL": "postgresql://postgres:pw-secret@127.0.0.1:9/x"},
+            ["--from-block", "0"],
+            1,
+            "database",
+        ),
         (
             {"RPC_URL": "http://127.0.0.1:9", "RPC_MAX_ATTEMPTS": "2"},
             ["--from-block", "0"],
@@ -112,10 +120,25 @@ def test_errors_and_exit_codes(
         monkeypatch.setenv(key, value)
     assert recover_events.main(args) == code
     err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err
+    assert needle in err and "Traceback" not in err and "pw-secret" not in err
 
 
 def test_bad_argument_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_:
         recover_events.main(["--to-block", "soon"])
     assert exit_.value.code == 2 and "--to-block" in capsys.readouterr().err
+
+
+def test_blocks_past_the_final_head_are_added_but_not_checkpointed(
+    env, history, devchain, pg_engine
+) -> None:  # type: ignore[no-untyped-def]
+    from glisk_pipeline.db.store import MintStore
+
+    env = {**env, "GLISK_CONFIRMATIONS": "100"}
+    out = run(env, "--from-block", "0", "--to-block", "latest", "--batch-size", "1000")
+    assert out.returncode == 0, out.stderr
+    assert table_rows(pg_engine) == chain_rows(devchain)  # everything added
+    checkpoint = MintStore(pg_engine, DEFAULT_AUTHOR).last_processed_block()
+    assert checkpoint == devchain.anvil.block_number() - 100  # only the final part
+    again = run(env)  # default --to-block final: nothing left
+    assert again.returncode == 0 and "Nothing to do" in again.stdout

@@ -119,6 +119,20 @@ def test_missing_block_timestamps_are_batched(devchain, history, proxy) -> None:
     assert 1 <= len(batches) <= len(stamps) // 100 + len(chunks)
 
 
+def test_rate_limited_batch_items_are_retried(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
+    proxy.strip_timestamps = True
+    proxy.script("ok", "item429")  # eth_getLogs passes, the header batch is rate-limited
+    with client_for(proxy) as client:
+        chunks = list(
+            client.iter_logs(
+                devchain.glisk, BATCH_MINTED_TOPIC0, history.from_block, history.to_block
+            )
+        )
+        assert client.stats.retries == 1
+    assert proxy.faults == ["item429"]
+    assert all(log["blockTimestamp"] for chunk in chunks for log in chunk.logs)
+
+
 def test_chain_id_mismatch_names_both_and_hides_the_url(devchain) -> None:  # type: ignore[no-untyped-def]
     url = devchain.anvil.url + "/?apikey=sekrit"
     with RpcClient(url) as client:
@@ -236,6 +250,16 @@ def test_sparse_history_costs_few_calls(devchain: DevChain) -> None:
             None,
         ),
         (503, None, Kind.TRANSIENT, None, None),
+        (200, {"code": -32005, "message": "limit exceeded"}, Kind.RATE_LIMIT, None, None),
+        (200, {"code": -32000, "message": "header not found"}, Kind.TRANSIENT, None, None),
+        (
+            200,
+            {"code": -32000, "message": "block range extends beyond current head block"},
+            Kind.TRANSIENT,
+            None,
+            None,
+        ),
+        (200, {"code": -32602, "message": "invalid block range params"}, Kind.FATAL, None, None),
         (
             200,
             {"code": -32602, "message": "invalid argument 0: hex string without 0x prefix"},

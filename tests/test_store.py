@@ -220,3 +220,120 @@ def test_rows_are_lowercase_hex_everywhere(store: MintStore, engine: Engine) -> 
     assert upper == 0
     with pytest.raises(Exception), engine.begin() as conn:  # noqa: B017
         conn.execute(authors.insert().values(wallet_address="0x" + "AB" * 20))
+
+
+def _swap_blocks(records):  # type: ignore[no-untyped-def]
+    """A reorg that swaps two transactions between blocks 100 and 101, and with them
+    their token ids (ids follow chain order)."""
+    tx1, tx2 = records
+    hash100, hash101 = "0x" + "a1" * 32, "0x" + "b2" * 32
+    new_tx2 = dataclasses.replace(
+        tx2, block_number=100, block_hash=hash100, start_token_id=tx1.start_token_id
+    )
+    new_tx1 = dataclasses.replace(
+        tx1,
+        block_number=101,
+        block_hash=hash101,
+        start_token_id=tx1.start_token_id + tx2.quantity,
+    )
+    return new_tx1, new_tx2
+
+
+def _two_blocks() -> list:
+    first, second = make_records(2)
+    second = dataclasses.replace(second, block_number=101, block_hash="0x" + "0b" * 32)
+    return [first, second]
+
+
+def test_reorg_moving_transactions_between_blocks_loses_nothing(
+    store: MintStore, engine: Engine
+) -> None:
+    old = _two_blocks()
+    store.store(old, source="webhook")
+    new_tx1, new_tx2 = _swap_blocks(old)
+    # the backfill reconciles the final range block by block
+    first = store.reconcile_range([new_tx2], start_block=100, end_block=100)
+    second = store.reconcile_range([new_tx1], start_block=101, end_block=101)
+    assert [e.outcome for e in first.events + second.events] == ["restored", "restored"]
+    with engine.connect() as conn:
+        live = conn.execute(
+            select(mint_events.c.tx_hash, mint_events.c.block_number, mint_events.c.start_token_id)
+            .where(~mint_events.c.removed)
+            .order_by(mint_events.c.block_number)
+        ).all()
+    assert live == [
+        (new_tx2.tx_hash, 100, new_tx2.start_token_id),
+        (new_tx1.tx_hash, 101, new_tx1.start_token_id),
+    ]
+    assert count(engine, tokens) == old[0].quantity + old[1].quantity
+
+
+def test_webhook_delivery_moving_a_log_to_another_block(store: MintStore, engine: Engine) -> None:
+    old = _two_blocks()
+    for r in old:
+        store.store_block_delivery(
+            block_number=r.block_number, block_hash=r.block_hash, sequence_number=1, records=[r]
+        )
+    new_tx1, new_tx2 = _swap_blocks(old)
+    # block 101 (now holding tx1) arrives before block 100's re-delivery
+    store.store_block_delivery(
+        block_number=101, block_hash=new_tx1.block_hash, sequence_number=2, records=[new_tx1]
+    )
+    store.store_block_delivery(
+        block_number=100, block_hash=new_tx2.block_hash, sequence_number=3, records=[new_tx2]
+    )
+    with engine.connect() as conn:
+        live = set(
+            conn.execute(
+                select(mint_events.c.tx_hash, mint_events.c.block_hash).where(
+                    ~mint_events.c.removed
+                )
+            ).all()
+        )
+    assert live == {(new_tx1.tx_hash, new_tx1.block_hash), (new_tx2.tx_hash, new_tx2.block_hash)}
+    assert count(engine, tokens) == old[0].quantity + old[1].quantity
+
+
+def test_late_webhook_retry_cannot_undo_a_reconciled_final_block(
+    store: MintStore, engine: Engine
+) -> None:
+    canonical = make_records(3)  # block 100
+    store.reconcile_range(canonical, start_block=100, end_block=100)
+    orphan = dataclasses.replace(canonical[0], tx_hash="0x" + "e" * 64, start_token_id=10**6)
+    late = store.store_block_delivery(
+        block_number=100, block_hash="0x" + "a" * 64, sequence_number=1, records=[orphan]
+    )
+    assert late.stale and "final" in (late.stale_reason or "")
+    assert count(engine, mint_events, ~mint_events.c.removed) == 3
+    assert count(engine, mint_events) == 3
+
+
+def test_sequence_numbers_compare_as_numbers_not_text(store: MintStore, engine: Engine) -> None:
+    record = make_records(1)[0]
+    store.store_block_delivery(
+        block_number=100, block_hash=record.block_hash, sequence_number=10, records=[record]
+    )
+    older = store.store_block_delivery(
+        block_number=100, block_hash="0x" + "c" * 64, sequence_number=9, records=[]
+    )
+    assert older.stale  # "9" > "10" as text; 9 < 10 as numbers
+    assert count(engine, mint_events, ~mint_events.c.removed) == 1
+
+
+def test_sequence_numbers_are_per_webhook(store: MintStore, engine: Engine) -> None:
+    record = make_records(1)[0]
+    store.store_block_delivery(
+        block_number=100,
+        block_hash=record.block_hash,
+        sequence_number=10**19,
+        records=[],
+        webhook_id="wh_one",
+    )
+    other = store.store_block_delivery(
+        block_number=100,
+        block_hash=record.block_hash,
+        sequence_number=10**17,
+        records=[record],
+        webhook_id="wh_two",
+    )
+    assert not other.stale and other.stored == 1

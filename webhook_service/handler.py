@@ -140,12 +140,13 @@ def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
         block_hash=wanted.block_hash,
         sequence_number=wanted.sequence_number,
         records=wanted.records,
+        webhook_id=wanted.webhook_id,
     )
 
 
 def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -> Answer:
     if result.stale:
-        message = "stale delivery: a newer one for this block was already applied"
+        message = f"stale delivery: {result.stale_reason}"
         return Answer(200, SuccessBody(message=message), "stale")
     # The store orders by (tx_hash, log_index) for its locks; answer in block order.
     ordered = sorted(result.events, key=lambda e: e.log_index)

@@ -173,6 +173,7 @@ class BlockDelivery:
     sequence_number: int | None
     records: list[MintRecord]
     ignored: int  # logs that were not BatchMinted logs of our contract
+    webhook_id: str = ""  # sequence numbers are per webhook
 
 
 def _matches(log: GraphqlLog | RpcLog, contract: str) -> bool:
@@ -227,6 +228,7 @@ def interpret(delivery: AlchemyDelivery, contract: str) -> BlockDelivery:
         sequence_number=delivery.event.sequenceNumber,
         records=records,
         ignored=ignored,
+        webhook_id=delivery.webhookId or "",
     )
 
 

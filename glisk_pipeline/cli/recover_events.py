@@ -16,6 +16,8 @@ import argparse
 import sys
 import time
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from glisk_pipeline.chain import DecodeError
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.migrate import current_revision, head_revision
@@ -39,9 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--to-block",
-        default="latest",
+        default="final",
         type=to_block_arg,
-        help="last block: a number, 'latest' (chain head) or 'final' (default: latest)",
+        help="last block: a number, 'final' (the final head: finalized block or head - "
+        "GLISK_CONFIRMATIONS; the default) or 'latest' (the chain head). Blocks past the "
+        "final head are only added to, never reconciled or checkpointed.",
     )
     parser.add_argument(
         "--batch-size", type=int, default=None, help="blocks per batch (default: partition size)"
@@ -99,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return EXIT_ERROR
             start = last + 1
-        end = resolve_to_block(client, args.to_block, settings.GLISK_CONFIRMATIONS)
+        head = client.block_number()
+        final = client.final_block(settings.GLISK_CONFIRMATIONS)
+        end = {"latest": head, "final": final}.get(args.to_block) or int(args.to_block)
+        if end > head:
+            print(f"error: --to-block {end} is beyond the chain head {head}", file=sys.stderr)
+            return EXIT_ERROR
         if start > end:
             print(f"Nothing to do: from block {start} is past to block {end}")
             return EXIT_OK
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Processing blocks {a} - {b} (batch {i}/{len(batches)})", flush=True)
             report = backfill_range(
                 client, store, settings.contract_address, a, b,
-                dry_run=args.dry_run, on_chunk=on_chunk,
+                final_block=final, dry_run=args.dry_run, on_chunk=on_chunk,
             )  # fmt: skip
             for key, value in (
                 ("found", report.logs_found),
@@ -140,18 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted: run again without --from-block to resume", file=sys.stderr)
     except (RpcError, StoreError, DecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except SQLAlchemyError as exc:
+        # the driver's first line (it names host and port, never the password)
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        print(f"error: database: {type(cause).__name__}: {first}", file=sys.stderr)
     finally:
         client.close()
         engine.dispose()
     return EXIT_PARTIAL if chunks_stored else EXIT_ERROR
-
-
-def resolve_to_block(client: RpcClient, value: str, confirmations: int | None) -> int:
-    if value == "latest":
-        return client.block_number()
-    if value == "final":
-        return client.final_block(confirmations)
-    return int(value)
 
 
 def print_chunk(chunk: ChunkReport) -> None:

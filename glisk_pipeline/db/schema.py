@@ -37,8 +37,9 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Wei(TypeDecorator[int]):
-    """uint256 wei, exact: NUMERIC(78,0) on PostgreSQL; TEXT on SQLite, whose NUMERIC
-    affinity silently turns integers above 2^63 into floats. Reads back as int."""
+    """uint256, exact: NUMERIC(78,0) on PostgreSQL; 78-digit zero-padded TEXT on SQLite,
+    whose NUMERIC affinity silently turns integers above 2^63 into floats. Reads back as
+    int."""
 
     impl = Numeric(78, 0)
     cache_ok = True
@@ -51,7 +52,11 @@ class Wei(TypeDecorator[int]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        return str(int(value)) if dialect.name == "sqlite" else Decimal(int(value))
+        if dialect.name == "sqlite":
+            # zero-padded to a fixed width, so that text order is numeric order
+            # (sequenceNumber comparisons happen in SQL)
+            return str(int(value)).zfill(78)
+        return Decimal(int(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
         return None if value is None else int(value)
@@ -164,6 +169,8 @@ processed_ranges = Table(
 webhook_blocks = Table(
     "webhook_blocks",
     metadata,
+    # Each webhook numbers its own deliveries: sequence numbers compare within one only.
+    Column("webhook_id", String(128), primary_key=True),
     Column("block_number", BigInteger, primary_key=True),
     Column("block_hash", String(66), nullable=False),
     Column("sequence_number", Wei(), nullable=False),

@@ -25,9 +25,10 @@ from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     Connection,
     Engine,
-    and_,
+    String,
     bindparam,
     delete,
     func,
@@ -82,7 +83,8 @@ class EventOutcome:
 class StoreResult:
     events: list[EventOutcome] = field(default_factory=list)
     removed: int = 0  # live rows marked removed by this call
-    stale: bool = False  # a webhook delivery older than one already applied
+    stale: bool = False  # a webhook delivery that must not change anything
+    stale_reason: str | None = None
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for e in self.events if e.outcome == outcome)
@@ -103,6 +105,7 @@ class StoreResult:
         self.events.extend(other.events)
         self.removed += other.removed
         self.stale = self.stale or other.stale
+        self.stale_reason = self.stale_reason or other.stale_reason
 
 
 class MintStore:
@@ -129,23 +132,36 @@ class MintStore:
         block_hash: str,
         sequence_number: int,
         records: Iterable[MintRecord],
+        webhook_id: str = "",
     ) -> StoreResult:
-        """Apply one webhook delivery for a block. A higher sequenceNumber with a new hash
-        (a reorg) marks the old hash's rows removed; an older sequenceNumber than one
-        already applied changes nothing (`stale`)."""
+        """Apply one webhook delivery for a block. A higher sequenceNumber (of the same
+        webhook: each numbers its own deliveries) with a new hash (a reorg) marks the old
+        hash's rows removed; an older sequenceNumber than one already applied changes
+        nothing (`stale`), and neither does a delivery for a block that a backfill has
+        already reconciled as final (the chain decided; a late retry must not undo it)."""
         batch = _dedupe(records)
         block_hash = block_hash.lower()
 
         def work(conn: Connection) -> StoreResult:
-            if not self._claim_block(conn, block_number, block_hash, sequence_number):
-                return StoreResult(stale=True)
-            removed = self._mark_removed(
-                conn,
-                and_(
-                    mint_events.c.block_number == block_number,
-                    mint_events.c.block_hash != block_hash,
-                ),
+            if self._is_reconciled(conn, block_number):
+                reason = "block already reconciled from the chain as final"
+                return StoreResult(stale=True, stale_reason=reason)
+            if not self._claim_block(conn, webhook_id, block_number, block_hash, sequence_number):
+                reason = "a newer delivery for this block was already applied"
+                return StoreResult(stale=True, stale_reason=reason)
+            replaced = (
+                conn.execute(
+                    select(mint_events.c.id).where(
+                        mint_events.c.block_number == block_number,
+                        mint_events.c.block_hash != block_hash,
+                        ~mint_events.c.removed,
+                    )
+                )
+                .scalars()
+                .all()
             )
+            stale_ids = set(replaced) | self._moved_ids(conn, batch)
+            removed = self._remove_ids(conn, sorted(stale_ids))
             result = self._upsert(conn, batch, "webhook")
             result.removed = removed
             return result
@@ -185,8 +201,11 @@ class MintStore:
                     ~mint_events.c.removed,
                 )
             ).all()
-            stale_ids = [row.id for row in live if tuple(row[1:]) not in canonical]
-            removed = self._remove_ids(conn, stale_ids)
+            stale_ids = {row.id for row in live if tuple(row[1:]) not in canonical}
+            # canonical logs still live at another block (a reorg moved their transaction
+            # to another block, maybe outside this range): move them here
+            stale_ids |= self._moved_ids(conn, batch)
+            removed = self._remove_ids(conn, sorted(stale_ids))
             result = self._upsert(conn, batch, source)
             result.removed = removed
             self._record_range(conn, start_block, end_block, len(batch))
@@ -360,16 +379,24 @@ class MintStore:
         return outcomes
 
     def _claim_block(
-        self, conn: Connection, block_number: int, block_hash: str, sequence_number: int
+        self,
+        conn: Connection,
+        webhook_id: str,
+        block_number: int,
+        block_hash: str,
+        sequence_number: int,
     ) -> bool:
-        """Record this delivery as the block's newest, unless a newer one was applied.
-        The row lock it takes serialises deliveries of the same block."""
+        """Record this delivery as the block's newest from this webhook, unless a newer
+        one was applied. The row lock it takes serialises deliveries of the same block."""
         insert = pg_insert if self._pg else sqlite_insert
         stmt = insert(webhook_blocks).values(
-            block_number=block_number, block_hash=block_hash, sequence_number=sequence_number
+            webhook_id=webhook_id,
+            block_number=block_number,
+            block_hash=block_hash,
+            sequence_number=sequence_number,
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=[webhook_blocks.c.block_number],
+            index_elements=[webhook_blocks.c.webhook_id, webhook_blocks.c.block_number],
             set_={
                 "block_hash": stmt.excluded.block_hash,
                 "sequence_number": stmt.excluded.sequence_number,
@@ -379,13 +406,46 @@ class MintStore:
         ).returning(webhook_blocks.c.block_number)
         return conn.execute(stmt).first() is not None
 
-    def _mark_removed(self, conn: Connection, condition) -> int:  # type: ignore[no-untyped-def]
-        ids = (
-            conn.execute(select(mint_events.c.id).where(condition, ~mint_events.c.removed))
-            .scalars()
-            .all()
+    def _moved_ids(self, conn: Connection, batch: list[MintRecord]) -> set[int]:
+        """Live rows of these logs recorded under another block hash. Without removing
+        them first, the upsert would call the log a duplicate and leave it (and its
+        token ids) at a block the chain no longer has."""
+        if not batch:
+            return set()
+        wanted = {r.key: r.block_hash for r in batch}
+        columns = (mint_events.c.id, mint_events.c.tx_hash, mint_events.c.log_index)
+        hashes = sorted({r.tx_hash for r in batch})
+        rows = []
+        step = len(hashes) if self._pg else 500  # SQLite: bounded IN lists
+        for start in range(0, len(hashes), step):
+            part = hashes[start : start + step]
+            match = (
+                mint_events.c.tx_hash == func.any(bindparam("h", part, type_=ARRAY(String)))
+                if self._pg
+                else mint_events.c.tx_hash.in_(part)
+            )
+            rows += conn.execute(
+                select(*columns, mint_events.c.block_hash).where(match, ~mint_events.c.removed)
+            ).all()
+        return {
+            row.id
+            for row in rows
+            if (row.tx_hash, row.log_index) in wanted
+            and wanted[(row.tx_hash, row.log_index)] != row.block_hash
+        }
+
+    def _is_reconciled(self, conn: Connection, block_number: int) -> bool:
+        return (
+            conn.execute(
+                select(processed_ranges.c.start_block)
+                .where(
+                    processed_ranges.c.start_block <= block_number,
+                    processed_ranges.c.end_block >= block_number,
+                )
+                .limit(1)
+            ).first()
+            is not None
         )
-        return self._remove_ids(conn, list(ids))
 
     def _remove_ids(self, conn: Connection, ids: Sequence[int]) -> int:
         """Mark events removed and delete their token rows (they left the detected queue:

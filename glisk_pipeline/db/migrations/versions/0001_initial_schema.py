@@ -119,6 +119,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "webhook_blocks",
+        sa.Column("webhook_id", sa.String(length=128), nullable=False),
         sa.Column("block_number", sa.BigInteger(), nullable=False),
         sa.Column("block_hash", sa.String(length=66), nullable=False),
         sa.Column("sequence_number", WEI, nullable=False),
@@ -128,7 +129,7 @@ def upgrade() -> None:
             server_default=sa.text("(CURRENT_TIMESTAMP)"),
             nullable=False,
         ),
-        sa.PrimaryKeyConstraint("block_number", name=op.f("pk_webhook_blocks")),
+        sa.PrimaryKeyConstraint("webhook_id", "block_number", name=op.f("pk_webhook_blocks")),
     )
     op.create_table(
         "tokens",
