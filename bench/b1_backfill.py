@@ -117,11 +117,3 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
             memory[f"{total}_events"] = peak_rss(chain, lo, more.to_block)
         result["project_peak_memory"] = memory
     return result
-
-
-def main() -> None:
-    print(json.dumps(run(400, 200, 100, 800), indent=2))
-
-
-if __name__ == "__main__":
-    main()

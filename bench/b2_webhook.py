@@ -4,7 +4,6 @@ default of 2 workers, real PostgreSQL) under load from bench.loadgen."""
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +83,9 @@ def verify(db: str, factory: Factory) -> dict[str, Any]:
     }
 
 
-def run(seconds: float = 5.0, max_n: int = 6000, conc: int = 32) -> dict[str, Any]:
+def run(
+    seconds: float = 5.0, max_n: int = 6000, conc: int = 32, warmup: int = 200
+) -> dict[str, Any]:
     result: dict[str, Any] = {"workers": 2, "phase_seconds": seconds, "concurrency": conc}
     with throwaway_db("b2") as db, service(db) as svc:
         url = svc.url + PATH
@@ -96,7 +97,7 @@ def run(seconds: float = 5.0, max_n: int = 6000, conc: int = 32) -> dict[str, An
             sent.extend(reqs)
             return reqs
 
-        _run(closed_loop(url, fresh(200), 8))  # warm-up: connections, plans, pool
+        _run(closed_loop(url, fresh(warmup), 8))  # warm-up: connections, plans, pool
         result["success_200"] = profile(url, fresh, 200, seconds, max_n, conc)
 
         def cycle(pool: list[Request]) -> Any:
@@ -108,11 +109,3 @@ def run(seconds: float = 5.0, max_n: int = 6000, conc: int = 32) -> dict[str, An
     s, bad = result["success_200"], result["bad_signature_401"]
     result["ratio_401_over_success_max"] = round(bad["max"]["per_s"] / s["max"]["per_s"], 2)
     return result
-
-
-def main() -> None:
-    print(json.dumps(run(1.0, 300, 8), indent=2))
-
-
-if __name__ == "__main__":
-    main()
