@@ -100,6 +100,12 @@ def _broken(log: dict, **changes) -> dict:
             "address",
         ),
         (lambda log: _broken(log, data="0x" + "00" * 64), "quantity"),
+        (lambda log: _broken(log, logIndex=hex(2**31)), "logIndex"),
+        (lambda log: _broken(log, blockNumber=hex(2**63)), "blockNumber"),
+        (
+            lambda log: _broken(log, topics=[*log["topics"][:3], "0x" + "7f" + "ff" * 31]),
+            "startTokenId",
+        ),
     ],
 )
 def test_malformed_logs_raise_typed_errors(minted: list[dict], change, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -11,7 +12,7 @@ from glisk_pipeline.chain import decode_rpc_log
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.devchain import History, chain_logs, realistic_history
-from glisk_pipeline.ingest import backfill_range
+from glisk_pipeline.ingest import backfill_range, prefetch
 from glisk_pipeline.rpc import RpcClient
 from tests.chain_truth import chain_rows, table_rows, token_ids
 from tests.factories import DEFAULT_AUTHOR
@@ -72,3 +73,39 @@ def test_dry_run_writes_nothing(devchain, history, pg_engine) -> None:  # type: 
     assert report.logs_found == len(history.mints) and report.stored == 0
     with pg_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(mint_events)).scalar_one() == 0
+
+
+def test_prefetch_keeps_order_bounds_lookahead_and_propagates_errors() -> None:
+    produced: list[int] = []
+
+    def numbers():  # type: ignore[no-untyped-def]
+        for i in range(50):
+            produced.append(i)
+            yield i
+        raise RuntimeError("provider gave up")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="provider gave up"):
+        for item in prefetch(numbers(), depth=1):
+            time.sleep(0.002)
+            # one item queued + one being produced: never further ahead
+            assert len(produced) <= item + 3
+            seen.append(item)
+    assert seen == list(range(50))
+
+
+def test_prefetch_stops_the_worker_when_the_consumer_stops() -> None:
+    produced: list[int] = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    for item in prefetch(endless()):
+        if item == 3:
+            break
+    time.sleep(0.3)
+    assert len(produced) <= 6

@@ -27,15 +27,18 @@ from pydantic import (
 
 from glisk_pipeline.chain import (
     BATCH_MINTED_TOPIC0,
+    INT32_MAX,
+    INT64_MAX,
+    MAX_TIMESTAMP,
     DecodeError,
     MintRecord,
     decode_rpc_log,
     decode_webhook_log,
 )
 
-MAX_BIGINT = 2**63 - 1  # BIGINT columns: block_number, start_token_id
-MAX_INT = 2**31 - 1  # INTEGER column: log_index
-MAX_TIMESTAMP = 10**11  # year ~5100; PostgreSQL's to_timestamp overflows far above it
+# The database columns' ranges, as the decoder knows them (one place).
+MAX_BIGINT = INT64_MAX  # BIGINT columns: block_number, start_token_id
+MAX_INT = INT32_MAX  # INTEGER column: log_index
 MAX_SEQUENCE = 10**78 - 1  # NUMERIC(78, 0)
 LOGS_PATH = "event.data.block.logs"
 
