@@ -5,18 +5,30 @@ belongs to this range alone and not to the chain setup or an earlier contender."
 from __future__ import annotations
 
 import json
-import resource
 import sys
+from pathlib import Path
 
 from bench.contenders import project
 
 
 def main(argv: list[str]) -> int:
     rpc, db, contract, lo, hi = argv
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _hwm_kib()
     counts = project(rpc, db, contract, int(lo), int(hi))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({**counts, "rss_after_imports_mb": before / 1024, "peak_rss_mb": peak / 1024}))
+    print(
+        json.dumps(
+            {**counts, "rss_after_imports_mb": before / 1024, "peak_rss_mb": _hwm_kib() / 1024}
+        )
+    )
+
+
+def _hwm_kib() -> int:
+    """VmHWM: this image's peak RSS. (ru_maxrss survives exec, so a child forked from a
+    big parent would report the parent's peak.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
     return 0
 
 
