@@ -1,0 +1,119 @@
+"""B1: backfill throughput, end to end from anvil into PostgreSQL, four contenders over
+the same range of one chain, each into its own fresh database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import Chain, Timer, bench_chain, rate, throwaway_db
+from bench.contenders import baseline, ceiling, project
+from glisk_pipeline.db.engine import make_engine
+
+
+def _stored(
+    db: str, events_table: str = "mint_events", tokens_table: str = "tokens"
+) -> tuple[int, int]:
+    engine = make_engine(db)
+    try:
+        with engine.connect() as conn:
+            ev = conn.execute(text(f"SELECT count(*) FROM {events_table}")).scalar_one()
+            tok = conn.execute(text(f"SELECT count(*) FROM {tokens_table}")).scalar_one()
+    finally:
+        engine.dispose()
+    return ev, tok
+
+
+def _timed(name: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+    with throwaway_db(name) as db:
+        with Timer() as t:
+            counts = fn(*args[:1], db, *args[1:], **kw)
+        tables = ("ceil_events", "ceil_tokens") if fn is ceiling else ("mint_events", "tokens")
+        stored_ev, stored_tok = _stored(db, *tables)
+    return {
+        **counts,
+        "seconds": round(t.s, 3),
+        "events_per_s": rate(counts["events"], t.s),
+        "tokens_per_s": rate(counts["tokens"], t.s),
+        "stored_events": stored_ev,
+        "stored_tokens": stored_tok,
+    }
+
+
+def peak_rss(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
+    with throwaway_db("rss") as db:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.rss_probe",
+                chain.anvil.url,
+                db,
+                chain.contract,
+                str(lo),
+                str(hi),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    return json.loads(out.stdout)
+
+
+def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -> dict[str, Any]:
+    """n_batches logs over n_blocks; the baseline on the first baseline_events of them;
+    peak RSS again after extending the chain to big_batches logs."""
+    result: dict[str, Any] = {"workload": {"batches": n_batches, "blocks": n_blocks}}
+    with bench_chain(n_batches, n_blocks) as chain:
+        h = chain.history
+        lo, hi = h.from_block, h.to_block
+        args = (chain.anvil.url, chain.contract, lo, hi)
+        result["workload"]["tokens"] = h.tokens_minted
+        c: dict[str, Any] = {}
+        c["project"] = _timed("project", project, *args)
+        c["ceiling_idempotent"] = _timed("ceil_idem", ceiling, *args, idempotent=True)
+        c["ceiling_raw"] = _timed("ceil_raw", ceiling, *args, idempotent=False)
+        sub_hi = h.mints[min(baseline_events, len(h.mints)) - 1].block_number
+        c["baseline_subset"] = _timed(
+            "baseline", baseline, chain.anvil.url, chain.contract, lo, sub_hi
+        )
+        c["baseline_subset"]["note"] = f"first {baseline_events} events only (blocks {lo}-{sub_hi})"
+        for name, row in c.items():
+            expected = row["events"]
+            if row["stored_events"] != expected:
+                raise RuntimeError(f"{name}: stored {row['stored_events']} of {expected} events")
+        if c["project"]["events"] != len(h.mints):
+            raise RuntimeError("project path missed events")
+        result["contenders"] = c
+        p = c["project"]
+        result["ratios"] = {
+            "project_over_baseline": round(
+                p["events_per_s"] / c["baseline_subset"]["events_per_s"], 1
+            ),
+            "project_over_idempotent_ceiling": round(
+                p["events_per_s"] / c["ceiling_idempotent"]["events_per_s"], 3
+            ),
+            "project_over_raw_ceiling": round(
+                p["events_per_s"] / c["ceiling_raw"]["events_per_s"], 3
+            ),
+        }
+        memory = {f"{len(h.mints)}_events": peak_rss(chain, lo, hi)}
+        if big_batches > n_batches:
+            from glisk_pipeline.devchain import realistic_history
+
+            more = realistic_history(
+                chain.anvil,
+                chain.contract,
+                chain.decoy,
+                n_batches=big_batches - n_batches,
+                n_blocks=n_blocks,
+                seed=6,
+            )
+            total = len(h.mints) + len(more.mints)
+            memory[f"{total}_events"] = peak_rss(chain, lo, more.to_block)
+        result["project_peak_memory"] = memory
+    return result

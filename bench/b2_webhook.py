@@ -1,0 +1,111 @@
+"""B2: the webhook sidecar as deployed (`python -m webhook_service`, the README's
+default of 2 workers, real PostgreSQL) under load from bench.loadgen."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import DEFAULT_AUTHOR, throwaway_db
+from bench.deliveries import KEY, Factory, forged
+from bench.loadgen import Phase, Request, closed_loop, fixed_rate
+from glisk_pipeline.db.engine import make_engine
+from tests.webhook.helpers import Service  # the tests' subprocess runner, stopped by PID
+
+CONTRACT = "0x" + "c0" * 20
+PATH = "/webhooks/alchemy"
+
+
+@contextmanager
+def service(db: str, workers: int = 2) -> Iterator[Service]:
+    env = {
+        "DATABASE_URL": db,
+        "GLISK_NFT_CONTRACT_ADDRESS": CONTRACT,
+        "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
+        "ALCHEMY_WEBHOOK_SECRET": KEY,
+        "NETWORK": "LOCAL",
+        "WEBHOOK_WORKERS": str(workers),
+    }
+    with tempfile.TemporaryDirectory(prefix="glisk-bench-") as tmp:
+        svc = Service(env, Path(tmp))
+        try:
+            yield svc
+        finally:
+            svc.stop()
+
+
+def _errors(phase: Phase, ok: int) -> int:
+    return sum(v for k, v in phase.statuses.items() if k != ok)
+
+
+def _run(coro: Any) -> Phase:
+    return asyncio.run(coro)
+
+
+def profile(url: str, make: Any, ok: int, seconds: float, max_n: int, conc: int) -> dict[str, Any]:
+    """Max (closed loop), then fixed 200/s, then fixed 80% of max; `make(n)` gives requests."""
+    best = _run(closed_loop(url, make(max_n), conc))
+    out: dict[str, Any] = {"max": best.summary()}
+    max_rate = best.sent / best.seconds
+    out["max_sustained_per_s"] = round(max_rate, 1) if _errors(best, ok) == 0 else 0.0
+    at200 = _run(fixed_rate(url, make(int(200 * seconds)), 200))
+    out["at_200_per_s"] = at200.summary()
+    r80 = 0.8 * max_rate
+    at80 = _run(fixed_rate(url, make(int(r80 * seconds)), r80))
+    out["at_80pct_of_max"] = {**at80.summary(), "target_per_s": round(r80, 1)}
+    out["errors"] = sum(_errors(p, ok) for p in (best, at200, at80))
+    return out
+
+
+def verify(db: str, factory: Factory) -> dict[str, Any]:
+    """Every delivered log stored exactly once, and all its tokens."""
+    engine = make_engine(db)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT tx_hash, log_index FROM mint_events")).all()
+            n_tokens = conn.execute(text("SELECT count(*) FROM tokens")).scalar_one()
+    finally:
+        engine.dispose()
+    stored = {(r[0], r[1]) for r in rows}
+    return {
+        "logs_delivered": len(factory.logs),
+        "rows": len(rows),
+        "distinct_rows": len(stored),
+        "exactly_once": len(rows) == len(stored) and stored == factory.logs,
+        "tokens_expected": factory.tokens,
+        "tokens_stored": n_tokens,
+    }
+
+
+def run(
+    seconds: float = 5.0, max_n: int = 6000, conc: int = 32, warmup: int = 200
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"workers": 2, "phase_seconds": seconds, "concurrency": conc}
+    with throwaway_db("b2") as db, service(db) as svc:
+        url = svc.url + PATH
+        factory = Factory(CONTRACT)
+        sent: list[Request] = []
+
+        def fresh(n: int) -> list[Request]:
+            reqs = factory.make(n)
+            sent.extend(reqs)
+            return reqs
+
+        _run(closed_loop(url, fresh(warmup), 8))  # warm-up: connections, plans, pool
+        result["success_200"] = profile(url, fresh, 200, seconds, max_n, conc)
+
+        def cycle(pool: list[Request]) -> Any:
+            return lambda n: [pool[i % len(pool)] for i in range(n)]
+
+        result["duplicate_409"] = profile(url, cycle(list(sent)), 409, seconds, max_n, conc)
+        result["bad_signature_401"] = profile(url, cycle(forged(sent)), 401, seconds, max_n, conc)
+        result["verify"] = verify(db, factory)
+    s, bad = result["success_200"], result["bad_signature_401"]
+    result["ratio_401_over_success_max"] = round(bad["max"]["per_s"] / s["max"]["per_s"], 2)
+    return result

@@ -1,0 +1,91 @@
+"""Shared bench plumbing: throwaway PostgreSQL databases, one anvil chain per run, timing,
+results files. Everything started here is stopped by its own handle."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from glisk_pipeline.db.migrate import upgrade
+from glisk_pipeline.devchain import DEFAULT_MINT_PRICE, Anvil, History, deploy, realistic_history
+
+ADMIN_URL = os.environ.get(
+    "GLISK_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_AUTHOR = "0x" + "de" * 20
+
+
+def _admin(sql: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def throwaway_db(label: str, *, migrate: bool = True) -> Iterator[str]:
+    """A fresh database (migrated to head unless told not to), dropped afterwards."""
+    name = f"glisk_bench_{label}_{uuid.uuid4().hex[:8]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        if migrate:
+            upgrade(url)
+        yield url
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Chain:
+    anvil: Anvil
+    contract: str
+    decoy: str
+    history: History
+
+
+@contextmanager
+def bench_chain(n_batches: int, n_blocks: int, seed: int = 5) -> Iterator[Chain]:
+    """One anvil with a realistic history, shared by every contender of a run."""
+    with Anvil() as anvil:
+        contract = deploy(anvil, "GliskNFT", DEFAULT_MINT_PRICE).lower()
+        decoy = deploy(anvil, "DecoyNFT").lower()
+        history = realistic_history(
+            anvil, contract, decoy, n_batches=n_batches, n_blocks=n_blocks, seed=seed
+        )
+        yield Chain(anvil, contract, decoy, history)
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.s = time.perf_counter() - self.started
+        self.cpu_s = time.process_time() - self.cpu_started
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def rate(count: float, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds > 0 else 0.0

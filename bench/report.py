@@ -1,0 +1,104 @@
+# ruff: noqa: E501  (table rows read better on one line each)
+"""The figures table printed by `make bench` and pasted into bench/SUMMARY.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["| figure | value | target | holds |", "|---|---|---|---|"]
+
+    def add(name: str, value: Any, target: str = "", holds: bool | None = None) -> None:
+        mark = "" if holds is None else ("yes" if holds else "**no**")
+        lines.append(_row([name, value, target, mark]))
+
+    if b1 := results.get("b1"):
+        c, r = b1["contenders"], b1["ratios"]
+        for name, row in c.items():
+            add(
+                f"B1 {name} ev/s · tok/s · RPC calls",
+                f"{row['events_per_s']:,} · {row['tokens_per_s']:,} · {row['rpc_calls']} ({row['events']} ev)",
+            )
+        add(
+            "B1 project / baseline",
+            f"{r['project_over_baseline']}×",
+            "≥ 20×",
+            r["project_over_baseline"] >= 20,
+        )
+        add(
+            "B1 project / idempotent ceiling",
+            f"{r['project_over_idempotent_ceiling']:.0%}",
+            "≥ 50%",
+            r["project_over_idempotent_ceiling"] >= 0.5,
+        )
+        add("B1 project / raw ceiling", f"{r['project_over_raw_ceiling']:.0%}")
+        if "materialize_over_bare" in r:
+            m = r["materialize_over_bare"]
+            add("B1 materialize / bare path (time)", f"{m}×", "≤ 1.5×", m <= 1.5)
+        for label, mem in b1["project_peak_memory"].items():
+            add(
+                f"B1 project peak RSS, {label}",
+                f"{mem['peak_rss_mb']:.0f} MB (imports {mem['rss_after_imports_mb']:.0f} MB)",
+            )
+    if b2 := results.get("b2"):
+        s, d, b = b2["success_200"], b2["duplicate_409"], b2["bad_signature_401"]
+        add(
+            "B2 max stored deliveries/s (no errors)",
+            s["max_sustained_per_s"],
+            "≥ 1,000",
+            s["max_sustained_per_s"] >= 1000,
+        )
+        for name, prof in (("200", s), ("409", d), ("401", b)):
+            for key, label in (("at_200_per_s", "200/s"), ("at_80pct_of_max", "80% max")):
+                ph = prof[key]
+                add(
+                    f"B2 {name} path p50/p95/p99 ms at {label} ({ph['per_s']}/s, gen CPU {ph['generator_cpu_pct']}%)",
+                    f"{ph['p50_ms']} / {ph['p95_ms']} / {ph['p99_ms']}",
+                    "p99 ≤ 25" if (name, key) == ("200", "at_200_per_s") else "",
+                    ph["p99_ms"] <= 25 if (name, key) == ("200", "at_200_per_s") else None,
+                )
+            add(f"B2 {name} path max/s", prof["max"]["per_s"])
+        add(
+            "B2 401 / success throughput",
+            f"{b2['ratio_401_over_success_max']}×",
+            "≥ 3×",
+            b2["ratio_401_over_success_max"] >= 3,
+        )
+        v = b2["verify"]
+        add(
+            "B2 every delivered log stored exactly once",
+            f"{v['rows']}/{v['logs_delivered']}",
+            "all",
+            v["exactly_once"],
+        )
+    if b3 := results.get("b3"):
+        sp = b3["sparse"]
+        for label, row in sp.items():
+            if isinstance(row, dict):
+                ok = row["rpc_calls"] <= 20
+                add(
+                    f"B3 {sp['blocks']:,} blocks, {label}: RPC calls · s",
+                    f"{row['rpc_calls']} · {row['seconds']}",
+                    "≤ 20 calls",
+                    ok,
+                )
+        w = b3["webhook_vs_rows"]
+        keys = [k for k in w if k.endswith("_rows") and isinstance(w[k], dict)]
+        for k in keys:
+            add(
+                f"B3 webhook p50/p95/p99 ms at {w['per_s']}/s, {k}",
+                f"{w[k]['p50_ms']} / {w[k]['p95_ms']} / {w[k]['p99_ms']}",
+            )
+        for label, tick in b3.get("sensor_ticks", {}).items():
+            add(
+                f"B3 chain_head_sensor tick, {label}",
+                f"{tick} s",
+                "< 1 s at 10k",
+                tick < 1 if label.startswith("10000") else None,
+            )
+    return "\n".join(lines)

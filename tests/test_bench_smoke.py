@@ -1,0 +1,20 @@
+"""The benchmarks at tiny sizes, so they cannot rot: every contender runs end to end and
+the exactly-once checks inside them hold. No timing is asserted (ratios are for
+`make bench` on a quiet machine, not for a shared CI box)."""
+
+from __future__ import annotations
+
+from bench.run import main
+
+
+def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
+    results = main(["--smoke"])
+    b1 = results["b1"]["contenders"]
+    assert b1["project"]["events"] == b1["project"]["stored_events"] > 0
+    assert b1["ceiling_idempotent"]["events"] == b1["project"]["events"]
+    assert b1["baseline_subset"]["stored_events"] == b1["baseline_subset"]["events"] > 0
+    assert results["b2"]["verify"]["exactly_once"]
+    assert results["b2"]["success_200"]["errors"] == 0
+    sparse = results["b3"]["sparse"]
+    assert sparse["empty"]["events"] == 0
+    assert sparse["50_events"]["events"] == 50
