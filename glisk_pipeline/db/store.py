@@ -25,10 +25,8 @@ from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 from sqlalchemy import (
-    ARRAY,
     Connection,
     Engine,
-    String,
     bindparam,
     delete,
     func,
@@ -58,8 +56,10 @@ T = TypeVar("T")
 # Rows per statement on PostgreSQL: large enough to amortise the round trip, small enough
 # to keep one statement's memory modest. All chunks of a call share one transaction.
 PG_CHUNK = 5_000
-# SQLSTATEs worth retrying the whole transaction for: deadlock, serialization failure.
-RETRYABLE_SQLSTATES = {"40P01", "40001"}
+# SQLSTATEs worth retrying the whole transaction for: deadlock, serialization failure,
+# and a NOT NULL author_id: two writers creating the default author at once, where the
+# loser's statement snapshot cannot see the winner's row yet (its retry does).
+RETRYABLE_SQLSTATES = {"40P01", "40001", "23502"}
 
 
 class StoreError(RuntimeError):
@@ -143,25 +143,10 @@ class MintStore:
         block_hash = block_hash.lower()
 
         def work(conn: Connection) -> StoreResult:
-            if self._is_reconciled(conn, block_number):
-                reason = "block already reconciled from the chain as final"
-                return StoreResult(stale=True, stale_reason=reason)
-            if not self._claim_block(conn, webhook_id, block_number, block_hash, sequence_number):
-                reason = "a newer delivery for this block was already applied"
-                return StoreResult(stale=True, stale_reason=reason)
-            replaced = (
-                conn.execute(
-                    select(mint_events.c.id).where(
-                        mint_events.c.block_number == block_number,
-                        mint_events.c.block_hash != block_hash,
-                        ~mint_events.c.removed,
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            stale_ids = set(replaced) | self._moved_ids(conn, batch)
-            removed = self._remove_ids(conn, sorted(stale_ids))
+            refused = self._claim(conn, webhook_id, block_number, block_hash, sequence_number)
+            if refused is not None:
+                return StoreResult(stale=True, stale_reason=refused)
+            removed = self._remove_stale(conn, batch, block_number, block_number)
             result = self._upsert(conn, batch, "webhook")
             result.removed = removed
             return result
@@ -189,23 +174,7 @@ class MintStore:
             )
 
         def work(conn: Connection) -> StoreResult:
-            canonical = {(r.tx_hash, r.log_index, r.block_hash) for r in batch}
-            live = conn.execute(
-                select(
-                    mint_events.c.id,
-                    mint_events.c.tx_hash,
-                    mint_events.c.log_index,
-                    mint_events.c.block_hash,
-                ).where(
-                    mint_events.c.block_number.between(start_block, end_block),
-                    ~mint_events.c.removed,
-                )
-            ).all()
-            stale_ids = {row.id for row in live if tuple(row[1:]) not in canonical}
-            # canonical logs still live at another block (a reorg moved their transaction
-            # to another block, maybe outside this range): move them here
-            stale_ids |= self._moved_ids(conn, batch)
-            removed = self._remove_ids(conn, sorted(stale_ids))
+            removed = self._remove_stale(conn, batch, start_block, end_block)
             result = self._upsert(conn, batch, source)
             result.removed = removed
             self._record_range(conn, start_block, end_block, len(batch))
@@ -279,7 +248,8 @@ class MintStore:
         result = StoreResult()
         if not batch:
             return result
-        default_author = self._default_author_id(conn)
+        # PostgreSQL resolves (and creates) the default author inside the upsert itself
+        default_author = 0 if self._pg else self._default_author_id(conn)
         upsert = self._upsert_pg if self._pg else self._upsert_sqlite
         size = PG_CHUNK if self._pg else len(batch)
         for start in range(0, len(batch), size):
@@ -290,10 +260,7 @@ class MintStore:
         self, conn: Connection, chunk: list[MintRecord], source: Source, default_author: int
     ) -> list[EventOutcome]:
         if len(chunk) > 200:
-            # generate_series' fixed 1000-row estimate makes big chunks look costly enough
-            # to JIT-compile (~350 ms per statement, measured); and keep the token sort
-            # in memory.
-            conn.exec_driver_sql("SET LOCAL jit = off")
+            # keep the sort of a big chunk's token rows in memory
             conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         rows = conn.execute(
             _PG_UPSERT,
@@ -310,7 +277,7 @@ class MintStore:
                 "quantity": [r.quantity for r in chunk],
                 "total_paid": [str(r.total_paid) for r in chunk],
                 "source": source,
-                "default_author": default_author,
+                "default_wallet": self.default_author_wallet,
             },
         ).all()
         written = {(row.tx_hash, row.log_index): row for row in rows}
@@ -378,22 +345,41 @@ class MintStore:
                 raise TokenConflictError(_conflict_message(taken))
         return outcomes
 
-    def _claim_block(
+    def _claim(
         self,
         conn: Connection,
         webhook_id: str,
         block_number: int,
         block_hash: str,
         sequence_number: int,
-    ) -> bool:
-        """Record this delivery as the block's newest from this webhook, unless a newer
-        one was applied. The row lock it takes serialises deliveries of the same block."""
-        insert = pg_insert if self._pg else sqlite_insert
-        stmt = insert(webhook_blocks).values(
-            webhook_id=webhook_id,
-            block_number=block_number,
-            block_hash=block_hash,
-            sequence_number=sequence_number,
+    ) -> str | None:
+        """Record this delivery as the block's newest from this webhook. Returns why it
+        must not be applied instead: the block is final and reconciled, or a newer
+        delivery was applied. The row lock taken serialises deliveries of one block."""
+        params = {
+            "webhook_id": webhook_id,
+            "block": block_number,
+            "hash": block_hash,
+            "seq": str(sequence_number),
+            "key": LAST_PROCESSED_BLOCK,
+        }
+        if self._pg:
+            is_final, claimed = conn.execute(_PG_CLAIM, params).one()
+        else:
+            is_final = conn.execute(_SQLITE_IS_FINAL, params).scalar_one() == 1
+            claimed = not is_final and self._claim_sqlite(conn, params, sequence_number)
+        if is_final:
+            return "block already reconciled from the chain as final"
+        if not claimed:
+            return "a newer delivery for this block was already applied"
+        return None
+
+    def _claim_sqlite(self, conn: Connection, params: dict[str, object], seq: int) -> bool:
+        stmt = sqlite_insert(webhook_blocks).values(
+            webhook_id=params["webhook_id"],
+            block_number=params["block"],
+            block_hash=params["hash"],
+            sequence_number=seq,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[webhook_blocks.c.webhook_id, webhook_blocks.c.block_number],
@@ -406,56 +392,73 @@ class MintStore:
         ).returning(webhook_blocks.c.block_number)
         return conn.execute(stmt).first() is not None
 
-    def _moved_ids(self, conn: Connection, batch: list[MintRecord]) -> set[int]:
-        """Live rows of these logs recorded under another block hash. Without removing
-        them first, the upsert would call the log a duplicate and leave it (and its
-        token ids) at a block the chain no longer has."""
-        if not batch:
-            return set()
+    def _remove_stale(self, conn: Connection, batch: list[MintRecord], lo: int, hi: int) -> int:
+        """Mark removed (and drop the tokens of) the live rows the chain contradicts: rows
+        in blocks lo..hi that are not among `batch` (the canonical logs of those blocks),
+        and rows of `batch`'s logs recorded under another block hash (a reorg moved their
+        transaction; left alone, the upsert would call the log a duplicate and keep it,
+        and its token ids, at a block the chain no longer has)."""
+        if self._pg:
+            return conn.execute(
+                _PG_REMOVE,
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "tx_hash": [r.tx_hash for r in batch],
+                    "log_index": [r.log_index for r in batch],
+                    "block_hash": [r.block_hash for r in batch],
+                },
+            ).scalar_one()
+        canonical = {(r.tx_hash, r.log_index, r.block_hash) for r in batch}
+        live = conn.execute(
+            select(
+                mint_events.c.id,
+                mint_events.c.tx_hash,
+                mint_events.c.log_index,
+                mint_events.c.block_hash,
+            ).where(mint_events.c.block_number.between(lo, hi), ~mint_events.c.removed)
+        ).all()
+        stale = {row.id for row in live if tuple(row[1:]) not in canonical}
         wanted = {r.key: r.block_hash for r in batch}
-        columns = (mint_events.c.id, mint_events.c.tx_hash, mint_events.c.log_index)
         hashes = sorted({r.tx_hash for r in batch})
-        rows = []
-        step = len(hashes) if self._pg else 500  # SQLite: bounded IN lists
-        for start in range(0, len(hashes), step):
-            part = hashes[start : start + step]
-            match = (
-                mint_events.c.tx_hash == func.any(bindparam("h", part, type_=ARRAY(String)))
-                if self._pg
-                else mint_events.c.tx_hash.in_(part)
-            )
-            rows += conn.execute(
-                select(*columns, mint_events.c.block_hash).where(match, ~mint_events.c.removed)
-            ).all()
-        return {
-            row.id
-            for row in rows
-            if (row.tx_hash, row.log_index) in wanted
-            and wanted[(row.tx_hash, row.log_index)] != row.block_hash
-        }
-
-    def _is_reconciled(self, conn: Connection, block_number: int) -> bool:
-        return (
-            conn.execute(
-                select(processed_ranges.c.start_block)
-                .where(
-                    processed_ranges.c.start_block <= block_number,
-                    processed_ranges.c.end_block >= block_number,
+        for start in range(0, len(hashes), 500):  # bounded IN lists
+            rows = conn.execute(
+                select(
+                    mint_events.c.id,
+                    mint_events.c.tx_hash,
+                    mint_events.c.log_index,
+                    mint_events.c.block_hash,
+                ).where(
+                    mint_events.c.tx_hash.in_(hashes[start : start + 500]),
+                    ~mint_events.c.removed,
                 )
-                .limit(1)
-            ).first()
-            is not None
-        )
+            ).all()
+            stale |= {
+                row.id
+                for row in rows
+                if wanted.get((row.tx_hash, row.log_index), row.block_hash) != row.block_hash
+            }
+        return self._remove_ids(conn, sorted(stale))
 
     def _remove_ids(self, conn: Connection, ids: Sequence[int]) -> int:
         """Mark events removed and delete their token rows (they left the detected queue:
-        those tokens do not exist on the canonical chain)."""
-        for start in range(0, len(ids), 1_000):
-            chunk = list(ids[start : start + 1_000])
-            conn.execute(delete(tokens).where(tokens.c.mint_event_id.in_(chunk)))
-            conn.execute(
-                update(mint_events).where(mint_events.c.id.in_(chunk)).values(removed=True)
-            )
+        those tokens do not exist on the canonical chain). Tokens are found by their
+        key range, so tokens.mint_event_id needs no index of its own."""
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            events = conn.execute(
+                update(mint_events)
+                .where(mint_events.c.id.in_(chunk))
+                .values(removed=True)
+                .returning(mint_events.c.id, mint_events.c.start_token_id, mint_events.c.quantity)
+            ).all()
+            for event_id, first, quantity in events:
+                conn.execute(
+                    delete(tokens).where(
+                        tokens.c.token_id.between(first, first + quantity - 1),
+                        tokens.c.mint_event_id == event_id,
+                    )
+                )
         return len(ids)
 
     def _record_range(self, conn: Connection, start: int, end: int, events: int) -> None:
@@ -601,10 +604,24 @@ upserted AS (
     RETURNING m.id, m.tx_hash, m.log_index, m.start_token_id, m.quantity, m.minter,
               m.author_wallet, m.block_timestamp, (m.xmax = 0) AS inserted
 ),
+new_default AS (
+    -- the default author, created the first time it is needed
+    INSERT INTO authors (wallet_address)
+    SELECT CAST(:default_wallet AS varchar)
+    WHERE NOT EXISTS (SELECT 1 FROM authors WHERE wallet_address = :default_wallet)
+    ON CONFLICT (wallet_address) DO NOTHING
+    RETURNING id
+),
+default_author AS (
+    SELECT id FROM new_default
+    UNION ALL
+    SELECT id FROM authors WHERE wallet_address = :default_wallet
+),
 new_tokens AS (
     INSERT INTO tokens (token_id, mint_event_id, minter_address, author_id, status,
                         mint_timestamp)
-    SELECT u.start_token_id + g.i, u.id, u.minter, COALESCE(a.id, :default_author),
+    SELECT u.start_token_id + g.i, u.id, u.minter,
+           COALESCE(a.id, (SELECT id FROM default_author LIMIT 1)),
            'detected', u.block_timestamp
     FROM upserted u
     CROSS JOIN LATERAL generate_series(0, u.quantity - 1) AS g(i)
@@ -618,5 +635,66 @@ SELECT u.id, u.tx_hash, u.log_index, u.inserted, u.quantity, u.start_token_id,
 FROM upserted u
 LEFT JOIN (SELECT mint_event_id, count(*) AS written FROM new_tokens GROUP BY 1) n
        ON n.mint_event_id = u.id
+"""
+)
+
+# Is the block final and reconciled (at or below the contiguous checkpoint, or inside the
+# latest processed range starting at or below it)? Then claim it for this webhook unless a
+# newer delivery was applied. One round trip.
+_FINAL_CHECK = """
+    :block <= COALESCE(
+        (SELECT CAST(value AS bigint) FROM system_state WHERE key = :key), -1)
+    OR COALESCE(
+        (SELECT end_block >= :block FROM processed_ranges WHERE start_block <= :block
+         ORDER BY start_block DESC LIMIT 1), false)
+"""
+_SQLITE_IS_FINAL = text(f"SELECT CASE WHEN {_FINAL_CHECK} THEN 1 ELSE 0 END")
+_PG_CLAIM = text(
+    f"""
+WITH final AS (SELECT ({_FINAL_CHECK}) AS is_final),
+claimed AS (
+    INSERT INTO webhook_blocks AS w (webhook_id, block_number, block_hash, sequence_number)
+    SELECT :webhook_id, :block, :hash, CAST(:seq AS numeric)
+    WHERE NOT (SELECT is_final FROM final)
+    ON CONFLICT (webhook_id, block_number) DO UPDATE SET
+        block_hash = EXCLUDED.block_hash, sequence_number = EXCLUDED.sequence_number,
+        received_at = now()
+    WHERE EXCLUDED.sequence_number >= w.sequence_number
+    RETURNING 1
+)
+SELECT (SELECT is_final FROM final), EXISTS (SELECT 1 FROM claimed)
+"""
+)
+
+# The rows the chain contradicts (see MintStore._remove_stale), marked removed, and their
+# token rows deleted. A UNION of two index lookups: an OR would scan the table.
+_PG_REMOVE = text(
+    """
+WITH incoming AS (
+    SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
+                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)
+),
+stale AS (
+    UPDATE mint_events m SET removed = true
+    FROM (
+        SELECT e.id FROM mint_events e
+        WHERE e.block_number BETWEEN :lo AND :hi AND NOT e.removed
+          AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
+                          AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
+        UNION
+        SELECT e.id FROM incoming c
+        JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
+        WHERE e.block_hash <> c.block_hash AND NOT e.removed
+    ) AS x
+    WHERE m.id = x.id
+    RETURNING m.id, m.start_token_id, m.quantity
+),
+dropped AS (
+    -- by key range: tokens.mint_event_id has no index (one less on the hottest insert)
+    DELETE FROM tokens t USING stale s
+    WHERE t.token_id BETWEEN s.start_token_id AND s.start_token_id + s.quantity - 1
+      AND t.mint_event_id = s.id
+)
+SELECT count(*) FROM stale
 """
 )

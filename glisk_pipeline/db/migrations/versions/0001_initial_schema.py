@@ -158,14 +158,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_id", name=op.f("pk_tokens")),
     )
     with op.batch_alter_table("tokens", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_tokens_mint_event_id"), ["mint_event_id"])
         batch_op.create_index(batch_op.f("ix_tokens_status"), ["status"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tokens_status"))
-        batch_op.drop_index(batch_op.f("ix_tokens_mint_event_id"))
 
     op.drop_table("tokens")
     op.drop_table("webhook_blocks")
