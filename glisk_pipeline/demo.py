@@ -41,6 +41,7 @@ from glisk_pipeline.devchain import (
     DEFAULT_MINT_PRICE,
     Anvil,
     ChainMint,
+    History,
     chain_logs,
     decode_mint,
     deploy,
@@ -365,6 +366,59 @@ def ingest_figures(instance: Any) -> tuple[int, float]:
     return sum(n for n, _ in per_run.values()), sum(t for _, t in per_run.values())
 
 
+@dataclass
+class LocalChain:
+    contract: str
+    start_block: int
+    database_url: str
+    history: History
+    mining_s: float
+    env: dict[str, str]  # the app settings for this chain (NETWORK, RPC_URL, ...)
+
+
+def build_local_chain(
+    anvil: Anvil, options: DemoOptions, tmp: Path, say: Callable[[str], None]
+) -> LocalChain:
+    """Deploy, mine a realistic history, migrate the app database, register authors."""
+    contract = deploy(anvil, "GliskNFT", DEFAULT_MINT_PRICE)
+    start_block = anvil.block_number()  # the deployment block
+    decoy = deploy(anvil, "DecoyNFT")
+    t0 = time.monotonic()
+    history = realistic_history(
+        anvil,
+        contract,
+        decoy,
+        n_batches=options.batches,
+        n_blocks=options.blocks,
+        seed=options.seed,
+    )
+    # Let the last window become complete and final under anvil's `finalized` tag.
+    anvil.mine_empty(options.partition_size + ANVIL_FINALITY)
+    mining_s = time.monotonic() - t0
+    say(
+        f"chain: {len(history.mints)} mints ({history.tokens_minted} tokens) over blocks "
+        f"{history.from_block}-{history.to_block}, plus decoys and reverts ({mining_s:.1f}s)"
+    )
+    database_url = options.database_url or f"sqlite:///{tmp / 'glisk.db'}"
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    store = MintStore(engine, DEFAULT_AUTHOR, start_block=start_block)
+    for wallet in history.registered_authors:
+        store.register_author(wallet)
+    engine.dispose()
+    env = {
+        "NETWORK": "LOCAL",
+        "RPC_URL": anvil.url,
+        "GLISK_NFT_CONTRACT_ADDRESS": contract,
+        "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
+        "GLISK_START_BLOCK": str(start_block),
+        "GLISK_PARTITION_SIZE": str(options.partition_size),
+        "GLISK_PARTITIONS_PER_RUN": str(options.partitions_per_run),
+        "DATABASE_URL": database_url,
+    }
+    return LocalChain(contract, start_block, database_url, history, mining_s, env)
+
+
 def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSummary:
     from dagster import DagsterInstance, materialize
 
@@ -376,45 +430,13 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
     began = time.monotonic()
     with _temp_dir() as tmp, Anvil() as anvil:
         say(f"anvil on {anvil.url}; workspace {tmp}")
-        contract = deploy(anvil, "GliskNFT", DEFAULT_MINT_PRICE)
-        start_block = anvil.block_number()  # the deployment block
-        decoy = deploy(anvil, "DecoyNFT")
-        t0 = time.monotonic()
-        history = realistic_history(
-            anvil,
-            contract,
-            decoy,
-            n_batches=options.batches,
-            n_blocks=options.blocks,
-            seed=options.seed,
-        )
-        # Let the last window become complete and final under anvil's `finalized` tag.
-        anvil.mine_empty(options.partition_size + ANVIL_FINALITY)
-        summary.mining_s = time.monotonic() - t0
-        summary.chain_events, summary.chain_tokens = len(history.mints), history.tokens_minted
-        say(
-            f"chain: {summary.chain_events} mints ({summary.chain_tokens} tokens) over blocks "
-            f"{history.from_block}-{history.to_block}, plus decoys and reverts "
-            f"({summary.mining_s:.1f}s)"
-        )
-
-        database_url = options.database_url or f"sqlite:///{tmp / 'glisk.db'}"
-        upgrade(database_url)
+        local = build_local_chain(anvil, options, tmp, say)
+        contract, start_block, database_url = local.contract, local.start_block, local.database_url
         engine = make_engine(database_url)
-        store = MintStore(engine, DEFAULT_AUTHOR, start_block=start_block)
-        for wallet in history.registered_authors:
-            store.register_author(wallet)
-
-        settings_env = {
-            "NETWORK": "LOCAL",
-            "RPC_URL": anvil.url,
-            "GLISK_NFT_CONTRACT_ADDRESS": contract,
-            "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
-            "GLISK_START_BLOCK": str(start_block),
-            "GLISK_PARTITION_SIZE": str(options.partition_size),
-            "GLISK_PARTITIONS_PER_RUN": str(options.partitions_per_run),
-            "DATABASE_URL": database_url,
-        }
+        summary.mining_s = local.mining_s
+        summary.chain_events = len(local.history.mints)
+        summary.chain_tokens = local.history.tokens_minted
+        settings_env = local.env
         home = tmp / "dagster_home"
         prepare_home(home, postgres=options.dagster_pg_url is not None)
         (tmp / "tmp").mkdir()
@@ -493,6 +515,31 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
     return summary
 
 
+def dev_session(options: DemoOptions, port: int = 3000) -> int:
+    """`make dev`: `dagster dev` in the foreground against a fresh local chain and database
+    (everything under one temp dir, removed on exit). Ctrl-C stops it all."""
+    with _temp_dir() as tmp, Anvil() as anvil:
+        local = build_local_chain(anvil, options, tmp, print)
+        postgres = bool(os.environ.get("DAGSTER_PG_URL"))
+        home = tmp / "dagster_home"
+        prepare_home(home, postgres=postgres)
+        env = {**os.environ, **local.env, "DAGSTER_HOME": str(home)}
+        print(
+            f"\nDagster UI: http://127.0.0.1:{port}  (storage: "
+            f"{'PostgreSQL from DAGSTER_PG_URL' if postgres else 'local, in ' + str(home)})\n"
+            "  Automation > chain_head_sensor > turn it on: it adds the final block windows\n"
+            "  as partitions and requests their runs; or Assets > mint_events >\n"
+            "  Materialize > select partitions > Launch backfill.  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
+        proc = subprocess.Popen([*cmd, "-h", "127.0.0.1", "-p", str(port)], cwd=REPO_ROOT, env=env)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the terminal sent SIGINT to dagster dev as well
+            return proc.wait()
+
+
 def print_summary(s: DemoSummary, say: Callable[[str], None] = print) -> None:
     rows = [
         ("mint events", s.chain_events, s.db_events),
@@ -530,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--database-url", help="app tables (default: a temp SQLite file)")
     parser.add_argument("--dagster-pg-url", help="Dagster storage (default: temp local)")
+    parser.add_argument("--dev", action="store_true", help="serve the Dagster UI instead")
+    parser.add_argument("--port", type=int, default=3000, help="UI port with --dev")
     args = parser.parse_args(argv)
     options = DemoOptions(
         batches=args.batches,
@@ -540,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         database_url=args.database_url,
         dagster_pg_url=args.dagster_pg_url,
     )
+    if args.dev:
+        return dev_session(options, port=args.port)
     summary = run_demo(options, say=lambda line: print(line, flush=True))
     print_summary(summary)
     return 0 if summary.ok else 1
