@@ -34,6 +34,10 @@ lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 
+## The webhook sidecar (uvicorn; host, port and workers from the settings).
+webhook: setup
+	$(VENV)/python -m webhook_service
+
 contracts:
 	node contracts/compile.js
 

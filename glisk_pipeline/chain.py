@@ -22,6 +22,10 @@ BATCH_MINTED_TOPIC0 = "0x" + keccak(EVENT_SIGNATURE.encode()).hex()
 # make us write an absurd number of token rows.
 MAX_QUANTITY = 10_000
 _HEX = frozenset("0123456789abcdef")
+# The database columns' ranges: a value past them is not a real log, and must fail here
+# with a DecodeError rather than as a database error halfway through a batch.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+MAX_TIMESTAMP = 10**11  # year ~5100; PostgreSQL's to_timestamp overflows far above it
 
 
 class DecodeError(ValueError):
@@ -105,19 +109,29 @@ def _decode(
     quantity = int(body[:64], 16)
     if not 1 <= quantity <= MAX_QUANTITY:
         raise DecodeError(f"data: quantity {quantity} outside 1..{MAX_QUANTITY}")
+    start_token_id = int(t3, 16)
+    if start_token_id + quantity > INT64_MAX:
+        raise DecodeError("topics[3]: startTokenId beyond the 64-bit token id range")
     return MintRecord(
         tx_hash=_hex(tx_hash, "transactionHash", 32),
-        log_index=_quantity(log_index, "logIndex"),
-        block_number=_quantity(block_number, "blockNumber"),
+        log_index=_bounded(log_index, "logIndex", INT32_MAX),
+        block_number=_bounded(block_number, "blockNumber", INT64_MAX),
         block_hash=_hex(block_hash, "blockHash", 32),
-        block_timestamp=_quantity(block_timestamp, "blockTimestamp"),
+        block_timestamp=_bounded(block_timestamp, "blockTimestamp", MAX_TIMESTAMP),
         contract_address=_hex(address, "address", 20),
         minter=_topic_address(t1, "topics[1]"),
         author_wallet=_topic_address(t2, "topics[2]"),
-        start_token_id=int(t3, 16),
+        start_token_id=start_token_id,
         quantity=quantity,
         total_paid=int(body[64:], 16),
     )
+
+
+def _bounded(value: Any, field: str, maximum: int) -> int:
+    number = _quantity(value, field)
+    if number > maximum:
+        raise DecodeError(f"{field}: {number} is out of range")
+    return number
 
 
 def decode_rpc_log(log: dict[str, Any]) -> MintRecord:

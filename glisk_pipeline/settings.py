@@ -40,10 +40,10 @@ ALCHEMY_HOSTS = {
 }
 
 
-def normalize_address(value: str, variable: str = "address") -> str:
+def normalize_address(value: str) -> str:
     """Lowercase 0x-hex, the one form every writer stores."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value.strip()):
-        raise ValueError(f"{variable} must be a 0x-prefixed 20-byte hex address")
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
     return value.strip().lower()
 
 
@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     GLISK_START_BLOCK: int = Field(default=0, ge=0)
     GLISK_PARTITION_SIZE: int = Field(default=10_000, ge=1)
     GLISK_CONFIRMATIONS: int | None = Field(default=None, ge=0)
-    RPC_MAX_BLOCK_RANGE: int = Field(default=100_000, ge=1)
+    RPC_INITIAL_BLOCK_RANGE: int = Field(default=10_000, ge=1)
+    RPC_MAX_BLOCK_RANGE: int = Field(default=1_000_000, ge=1)
     RPC_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     RPC_MAX_ATTEMPTS: int = Field(default=6, ge=1)
 
@@ -94,10 +95,10 @@ class Settings(BaseSettings):
 
     @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
     @classmethod
-    def _address(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
+    def _address(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        return normalize_address(value, info.field_name)
+        return normalize_address(value)
 
     @field_validator("NETWORK", mode="before")
     @classmethod

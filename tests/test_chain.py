@@ -22,23 +22,7 @@ from glisk_pipeline.devchain import (
     random_address,
 )
 from tests.fixtures_chain import DevChain
-
-
-def as_webhook(log: dict, block: dict) -> tuple[dict, dict]:
-    """The same log in Alchemy's Custom-Webhook (GraphQL) shape."""
-    gql_log = {
-        "account": {"address": log["address"]},
-        "topics": log["topics"],
-        "data": log["data"],
-        "index": int(log["logIndex"], 16),
-        "transaction": {"hash": log["transactionHash"], "status": 1},
-    }
-    gql_block = {
-        "number": int(block["number"], 16),
-        "hash": block["hash"],
-        "timestamp": int(block["timestamp"], 16),
-    }
-    return gql_log, gql_block
+from webhook_service.replay import as_webhook
 
 
 @pytest.fixture
@@ -116,6 +100,12 @@ def _broken(log: dict, **changes) -> dict:
             "address",
         ),
         (lambda log: _broken(log, data="0x" + "00" * 64), "quantity"),
+        (lambda log: _broken(log, logIndex=hex(2**31)), "logIndex"),
+        (lambda log: _broken(log, blockNumber=hex(2**63)), "blockNumber"),
+        (
+            lambda log: _broken(log, topics=[*log["topics"][:3], "0x" + "7f" + "ff" * 31]),
+            "startTokenId",
+        ),
     ],
 )
 def test_malformed_logs_raise_typed_errors(minted: list[dict], change, message: str) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,166 @@
+"""Recover missed BatchMinted events without the Dagster daemon.
+
+    python -m glisk_pipeline.cli.recover_events --from-block N --to-block M|latest|final \
+        --batch-size K [--dry-run] [-v]
+
+Runs the same loop as the `mint_events` asset (glisk_pipeline.ingest): RPC client,
+decoder, store. Every stored chunk moves the checkpoint (system_state.last_processed_block)
+in the same transaction as its rows, so an interrupted run resumes where it stopped: run
+it again without --from-block. Exit codes: 0 success, 1 error (nothing stored), 2 partial
+(some batches stored, then an error or an interrupt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from glisk_pipeline.chain import DecodeError
+from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.migrate import current_revision, head_revision
+from glisk_pipeline.db.store import MintStore, StoreError
+from glisk_pipeline.ingest import ChunkReport, backfill_range
+from glisk_pipeline.rpc import RpcClient, RpcError
+from glisk_pipeline.settings import ConfigError, load_settings
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m glisk_pipeline.cli.recover_events",
+        description="Fetch BatchMinted logs for a block range and store what is missing.",
+    )
+    parser.add_argument(
+        "--from-block",
+        type=int,
+        help="first block (default: last_processed_block + 1 from the database)",
+    )
+    parser.add_argument(
+        "--to-block",
+        default="latest",
+        type=to_block_arg,
+        help="last block: a number, 'latest' (chain head) or 'final' (default: latest)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="blocks per batch (default: partition size)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="fetch and print, write nothing")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every RPC chunk")
+    args = parser.parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.from_block is not None and args.from_block < 0:
+        parser.error("--from-block must be >= 0")
+    return args
+
+
+def to_block_arg(value: str) -> str:
+    if value in ("latest", "final") or value.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(f"must be a block number, 'latest' or 'final', not {value!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+        settings.require("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
+        client = RpcClient.from_settings(settings)  # builds the URL: may raise ConfigError
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    engine = make_engine(settings.DATABASE_URL)
+    chunks_stored = 0  # decides between "error" and "partial"
+
+    def on_chunk(chunk: ChunkReport) -> None:
+        nonlocal chunks_stored
+        chunks_stored += 0 if args.dry_run else 1
+        if args.verbose:
+            print_chunk(chunk)
+
+    try:
+        if current_revision(engine) != head_revision():
+            print("error: database schema is not at the latest revision: run `make migrate`")
+            return EXIT_ERROR
+        store = MintStore(engine, settings.default_author_wallet, settings.GLISK_START_BLOCK)
+        client.check_chain_id(settings.expected_chain_id)
+        start = args.from_block
+        if start is None:
+            last = store.last_processed_block()
+            if last is None:
+                print(
+                    "error: no --from-block given and no last_processed_block in the database; "
+                    f"pass --from-block (the contract's deployment block, e.g. "
+                    f"{settings.GLISK_START_BLOCK})",
+                    file=sys.stderr,
+                )
+                return EXIT_ERROR
+            start = last + 1
+        end = resolve_to_block(client, args.to_block, settings.GLISK_CONFIRMATIONS)
+        if start > end:
+            print(f"Nothing to do: from block {start} is past to block {end}")
+            return EXIT_OK
+
+        size = args.batch_size or settings.GLISK_PARTITION_SIZE
+        batches = [(a, min(a + size - 1, end)) for a in range(start, end + 1, size)]
+        mode = " (dry run: nothing is written)" if args.dry_run else ""
+        print(f"Recovering blocks {start} - {end} in {len(batches)} batches{mode}", flush=True)
+        started = time.perf_counter()
+        totals = {"found": 0, "stored": 0, "duplicates": 0, "removed": 0}
+        for i, (a, b) in enumerate(batches, 1):
+            print(f"Processing blocks {a} - {b} (batch {i}/{len(batches)})", flush=True)
+            report = backfill_range(
+                client, store, settings.contract_address, a, b,
+                dry_run=args.dry_run, on_chunk=on_chunk,
+            )  # fmt: skip
+            for key, value in (
+                ("found", report.logs_found),
+                ("stored", report.stored),
+                ("duplicates", report.duplicates),
+                ("removed", report.removed),
+            ):
+                totals[key] += value
+            print(
+                f"  found {report.logs_found}, stored {report.stored}, "
+                f"duplicates {report.duplicates}, removed {report.removed}",
+                flush=True,
+            )
+        elapsed = time.perf_counter() - started
+        print(
+            f"Done: {totals['found']} events found, {totals['stored']} stored, "
+            f"{totals['duplicates']} already present, {totals['removed']} removed; "
+            f"{client.stats.calls} RPC calls ({client.stats.retries} retries) in {elapsed:.1f}s",
+            flush=True,
+        )
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("Interrupted: run again without --from-block to resume", file=sys.stderr)
+    except (RpcError, StoreError, DecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        client.close()
+        engine.dispose()
+    return EXIT_PARTIAL if chunks_stored else EXIT_ERROR
+
+
+def resolve_to_block(client: RpcClient, value: str, confirmations: int | None) -> int:
+    if value == "latest":
+        return client.block_number()
+    if value == "final":
+        return client.final_block(confirmations)
+    return int(value)
+
+
+def print_chunk(chunk: ChunkReport) -> None:
+    print(
+        f"    chunk {chunk.from_block} - {chunk.to_block}: found {chunk.found}, "
+        f"stored {chunk.stored}, duplicates {chunk.duplicates}, removed {chunk.removed}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

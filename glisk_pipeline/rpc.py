@@ -1,0 +1,384 @@
+"""The one JSON-RPC client: `eth_getLogs` over a block range that adapts to provider limits.
+
+Providers disagree on everything (FIELD-NOTES lists the messages seen in the wild), so the
+rules are data, kept together in `classify()`:
+- range errors ("too many results", "block range too large", a timeout on a wide query):
+  retry the same start with the range the provider suggests when it names one, else half;
+  a hard cap stated in the message ("up to a 10 block range") becomes a ceiling;
+- rate limits (HTTP 429, JSON-RPC 429, -32005 "limit exceeded") and transient failures
+  (5xx, timeouts, resets, truncated JSON, "no backend is currently healthy"): exponential
+  backoff with jitter, honouring Retry-After, a bounded number of attempts;
+- anything else fails at once, naming the block range.
+After successes with few logs the range grows again, so sparse history costs few calls.
+
+Responses are parsed with orjson into plain dicts: web3's per-log formatters cost ~10x
+more than the whole decode (FIELD-NOTES). web3 is not needed for anything else here.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from glisk_pipeline.settings import Settings
+
+# A chunk with at most this many logs lets the next range double.
+GROW_BELOW_LOGS = 2_000
+BATCH_LIMIT = 100  # requests per JSON-RPC batch (block headers)
+
+
+class RpcError(RuntimeError):
+    """An RPC failure that retrying will not fix (or retries ran out); names the range."""
+
+
+class Kind(Enum):
+    RANGE = "range"  # the range is too wide for this provider: shrink it
+    RATE_LIMIT = "rate_limit"
+    TRANSIENT = "transient"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: Kind
+    message: str
+    suggested: tuple[int, int] | None = None  # a block range the provider says will work
+    cap: int | None = None  # a hard block-range limit stated by the provider
+    retry_after: float | None = None
+    per_blocks: bool = False  # a limit on the block span itself, not on the result size
+
+
+@dataclass(slots=True)
+class RpcStats:
+    calls: int = 0  # HTTP requests sent (a JSON-RPC batch counts once)
+    retries: int = 0  # requests repeated after a rate limit or transient failure
+    shrinks: int = 0  # eth_getLogs ranges narrowed after a range error
+    chunk_size: int = 0  # the block range the adaptive loop ended with
+    slept_s: float = 0.0  # time spent backing off
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    """All matching logs of [from_block, to_block]; each has a blockTimestamp."""
+
+    from_block: int
+    to_block: int
+    logs: list[dict[str, Any]]
+
+
+# --- provider error formats (the only place that knows them) --------------------------
+
+_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\]")
+_CAPS = (
+    re.compile(r"up to a ([\d,]+) block range"),  # Alchemy free tier
+    re.compile(r"exceeds limit of ([\d,]+)"),  # Infura
+    re.compile(r"limited to a ([\d,]+) range"),  # QuickNode
+    re.compile(r"block range (?:is )?(?:too large|limit)[^\d]*([\d,]+)"),
+)
+# Too many results for this range (depends on log density: shrink now, grow back later).
+_RESULT_HINTS = (
+    "log response size exceeded",
+    "query returned more than",
+    "too many results",
+    "response size",
+    "query timeout exceeded",
+)
+# A limit on the range itself (holds everywhere: never grow past it again).
+_BLOCK_HINTS = (
+    "block range",
+    "exceeds limit",
+    "is limited to",
+    "range too large",
+    "range is too large",
+)
+_RATE_HINTS = ("rate limit", "compute units", "too many requests", "capacity", "throughput")
+_TRANSIENT_HINTS = ("no backend", "timeout", "temporarily", "unavailable", "try again", "busy")
+
+
+def classify(
+    *, status: int | None, error: dict[str, Any] | None, retry_after: str | None = None
+) -> Failure:
+    """Turn an HTTP status and/or a JSON-RPC error object into what to do next."""
+    code = error.get("code") if isinstance(error, dict) else None
+    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    text = message.lower()
+    after = _seconds(retry_after)
+    per_blocks = not any(hint in text for hint in _RESULT_HINTS)
+    if not per_blocks or any(hint in text for hint in _BLOCK_HINTS):
+        suggested = None
+        if match := _SUGGESTED.search(text):
+            a, b = int(match.group(1), 16), int(match.group(2), 16)
+            suggested = (min(a, b), max(a, b))  # Alchemy sometimes reverses the pair
+        cap = None
+        for pattern in _CAPS:
+            if m := pattern.search(text):
+                cap = int(m.group(1).replace(",", ""))
+                break
+        return Failure(Kind.RANGE, message, suggested, cap, per_blocks=per_blocks)
+    if status == 429 or code == 429 or any(hint in text for hint in _RATE_HINTS):
+        return Failure(Kind.RATE_LIMIT, message or "HTTP 429", retry_after=after)
+    if status is not None and (status >= 500 or status == 408):
+        return Failure(Kind.TRANSIENT, message or f"HTTP {status}", retry_after=after)
+    if any(hint in text for hint in _TRANSIENT_HINTS) or code == -32603:
+        return Failure(Kind.TRANSIENT, message)
+    return Failure(Kind.FATAL, message or f"HTTP {status}")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def redact(url: str) -> str:
+    """scheme://host/… : provider URLs carry API keys in the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}"
+
+
+class _Retry(Exception):
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+class RangeError(RpcError):
+    """The provider says the eth_getLogs range is too wide (iter_logs narrows it)."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(f"block range too wide: {failure.message}")
+        self.failure = failure
+
+
+class RpcClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        initial_block_range: int = 10_000,
+        max_block_range: int = 1_000_000,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self._url = url
+        self.endpoint = redact(url)
+        self.max_attempts = max_attempts
+        self.max_block_range = max_block_range
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.stats = RpcStats(chunk_size=min(initial_block_range, max_block_range))
+        self._http = httpx.Client(timeout=timeout, headers={"Content-Type": "application/json"})
+        self._ids = 0
+        self._ceiling = max_block_range  # hard cap learned from the provider
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RpcClient:
+        options: dict[str, Any] = {
+            "timeout": settings.RPC_TIMEOUT_SECONDS,
+            "max_attempts": settings.RPC_MAX_ATTEMPTS,
+            "initial_block_range": settings.RPC_INITIAL_BLOCK_RANGE,
+            "max_block_range": settings.RPC_MAX_BLOCK_RANGE,
+        }
+        return cls(settings.rpc_url(), **{**options, **overrides})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plain calls --------------------------------------------------------------------
+
+    def call(self, method: str, params: Sequence[Any] = (), *, what: str | None = None) -> Any:
+        """One JSON-RPC call with retries. Range errors raise RangeError (for iter_logs)."""
+        self._ids += 1
+        payload = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": list(params)}
+        body = self._send(payload, what or method)
+        if not isinstance(body, dict):
+            raise RpcError(f"{method}: unexpected response from {self.endpoint}")
+        return body.get("result")
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *, what: str) -> list[Any]:
+        """Several calls in one HTTP request (JSON-RPC batch); results in call order."""
+        results: list[Any] = []
+        for start in range(0, len(calls), BATCH_LIMIT):
+            part = calls[start : start + BATCH_LIMIT]
+            payload = [
+                {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
+                for i, (m, p) in enumerate(part)
+            ]
+            body = self._send(payload, what)
+            if not isinstance(body, list) or len(body) != len(part):
+                raise RpcError(f"{what}: malformed batch response from {self.endpoint}")
+            by_id = {item.get("id"): item for item in body}
+            for i in range(len(part)):
+                item = by_id.get(i) or {}
+                if item.get("error"):
+                    raise RpcError(f"{what}: {item['error'].get('message', item['error'])}")
+                results.append(item.get("result"))
+        return results
+
+    def chain_id(self) -> int:
+        return int(self.call("eth_chainId"), 16)
+
+    def check_chain_id(self, expected: int | None) -> int:
+        actual = self.chain_id()
+        if expected is not None and actual != expected:
+            raise RpcError(
+                f"chain id mismatch: {self.endpoint} serves chain {actual}, NETWORK expects "
+                f"{expected}"
+            )
+        return actual
+
+    def block_number(self) -> int:
+        return int(self.call("eth_blockNumber"), 16)
+
+    def final_block(self, confirmations: int | None) -> int:
+        """The highest block we treat as final: the chain's `finalized` block, or
+        head - confirmations when GLISK_CONFIRMATIONS is set. -1 when none is."""
+        if confirmations is not None:
+            return self.block_number() - confirmations
+        try:
+            block = self.call("eth_getBlockByNumber", ["finalized", False])
+        except RpcError as exc:
+            raise RpcError(
+                f"{exc}; this node has no 'finalized' block: set GLISK_CONFIRMATIONS"
+            ) from None
+        return int(block["number"], 16) if block else -1
+
+    # --- eth_getLogs --------------------------------------------------------------------
+
+    def iter_logs(
+        self, address: str, topic0: str, from_block: int, to_block: int
+    ) -> Iterator[LogChunk]:
+        """Every log of `address` with `topic0` in [from_block, to_block], in chunks that
+        adapt to the provider; each chunk covers its range completely."""
+        size = min(self.stats.chunk_size or self.max_block_range, self._ceiling)
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + max(size, 1) - 1)
+            flt = {
+                "address": address,
+                "topics": [topic0],
+                "fromBlock": hex(start),
+                "toBlock": hex(end),
+            }
+            try:
+                logs = self.call("eth_getLogs", [flt], what=f"eth_getLogs {start}-{end}")
+            except RangeError as err:
+                size = self._narrow(err.failure, start, end)
+                self.stats.shrinks += 1
+                continue
+            if not isinstance(logs, list):
+                raise RpcError(f"eth_getLogs {start}-{end}: result is not a list")
+            logs = [log for log in logs if not log.get("removed")]
+            self._fill_timestamps(logs, start, end)
+            yield LogChunk(start, end, logs)
+            start = end + 1
+            if len(logs) <= GROW_BELOW_LOGS:
+                size = min(size * 2, self._ceiling, self.max_block_range)
+            self.stats.chunk_size = size
+
+    def _narrow(self, failure: Failure, start: int, end: int) -> int:
+        span = end - start + 1
+        if span <= 1:
+            raise RpcError(
+                f"eth_getLogs {start}-{end}: provider refuses even one block: {failure.message}"
+            )
+        if failure.cap is not None:
+            self._ceiling = max(1, min(self._ceiling, failure.cap))
+        new = span // 2
+        if failure.suggested is not None:
+            lo, hi = failure.suggested
+            suggested = hi - start + 1 if lo == start else hi - lo + 1
+            if 1 <= suggested < span:
+                new = suggested
+        if failure.per_blocks and failure.cap is None:
+            # an unstated span limit: what we retry with becomes the ceiling, so growth
+            # does not run into the same wall after every success
+            self._ceiling = max(1, min(self._ceiling, new))
+        return max(1, min(new, self._ceiling))
+
+    def _fill_timestamps(self, logs: list[dict[str, Any]], start: int, end: int) -> None:
+        """Providers that omit blockTimestamp cost one header per block with logs: fetch
+        them in JSON-RPC batches, never one call each."""
+        missing = sorted({log["blockNumber"] for log in logs if not log.get("blockTimestamp")})
+        if not missing:
+            return
+        headers = self.batch(
+            [("eth_getBlockByNumber", [n, False]) for n in missing],
+            what=f"block headers {start}-{end}",
+        )
+        stamps = {}
+        for number, header in zip(missing, headers, strict=True):
+            if not header:
+                raise RpcError(f"block {int(number, 16)} not found while reading {start}-{end}")
+            stamps[number] = header["timestamp"]
+        for log in logs:
+            if not log.get("blockTimestamp"):
+                log["blockTimestamp"] = stamps[log["blockNumber"]]
+
+    # --- transport with retries ---------------------------------------------------------
+
+    def _send(self, payload: Any, what: str) -> Any:
+        failure: Failure | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            if attempt > 1:
+                self.stats.retries += 1
+                self._back_off(attempt, failure)
+            try:
+                return self._post_once(payload)
+            except _Retry as retry:
+                failure = retry.failure
+        assert failure is not None
+        raise RpcError(
+            f"{what}: gave up after {self.max_attempts} attempts ({failure.kind.value}: "
+            f"{failure.message})"
+        )
+
+    def _post_once(self, payload: Any) -> Any:
+        self.stats.calls += 1
+        try:
+            response = self._http.post(self._url, content=orjson.dumps(payload))
+        except httpx.TimeoutException:
+            raise _Retry(Failure(Kind.TRANSIENT, "timed out")) from None
+        except httpx.TransportError as exc:
+            raise _Retry(Failure(Kind.TRANSIENT, type(exc).__name__)) from None
+        retry_after = response.headers.get("retry-after")
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        if response.status_code == 200 and body is not None and not error:
+            return body
+        if body is None and response.status_code == 200:
+            raise _Retry(Failure(Kind.TRANSIENT, "truncated or invalid JSON response"))
+        failure = classify(status=response.status_code, error=error, retry_after=retry_after)
+        if failure.kind is Kind.RANGE:
+            raise RangeError(failure)
+        if failure.kind is Kind.FATAL:
+            raise RpcError(f"{failure.message} (from {self.endpoint})")
+        raise _Retry(failure)
+
+    def _back_off(self, attempt: int, failure: Failure | None) -> None:
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 2))
+        delay = random.uniform(delay / 2, delay)  # jitter: don't stampede with other runs
+        if failure is not None and failure.retry_after is not None:
+            delay = max(delay, min(failure.retry_after, self.backoff_cap * 2))
+        self.stats.slept_s += delay
+        time.sleep(delay)

@@ -1,0 +1,208 @@
+"""A small fault-injecting JSON-RPC proxy in front of anvil: real HTTP on loopback that
+behaves like real providers do at their limits (messages copied from FIELD-NOTES).
+
+Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
+- `limit_range(n, style)`: ranges wider than n blocks fail as that provider says it;
+- `limit_results(n, style)`: responses with more than n logs fail, with a suggested range;
+- `script(...)`: the next requests fail once each: 429 (+Retry-After), JSON-RPC 429 inside
+  HTTP 200, 503, a timeout, a connection reset, truncated JSON;
+- `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do.
+Every request is recorded (`requests`), every injected fault counted (`faults`).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import orjson
+
+ALCHEMY_TOO_MANY = (
+    "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block "
+    "range and no limit on the response size, or you can request any block range with a cap "
+    "of 10K logs in the response. Based on your parameters and the response size limit, this "
+    "block range should work: [{a}, {b}]"
+)
+ALCHEMY_FREE_TIER = (
+    "Under the Free tier plan, you can make eth_getLogs requests with up to a {n} block range. "
+    "Based on your parameters, this block range should work: [{a}, {b}]. Upgrade to PAYG "
+    "for expanded block range."
+)
+INFURA_TOO_MANY = "query returned more than {n} results. Try with this block range [{a}, {b}]."
+INFURA_RANGE = "range {span} exceeds limit of {n}"
+QUICKNODE_RANGE = "eth_getLogs is limited to a {n:,} range"
+BASE_PUBLIC = "block range too large"
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, *, timeout_sleep: float = 1.5) -> None:
+        self.upstream = upstream
+        self.timeout_sleep = timeout_sleep
+        self.requests: list[Any] = []
+        self.faults: list[str] = []
+        self.strip_timestamps = False
+        self._range: tuple[int, str] | None = None
+        self._results: tuple[int, str] | None = None
+        self._script: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._http = httpx.Client(timeout=30, headers={"Content-Type": "application/json"})
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy._handle(self, body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # --- configuration ------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def limit_range(self, blocks: int, style: str = "alchemy") -> None:
+        self._range = (blocks, style)
+
+    def limit_results(self, logs: int, style: str = "alchemy") -> None:
+        self._results = (logs, style)
+
+    def script(self, *faults: str) -> None:
+        """Faults for the next requests, one each: '429', 'rpc429', '503', 'timeout',
+        'reset', 'truncate', 'nobackend'."""
+        self._script.extend(faults)
+
+    def count(self, method: str) -> int:
+        return sum(1 for r in self.requests if isinstance(r, dict) and r["method"] == method)
+
+    # --- serving ------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        payload = orjson.loads(body)
+        with self._lock:
+            self.requests.append(payload)
+            fault = self._script.popleft() if self._script else None
+        if fault is not None:
+            self.faults.append(fault)
+            if self._inject(handler, fault, payload):
+                return
+        if isinstance(payload, dict) and payload.get("method") == "eth_getLogs":
+            error = self._check_logs(payload)
+            if error is not None:
+                self.faults.append("range")
+                self._reply(handler, 200, {"jsonrpc": "2.0", "id": payload["id"], "error": error})
+                return
+        upstream = self._http.post(self.upstream, content=body)
+        data = upstream.content
+        if self.strip_timestamps and b"blockTimestamp" in data:
+            decoded = orjson.loads(data)
+            for item in decoded if isinstance(decoded, list) else [decoded]:
+                for log in item.get("result") or [] if isinstance(item.get("result"), list) else []:
+                    log.pop("blockTimestamp", None)
+            data = orjson.dumps(decoded)
+        self._send(handler, upstream.status_code, data)
+
+    def _inject(self, handler: BaseHTTPRequestHandler, fault: str, payload: Any) -> bool:
+        rid = payload.get("id") if isinstance(payload, dict) else None
+        if fault == "429":
+            self._send(handler, 429, b'{"error":"rate limited"}', {"Retry-After": "1"})
+        elif fault == "rpc429":
+            error = {
+                "code": 429,
+                "message": "Your app has exceeded its compute units per second "
+                "capacity. If you have retries enabled, you can safely ignore this message.",
+            }
+            self._reply(handler, 200, {"jsonrpc": "2.0", "id": rid, "error": error})
+        elif fault == "503":
+            self._send(handler, 503, b"Service Unavailable")
+        elif fault == "nobackend":
+            error = {"code": -32011, "message": "no backend is currently healthy to serve traffic"}
+            self._reply(handler, 200, {"jsonrpc": "2.0", "id": rid, "error": error})
+        elif fault == "timeout":
+            time.sleep(self.timeout_sleep)
+            return False  # then answer late: the client has given up by then
+        elif fault == "reset":
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            handler.connection.close()
+            handler.close_connection = True
+        elif fault == "truncate":
+            full = self._http.post(self.upstream, content=orjson.dumps(payload)).content
+            self._send(handler, 200, full[: max(1, len(full) // 2)])
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+        return True
+
+    def _check_logs(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if self._range is None and self._results is None:
+            return None
+        flt = payload["params"][0]
+        start, end = int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
+        span = end - start + 1
+        if self._range is not None and span > self._range[0]:
+            n, style = self._range
+            ok = (hex(start), hex(start + n - 1))
+            if style == "alchemy":
+                return {"code": -32600, "message": ALCHEMY_FREE_TIER.format(n=n, a=ok[0], b=ok[1])}
+            if style == "infura":
+                return {"code": -32602, "message": INFURA_RANGE.format(span=span, n=n)}
+            if style == "quicknode":
+                return {"code": -32614, "message": QUICKNODE_RANGE.format(n=n)}
+            return {"code": -32000, "message": BASE_PUBLIC}
+        if self._results is not None:
+            n, style = self._results
+            logs = self._http.post(self.upstream, json=payload).json().get("result") or []
+            if len(logs) > n:
+                # the block before the (n+1)th log keeps the answer under the cap
+                last_ok = max(start, int(logs[n]["blockNumber"], 16) - 1)
+                a, b = hex(start), hex(last_ok)
+                if style == "alchemy":
+                    return {"code": -32602, "message": ALCHEMY_TOO_MANY.format(a=b, b=a)}
+                return {"code": -32005, "message": INFURA_TOO_MANY.format(n=n, a=a, b=b)}
+        return None
+
+    def _reply(self, handler: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
+        self._send(handler, status, orjson.dumps(obj))
+
+    @staticmethod
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        data: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout tests)

@@ -1,0 +1,121 @@
+"""The recovery CLI as an operator runs it: a subprocess against anvil and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from glisk_pipeline.cli import recover_events
+from glisk_pipeline.db.schema import mint_events
+from glisk_pipeline.devchain import History, realistic_history
+from tests.chain_truth import chain_rows, table_rows, token_ids
+from tests.factories import DEFAULT_AUTHOR
+from tests.fixtures_chain import DevChain
+
+CLI = [sys.executable, "-m", "glisk_pipeline.cli.recover_events"]
+
+
+@pytest.fixture
+def history(devchain: DevChain) -> History:
+    return realistic_history(
+        devchain.anvil, devchain.glisk, devchain.decoy, n_batches=600, n_blocks=400, seed=9
+    )
+
+
+@pytest.fixture
+def env(devchain: DevChain, pg_url: str, pg_engine: Engine, tmp_path) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    yield {
+        **os.environ,
+        "NETWORK": "LOCAL",
+        "RPC_URL": devchain.anvil.url,
+        "DATABASE_URL": pg_url,
+        "GLISK_NFT_CONTRACT_ADDRESS": devchain.glisk,
+        "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
+        "GLISK_START_BLOCK": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_full_run_equals_chain(env, history, devchain, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    out = run(env, "--from-block", "0", "--to-block", str(history.to_block), "--batch-size", "100")
+    assert out.returncode == 0, out.stderr
+    n = history.to_block // 100 + 1
+    assert f"Processing blocks 0 - 99 (batch 1/{n})" in out.stdout
+    assert f"{len(history.mints)} events found, {len(history.mints)} stored" in out.stdout
+    assert table_rows(pg_engine) == chain_rows(devchain)
+    # a second run without --from-block resumes after the checkpoint: nothing left to do
+    again = run(env, "--to-block", str(history.to_block))
+    assert again.returncode == 0 and "Nothing to do" in again.stdout
+
+
+def test_dry_run_writes_nothing(env, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    out = run(env, "--from-block", "0", "--dry-run", "-v")
+    assert out.returncode == 0, out.stderr
+    assert f"{len(history.mints)} events found, 0 stored" in out.stdout
+    assert "chunk 0 - " in out.stdout
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(mint_events)).scalar_one() == 0
+
+
+def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(
+        [*CLI, "--from-block", "0", "--to-block", str(history.to_block), "--batch-size", "4"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = 0
+    for line in proc.stdout:  # type: ignore[union-attr]
+        seen += line.startswith("Processing blocks")
+        if seen == 10:
+            proc.send_signal(signal.SIGINT)
+            break
+    proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    partial = len(table_rows(pg_engine))
+    assert 0 < partial < len(history.mints)
+    resumed = run(env, "--to-block", str(history.to_block), "--batch-size", "100")
+    assert resumed.returncode == 0, resumed.stderr
+    first = int(resumed.stdout.split("Recovering blocks ")[1].split()[0])
+    assert first > 0  # resumed from the checkpoint, not from scratch
+    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert token_ids(pg_engine) == list(range(1, history.tokens_minted + 1))
+
+
+@pytest.mark.parametrize(
+    ("changes", "args", "code", "needle"),
+    [
+        ({}, [], 1, "--from-block"),
+        ({"GLISK_NFT_CONTRACT_ADDRESS": "0x12"}, ["--from-block", "0"], 1, "GLISK_NFT_CONTRACT"),
+        ({"NETWORK": "BASE_MAINNET"}, ["--from-block", "0"], 1, "8453"),
+        (
+            {"RPC_URL": "http://127.0.0.1:9", "RPC_MAX_ATTEMPTS": "2"},
+            ["--from-block", "0"],
+            1,
+            "gave up",
+        ),
+    ],
+)
+def test_errors_and_exit_codes(
+    env, history, monkeypatch, capsys, changes, args, code, needle
+) -> None:  # type: ignore[no-untyped-def]
+    # in-process: the same main() as the subprocess runs, without 2 s of imports per case
+    for key, value in {**env, **changes}.items():
+        monkeypatch.setenv(key, value)
+    assert recover_events.main(args) == code
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_bad_argument_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_:
+        recover_events.main(["--to-block", "soon"])
+    assert exit_.value.code == 2 and "--to-block" in capsys.readouterr().err

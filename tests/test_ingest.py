@@ -1,0 +1,111 @@
+"""The shared backfill loop: chain → tables, idempotent, reconciling, dry-run."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from glisk_pipeline.chain import decode_rpc_log
+from glisk_pipeline.db.schema import mint_events
+from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.devchain import History, chain_logs, realistic_history
+from glisk_pipeline.ingest import backfill_range, prefetch
+from glisk_pipeline.rpc import RpcClient
+from tests.chain_truth import chain_rows, table_rows, token_ids
+from tests.factories import DEFAULT_AUTHOR
+from tests.faultproxy import FaultProxy
+from tests.fixtures_chain import DevChain
+
+
+@pytest.fixture
+def history(devchain: DevChain) -> History:
+    return realistic_history(
+        devchain.anvil, devchain.glisk, devchain.decoy, n_batches=800, n_blocks=300, seed=3
+    )
+
+
+def test_backfill_equals_chain_and_is_idempotent(devchain, history, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    store = MintStore(engine, DEFAULT_AUTHOR, start_block=0)
+    with RpcClient(devchain.anvil.url) as client:
+        report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
+        again = backfill_range(client, store, devchain.glisk, 0, history.to_block)
+    expected = chain_rows(devchain)
+    assert table_rows(engine) == expected and len(expected) == len(history.mints)
+    assert token_ids(engine) == list(range(1, history.tokens_minted + 1))
+    assert (report.logs_found, report.stored, report.duplicates) == (len(expected),) * 2 + (0,)
+    assert (again.stored, again.duplicates) == (0, len(expected))
+    assert store.last_processed_block() == history.to_block
+
+
+def test_backfill_under_provider_limits_equals_chain(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    store = MintStore(pg_engine, DEFAULT_AUTHOR)
+    with FaultProxy(devchain.anvil.url) as proxy:
+        proxy.limit_results(100, "alchemy")
+        proxy.strip_timestamps = True
+        proxy.script("429", "timeout", "truncate")
+        with RpcClient(proxy.url, backoff_base=0.01, timeout=1.0) as client:
+            report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
+    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert report.rpc_retries == 3 and report.rpc_calls > report.rpc_retries
+
+
+def test_reconciliation_removes_webhook_row_not_on_chain(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    store = MintStore(pg_engine, DEFAULT_AUTHOR)
+    real = decode_rpc_log(chain_logs(devchain.anvil, devchain.glisk)[0])
+    ghost = dataclasses.replace(
+        real, tx_hash="0x" + "ab" * 32, start_token_id=10**9, block_hash="0x" + "cd" * 32
+    )
+    store.store([ghost], source="webhook")  # a log from a block that lost a reorg
+    with RpcClient(devchain.anvil.url) as client:
+        report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
+    assert report.removed == 1
+    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert 10**9 not in token_ids(pg_engine)
+
+
+def test_dry_run_writes_nothing(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+    store = MintStore(pg_engine, DEFAULT_AUTHOR)
+    with RpcClient(devchain.anvil.url) as client:
+        report = backfill_range(client, store, devchain.glisk, 0, history.to_block, dry_run=True)
+    assert report.logs_found == len(history.mints) and report.stored == 0
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(mint_events)).scalar_one() == 0
+
+
+def test_prefetch_keeps_order_bounds_lookahead_and_propagates_errors() -> None:
+    produced: list[int] = []
+
+    def numbers():  # type: ignore[no-untyped-def]
+        for i in range(50):
+            produced.append(i)
+            yield i
+        raise RuntimeError("provider gave up")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="provider gave up"):
+        for item in prefetch(numbers(), depth=1):
+            time.sleep(0.002)
+            # one item queued + one being produced: never further ahead
+            assert len(produced) <= item + 3
+            seen.append(item)
+    assert seen == list(range(50))
+
+
+def test_prefetch_stops_the_worker_when_the_consumer_stops() -> None:
+    produced: list[int] = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    for item in prefetch(endless()):
+        if item == 3:
+            break
+    time.sleep(0.3)
+    assert len(produced) <= 6

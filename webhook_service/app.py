@@ -1,0 +1,64 @@
+"""The FastAPI app. `app` is importable without any configuration (settings are read at
+start-up, in the lifespan), so `import webhook_service.app` stays cheap and never loads
+Dagster."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from glisk_pipeline.settings import Settings, load_settings
+from webhook_service import logs
+from webhook_service.deps import build_service
+from webhook_service.payloads import AlchemyDelivery
+from webhook_service.routes import router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.configure()
+        service = build_service(settings or load_settings())
+        app.state.service = service
+        logs.log.info(
+            "webhook sidecar ready",
+            contract=service.contract,
+            database=service.engine.dialect.name,
+            signing_keys=len(service.signing_keys),
+            duplicate_status=service.duplicate_status,
+        )
+        yield
+        service.engine.dispose()
+
+    app = FastAPI(
+        title="glisk webhook sidecar",
+        summary="Alchemy Custom Webhook deliveries of BatchMinted logs into the mint tables",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the delivery model the raw-body route validates by hand."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        delivery = AlchemyDelivery.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/{model}"
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(delivery.pop("$defs", {}))
+        schemas["AlchemyDelivery"] = delivery
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app = create_app()

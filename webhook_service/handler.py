@@ -1,0 +1,188 @@
+"""One delivery, from raw bytes to the answer Alchemy sees.
+
+Order matters: size (413) -> signature (401) -> content type and JSON (400) -> filter ->
+store. Nothing an unauthenticated sender controls reaches the JSON parser or the database.
+The store call is synchronous SQLAlchemy and runs in the threadpool, so the event loop
+keeps accepting (and cheaply rejecting) other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+import structlog
+from fastapi import Request, Response
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from glisk_pipeline.db.store import StoreError, StoreResult, TokenConflictError
+from webhook_service import metrics
+from webhook_service.deps import Service
+from webhook_service.logs import log
+from webhook_service.payloads import (
+    BlockDelivery,
+    DuplicateBody,
+    ErrorBody,
+    ErrorCode,
+    LogRef,
+    PayloadError,
+    StoredEvent,
+    SuccessBody,
+    interpret,
+    parse_delivery,
+)
+from webhook_service.signature import SIGNATURE_HEADER, verify
+
+
+class Rejected(Exception):
+    """Answer with an error body; `outcome` labels the metric and the log line."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.outcome = status, code, message, outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: BaseModel
+    outcome: str
+
+
+def json_response(status: int, body: BaseModel) -> Response:
+    return Response(orjson.dumps(body.model_dump()), status, media_type="application/json")
+
+
+async def handle_delivery(request: Request, service: Service) -> Response:
+    started = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    try:
+        answer = await _handle(request, service)
+    except Rejected as exc:
+        answer = Answer(exc.status, ErrorBody(message=exc.message, code=exc.code), exc.outcome)
+        level = log.error if exc.status >= 500 else log.warning
+        level("delivery rejected", outcome=exc.outcome, status=exc.status, reason=exc.message)
+    elapsed = time.perf_counter() - started
+    metrics.DELIVERIES.labels(answer.outcome).inc()
+    metrics.LATENCY.observe(elapsed)
+    if answer.status < 400:
+        log.info(
+            "delivery", outcome=answer.outcome, status=answer.status, ms=round(elapsed * 1e3, 2)
+        )
+    return json_response(answer.status, answer.body)
+
+
+async def _handle(request: Request, service: Service) -> Answer:
+    body = await read_body(request, service.max_body_bytes)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not verify(body, signature, service.signing_keys):
+        # Say whether a signature came and how long it was; never its value.
+        structlog.contextvars.bind_contextvars(
+            signature_present=bool(signature), signature_len=len(signature or "")
+        )
+        raise Rejected(401, "INVALID_SIGNATURE", "invalid signature", "unauthorized")
+
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise Rejected(400, "INVALID_PAYLOAD", "content-type must be application/json", "invalid")
+    try:
+        delivery = parse_delivery(body)
+        structlog.contextvars.bind_contextvars(
+            webhook_id=delivery.webhookId,
+            event_id=delivery.id,
+            block_number=delivery.event.data.block.number,
+        )
+        wanted = interpret(delivery, service.contract)
+    except PayloadError as exc:
+        raise Rejected(400, "INVALID_PAYLOAD", str(exc), "invalid") from None
+
+    if not wanted.records and (wanted.block_hash is None or wanted.sequence_number is None):
+        # A heartbeat that names no block: nothing to record, nothing to undo.
+        return Answer(200, SuccessBody(message="no matching events"), "no_match")
+    try:
+        result = await run_in_threadpool(_store, service, wanted)
+    except TokenConflictError as exc:
+        # Another live event holds these token ids: typically a reorg whose later blocks
+        # have not been re-delivered yet. Not a duplicate: a non-200 makes Alchemy retry.
+        raise Rejected(409, "TOKEN_CONFLICT", str(exc), "conflict") from None
+    except (SQLAlchemyError, StoreError) as exc:
+        log.error("database failure", error=type(exc).__name__)
+        raise Rejected(500, "INTERNAL_ERROR", "database unavailable", "error") from None
+    return _answer(wanted, result, service.duplicate_status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past `limit` bytes: first by Content-Length, then by
+    counting while streaming (chunked bodies have no length), never buffering more."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, "PAYLOAD_TOO_LARGE", f"body over {limit} bytes", "too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, "PAYLOAD_TOO_LARGE", f"body over {limit} bytes", "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
+    if wanted.block_number is None or wanted.block_hash is None or wanted.sequence_number is None:
+        # No sequenceNumber: nothing to order reorgs by; store the logs idempotently.
+        return service.store.store(wanted.records, source="webhook")
+    # Also for deliveries without matches: a re-sent block with no mints still has to
+    # mark the rows of the hash it replaces removed.
+    return service.store.store_block_delivery(
+        block_number=wanted.block_number,
+        block_hash=wanted.block_hash,
+        sequence_number=wanted.sequence_number,
+        records=wanted.records,
+    )
+
+
+def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -> Answer:
+    if result.stale:
+        message = "stale delivery: a newer one for this block was already applied"
+        return Answer(200, SuccessBody(message=message), "stale")
+    # The store orders by (tx_hash, log_index) for its locks; answer in block order.
+    ordered = sorted(result.events, key=lambda e: e.log_index)
+    new = [e for e in ordered if e.outcome != "duplicate"]
+    dups = [
+        LogRef(tx_hash=e.tx_hash, log_index=e.log_index)
+        for e in ordered
+        if e.outcome == "duplicate"
+    ]
+    for e in new:
+        log.info(
+            "mint stored",
+            tx_hash=e.tx_hash,
+            log_index=e.log_index,
+            token_ids=list(e.token_ids),
+            outcome=e.outcome,
+        )
+    metrics.LOGS_STORED.inc(len(new))
+    metrics.DUPLICATES.inc(len(dups))
+    if not wanted.records:
+        message = "no matching events"
+        if result.removed:
+            message += f"; {result.removed} events of the replaced block removed"
+        return Answer(200, SuccessBody(message=message, removed=result.removed), "no_match")
+    if not new:
+        first = dups[0]
+        body = DuplicateBody(tx_hash=first.tx_hash, log_index=first.log_index, duplicates=dups)
+        return Answer(duplicate_status, body, "duplicate")
+    events = [
+        StoredEvent(
+            mint_event_id=e.mint_event_id,  # type: ignore[arg-type] - set for stored rows
+            tx_hash=e.tx_hash,
+            log_index=e.log_index,
+            token_ids=list(e.token_ids),
+        )
+        for e in new
+    ]
+    message = f"{len(events)} events stored" + (f", {len(dups)} already stored" if dups else "")
+    body = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
+    return Answer(200, body, "stored")

@@ -1,0 +1,314 @@
+"""Bodies in and out of POST /webhooks/alchemy, and what a delivery means for the store.
+
+In: Alchemy's Custom Webhook (GraphQL) delivery. Each log in `event.data.block.logs` is
+either the GraphQL shape (`account.address`, `index`, `transaction{hash,status}`) or the
+eth_getLogs shape (`address`, `transactionHash`, hex `logIndex`, `removed`), told apart by
+its keys. Parsing is pydantic's Rust JSON parser straight from the raw bytes: one pass,
+and `sequenceNumber` (a string above 2^53, or a JSON integer of any size) stays exact.
+
+Bounds on numbers are the database's column ranges: an out-of-range value must be a 400
+here, not a database error (a 500) later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+)
+
+from glisk_pipeline.chain import (
+    BATCH_MINTED_TOPIC0,
+    INT32_MAX,
+    INT64_MAX,
+    MAX_TIMESTAMP,
+    DecodeError,
+    MintRecord,
+    decode_rpc_log,
+    decode_webhook_log,
+)
+
+# The database columns' ranges, as the decoder knows them (one place).
+MAX_BIGINT = INT64_MAX  # BIGINT columns: block_number, start_token_id
+MAX_INT = INT32_MAX  # INTEGER column: log_index
+MAX_SEQUENCE = 10**78 - 1  # NUMERIC(78, 0)
+LOGS_PATH = "event.data.block.logs"
+
+
+class PayloadError(ValueError):
+    """A delivery that is not a well-formed Alchemy GraphQL delivery; names the field."""
+
+
+def _quantity(value: Any) -> Any:
+    """JSON-RPC quantities are hex strings; GraphQL sends JSON integers. Accept both."""
+    if isinstance(value, str) and value[:2] in ("0x", "0X"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            raise ValueError("not a hex quantity") from None
+    return value
+
+
+def _digits(value: Any) -> Any:
+    """sequenceNumber: a decimal string (as Alchemy sends it) or an integer; nothing else."""
+    if isinstance(value, str) and not value.isascii():
+        raise ValueError("expected decimal digits")
+    if isinstance(value, float | bool):
+        raise ValueError("expected an integer or a string of digits")
+    return value
+
+
+Quantity = Annotated[int, BeforeValidator(_quantity)]
+Hash32 = Annotated[str, Field(pattern=r"^0[xX][0-9a-fA-F]{64}$")]
+
+
+class _In(BaseModel):
+    # Alchemy adds fields over time; unknown ones are ignored, known ones are checked.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Account(_In):
+    address: str
+
+
+class GraphqlTransaction(_In):
+    hash: str
+    index: int | None = None
+    from_: Account | None = Field(default=None, alias="from")
+    to: Account | None = None
+    status: int  # required: without it a failed transaction could not be told apart
+
+
+class GraphqlLog(_In):
+    account: Account
+    topics: list[str]
+    data: str
+    index: int = Field(ge=0, le=MAX_INT)
+    transaction: GraphqlTransaction
+
+
+class RpcLog(_In):
+    """eth_getLogs shape. Only successful transactions emit logs there, so no status."""
+
+    address: str
+    topics: list[str]
+    data: str
+    transactionHash: str
+    logIndex: Quantity = Field(ge=0, le=MAX_INT)
+    blockNumber: Quantity | None = Field(default=None, ge=0, le=MAX_BIGINT)
+    blockHash: Hash32 | None = None
+    blockTimestamp: Quantity | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
+    removed: bool = False
+
+
+def _log_shape(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "rpc" if "account" not in value and "address" in value else "graphql"
+    return "graphql"  # lets pydantic report "account: field required" for a non-object
+
+
+AnyLog = Annotated[
+    Annotated[GraphqlLog, Tag("graphql")] | Annotated[RpcLog, Tag("rpc")],
+    Discriminator(_log_shape),
+]
+
+
+class Block(_In):
+    number: int | None = Field(default=None, ge=0, le=MAX_BIGINT)
+    hash: Hash32 | None = None
+    timestamp: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
+    logs: list[AnyLog] = Field(default_factory=list)
+
+
+class EventData(_In):
+    block: Block
+
+
+class Event(_In):
+    data: EventData
+    sequenceNumber: Annotated[int, BeforeValidator(_digits)] | None = Field(
+        default=None, ge=0, le=MAX_SEQUENCE
+    )
+
+
+class AlchemyDelivery(_In):
+    webhookId: str
+    id: str
+    createdAt: str | None = None
+    type: Literal["GRAPHQL"]
+    event: Event
+
+
+def parse_delivery(body: bytes) -> AlchemyDelivery:
+    """Validate the raw JSON; the error names the first offending field."""
+    try:
+        return AlchemyDelivery.model_validate_json(body)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        if err["type"] == "json_invalid":
+            raise PayloadError(f"body: not valid JSON ({err['msg']})") from None
+        # Drop the union tag ("graphql"/"rpc") from the path: it is not a field name.
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("graphql", "rpc"))
+        raise PayloadError(f"{loc or 'body'}: {err['msg']}") from None
+
+
+# --- what a delivery means ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockDelivery:
+    """The matching mints of one delivery, and the block they (or the heartbeat) belong to.
+    `block_number`/`block_hash` are None when the delivery names no block."""
+
+    block_number: int | None
+    block_hash: str | None
+    sequence_number: int | None
+    records: list[MintRecord]
+    ignored: int  # logs that were not BatchMinted logs of our contract
+
+
+def _matches(log: GraphqlLog | RpcLog, contract: str) -> bool:
+    """Our contract, the BatchMinted signature, a successful transaction, still canonical.
+    Cheap string checks only: decoding happens for the logs that pass."""
+    if isinstance(log, GraphqlLog):
+        address, ok = log.account.address, log.transaction.status == 1
+    else:
+        address, ok = log.address, not log.removed
+    return (
+        ok
+        and address.lower() == contract
+        and bool(log.topics)
+        and (log.topics[0].lower() == BATCH_MINTED_TOPIC0)
+    )
+
+
+def interpret(delivery: AlchemyDelivery, contract: str) -> BlockDelivery:
+    """The records to store. Raises PayloadError for a matching log that does not decode
+    or that contradicts the delivery's block; every other log is ignored, never stored."""
+    block = delivery.event.data.block
+    number, block_hash, timestamp = block.number, block.hash, block.timestamp
+    records: list[MintRecord] = []
+    ignored = 0
+    for i, log in enumerate(block.logs):
+        if not _matches(log, contract):
+            ignored += 1
+            continue
+        where = f"{LOGS_PATH}.{i}"
+        if isinstance(log, RpcLog):
+            # An eth_getLogs log carries its own block; it must agree with the envelope.
+            number = _agree(number, log.blockNumber, f"{where}.blockNumber")
+            block_hash = _agree(
+                block_hash and block_hash.lower(),
+                log.blockHash and log.blockHash.lower(),
+                f"{where}.blockHash",
+            )
+            timestamp = _agree(timestamp, log.blockTimestamp, f"{where}.blockTimestamp")
+        for value, name in ((number, "number"), (block_hash, "hash"), (timestamp, "timestamp")):
+            if value is None:
+                raise PayloadError(f"event.data.block.{name}: required for a BatchMinted log")
+        try:
+            record = _decode(log, number, block_hash, timestamp)
+        except DecodeError as exc:
+            raise PayloadError(f"{where}: {exc}") from None
+        if record.start_token_id + record.quantity - 1 > MAX_BIGINT:
+            raise PayloadError(f"{where}.topics.3: startTokenId out of range")
+        records.append(record)
+    return BlockDelivery(
+        block_number=number,
+        block_hash=block_hash.lower() if block_hash else None,
+        sequence_number=delivery.event.sequenceNumber,
+        records=records,
+        ignored=ignored,
+    )
+
+
+def _agree(envelope: Any, own: Any, field: str) -> Any:
+    if own is None:
+        return envelope
+    if envelope is not None and own != envelope:
+        raise PayloadError(f"{field}: differs from the delivery's block")
+    return own
+
+
+def _decode(log: GraphqlLog | RpcLog, number: int, block_hash: str, ts: int) -> MintRecord:
+    block = {"number": number, "hash": block_hash, "timestamp": ts}
+    if isinstance(log, GraphqlLog):
+        raw = {
+            "account": {"address": log.account.address},
+            "topics": log.topics,
+            "data": log.data,
+            "index": log.index,
+            "transaction": {"hash": log.transaction.hash},
+        }
+        return decode_webhook_log(raw, block)
+    return decode_rpc_log(
+        {
+            "address": log.address,
+            "topics": log.topics,
+            "data": log.data,
+            "transactionHash": log.transactionHash,
+            "logIndex": log.logIndex,
+            "blockNumber": number,
+            "blockHash": block_hash,
+            "blockTimestamp": ts,
+        }
+    )
+
+
+# --- bodies out -----------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoredEvent(_Out):
+    mint_event_id: int
+    tx_hash: str
+    log_index: int
+    token_ids: list[int]
+
+
+class LogRef(_Out):
+    tx_hash: str
+    log_index: int
+
+
+class SuccessBody(_Out):
+    status: Literal["success"] = "success"
+    message: str
+    events: list[StoredEvent] = Field(default_factory=list)
+    duplicates: list[LogRef] = Field(default_factory=list)
+    removed: int = Field(default=0, description="rows of a replaced block marked removed")
+
+
+class DuplicateBody(_Out):
+    status: Literal["duplicate"] = "duplicate"
+    message: str = "Event already processed"
+    tx_hash: str
+    log_index: int
+    duplicates: list[LogRef] = Field(default_factory=list)
+
+
+ErrorCode = Literal[
+    "INVALID_SIGNATURE", "INVALID_PAYLOAD", "PAYLOAD_TOO_LARGE", "TOKEN_CONFLICT", "INTERNAL_ERROR"
+]
+
+
+class ErrorBody(_Out):
+    status: Literal["error"] = "error"
+    message: str
+    code: ErrorCode
+
+
+class HealthBody(_Out):
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None

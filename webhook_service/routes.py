@@ -1,0 +1,69 @@
+"""HTTP routes: thin, each hands its work to one function."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from glisk_pipeline.db.migrate import current_revision
+from webhook_service import metrics
+from webhook_service.deps import Service, get_service
+from webhook_service.handler import handle_delivery, json_response
+from webhook_service.payloads import DuplicateBody, ErrorBody, HealthBody, SuccessBody
+
+router = APIRouter()
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+@router.post(
+    "/webhooks/alchemy",
+    summary="Receive a signed Alchemy Custom Webhook (GraphQL) delivery",
+    response_model=SuccessBody,
+    responses={
+        400: {"model": ErrorBody, "description": "INVALID_PAYLOAD: names the field"},
+        401: {"model": ErrorBody, "description": "INVALID_SIGNATURE"},
+        409: {
+            "model": DuplicateBody | ErrorBody,
+            "description": "every matching log already stored (or TOKEN_CONFLICT)",
+        },
+        413: {"model": ErrorBody, "description": "PAYLOAD_TOO_LARGE"},
+        500: {"model": ErrorBody, "description": "INTERNAL_ERROR: database failure"},
+    },
+    # The body is read raw (the signature covers its exact bytes); app.py documents its
+    # schema, AlchemyDelivery, in the OpenAPI document.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AlchemyDelivery"}}
+            },
+        }
+    },
+)
+async def alchemy_webhook(request: Request, service: ServiceDep) -> Response:
+    return await handle_delivery(request, service)
+
+
+@router.get("/healthz", response_model=HealthBody)
+async def healthz() -> Response:
+    return json_response(200, HealthBody(status="ok"))
+
+
+@router.get("/readyz", response_model=HealthBody, responses={503: {"model": HealthBody}})
+def readyz(service: ServiceDep) -> Response:
+    # A plain def: FastAPI runs it in the threadpool, the database call does not block the loop.
+    try:
+        current = current_revision(service.engine)
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        return json_response(503, HealthBody(status="unavailable", detail=type(exc).__name__))
+    if current != service.head_revision:
+        detail = f"schema at {current}, expected {service.head_revision}: run `make migrate`"
+        return json_response(503, HealthBody(status="unavailable", detail=detail))
+    return json_response(200, HealthBody(status="ok"))
+
+
+@router.get("/metrics", response_class=Response)
+def prometheus_metrics() -> Response:
+    payload, content_type = metrics.render()
+    return Response(payload, media_type=content_type)
