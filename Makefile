@@ -22,6 +22,10 @@ test-fast: setup
 demo: setup
 	$(VENV)/python -m glisk_pipeline.demo
 
+## The Dagster UI (dagster dev) against a fresh local chain with a minted history; Ctrl-C stops all.
+dev: setup
+	$(VENV)/python -m glisk_pipeline.demo --dev $(DEV_ARGS)
+
 ## Bring the database in DATABASE_URL (default: the embedded SQLite file) to the latest schema.
 migrate: setup
 	$(VENV)/python -m glisk_pipeline.db.migrate

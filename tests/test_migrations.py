@@ -30,7 +30,7 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     upgrade(empty_url)
     assert current_revision(engine) == head_revision()
     assert set(metadata.tables) <= set(inspect(engine).get_table_names())
-    downgrade(empty_url, "-1")
+    downgrade(empty_url, "base")
     assert not set(metadata.tables) & set(inspect(engine).get_table_names())
     upgrade(empty_url)
     assert current_revision(engine) == head_revision()

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -176,6 +177,23 @@ webhook_blocks = Table(
     Column("block_hash", String(66), nullable=False),
     Column("sequence_number", Wei(), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Mint statistics per (UTC day, prompt author), rebuilt from the live mint_events rows by
+# the Dagster asset `mint_stats` (pandas); per-author and per-day totals are sums over it.
+# Read-only for everyone else: the asset replaces its contents in one transaction.
+mint_stats = Table(
+    "mint_stats",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("author_wallet", String(42), primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("minters", Integer, nullable=False),
+    Column("total_paid", Wei(), nullable=False),
+    Column("first_block", BigInteger, nullable=False),
+    Column("last_block", BigInteger, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 LAST_PROCESSED_BLOCK = "last_processed_block"

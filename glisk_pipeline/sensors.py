@@ -1,0 +1,99 @@
+"""`chain_head_sensor`: keeps block_ranges up with the chain's final head.
+
+Each tick reads the final block (one RPC call), adds the complete windows after the last
+one it added (ascending, at most GLISK_SENSOR_MAX_PARTITIONS_PER_TICK), and requests one
+run per new partition, keyed by the partition so a repeated request never runs twice.
+
+The cursor holds the end block of the last window added, so a tick costs the same with 10
+partitions or 100,000: existing keys are listed only when there is no cursor yet (first
+tick, or a reset in the UI). Failed partitions are not retried here: the UI's "backfill
+failed and missing" (or a new request) covers them.
+"""
+# No `from __future__ import annotations`: Dagster reads the context and resource
+# parameter annotations at definition time and needs real classes, not strings.
+
+import json
+from dataclasses import dataclass
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from glisk_pipeline.assets import mint_events
+from glisk_pipeline.partitions import (
+    PARTITIONS_NAME,
+    block_ranges,
+    last_end,
+    new_windows,
+    parse_key,
+)
+from glisk_pipeline.resources import ChainResource
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    final_block: int
+    new_keys: list[str]
+    cursor: str
+
+
+def load_cursor(cursor: str | None) -> int | None:
+    """End block of the last window added (None: none recorded)."""
+    if not cursor:
+        return None
+    return json.loads(cursor)["last_end"]
+
+
+def plan_tick(
+    context: SensorEvaluationContext, *, final_block: int, start_block: int, size: int, limit: int
+) -> TickPlan:
+    after = load_cursor(context.cursor)
+    if after is None:  # no cursor: learn where the existing keys end (once)
+        after = last_end(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    keys = new_windows(
+        start_block=start_block, size=size, final_block=final_block, after_block=after, limit=limit
+    )
+    end = parse_key(keys[-1])[1] if keys else after
+    cursor = json.dumps({"last_end": end}) if end is not None else (context.cursor or "")
+    return TickPlan(final_block, keys, cursor)
+
+
+@sensor(
+    name="chain_head_sensor",
+    target=[mint_events],
+    minimum_interval_seconds=30,
+    # Off until an operator turns it on: it launches runs against a paid RPC provider.
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Adds the newly final block windows as partitions and requests their runs",
+)
+def chain_head_sensor(context: SensorEvaluationContext, chain: ChainResource) -> SensorResult:
+    settings = chain.settings()
+    with chain.client() as client:
+        final_block = client.final_block(settings.GLISK_CONFIRMATIONS)
+    plan = plan_tick(
+        context,
+        final_block=final_block,
+        start_block=settings.GLISK_START_BLOCK,
+        size=settings.GLISK_PARTITION_SIZE,
+        limit=settings.GLISK_SENSOR_MAX_PARTITIONS_PER_TICK,
+    )
+    if not plan.new_keys:
+        # Still store the cursor: a tick without one lists the existing keys.
+        return SensorResult(
+            skip_reason=SkipReason(f"no new complete window at or below block {final_block}"),
+            cursor=plan.cursor,
+        )
+    context.log.info(
+        f"final block {final_block}: adding {len(plan.new_keys)} partitions "
+        f"{plan.new_keys[0]} .. {plan.new_keys[-1]}"
+    )
+    return SensorResult(
+        run_requests=[RunRequest(run_key=key, partition_key=key) for key in plan.new_keys],
+        dynamic_partitions_requests=[block_ranges.build_add_request(plan.new_keys)],
+        cursor=plan.cursor,
+    )

@@ -1,0 +1,219 @@
+"""mint_events and mint_stats materialized in-process with a real Dagster instance, real
+anvil and real PostgreSQL: rows equal the chain, re-runs are idempotent, reconciliation
+marks webhook-only rows removed; the asset checks pass clean and fail when corrupted."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    instance_for_test,
+    materialize,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+from sqlalchemy import select, text, update
+
+from glisk_pipeline.assets import mint_events, mint_stats
+from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.checks import (
+    mint_event_checks,
+    token_count_mismatches,
+    token_id_breaks,
+    uncovered_windows,
+)
+from glisk_pipeline.db.schema import mint_events as events_t
+from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.partitions import PARTITIONS_NAME, new_windows, parse_key
+from glisk_pipeline.stats import read_table
+from tests.pipeline_support import DEFAULT_AUTHOR, SIZE, Pipeline, pipeline  # noqa: F401
+
+ASSETS = [mint_events, *mint_event_checks]
+
+
+def add_all_partitions(instance: DagsterInstance, p: Pipeline) -> list[str]:
+    keys = new_windows(
+        start_block=p.start_block,
+        size=SIZE,
+        final_block=p.devchain.anvil.block_number(),
+        after_block=None,
+        limit=10_000,
+    )
+    instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
+    return keys
+
+
+def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: str):  # type: ignore[no-untyped-def]
+    return materialize(
+        ASSETS,
+        instance=instance,
+        resources=p.resources(),
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
+
+
+def metadata(result, key: str):  # type: ignore[no-untyped-def]
+    (event, *_) = result.asset_materializations_for_node("mint_events")
+    return event.metadata[key].value
+
+
+def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert len(keys) >= 6
+        one = materialize(ASSETS, instance=instance, resources=p.resources(), partition_key=keys[2])
+        assert one.success
+        lo, hi = parse_key(keys[2])
+        assert p.mismatches(lo, hi) == []
+        assert metadata(one, "logs_found") > 0
+        assert metadata(one, "block_range") == f"{lo}-{hi}"
+
+        # The first window starts before the contract: the fetch is clamped to start_block.
+        ranged = materialize_range(instance, p, keys[0], keys[-1])
+        assert ranged.success
+        assert metadata(ranged, "first_block") == p.start_block
+        assert metadata(ranged, "partitions_in_run") == len(keys)
+        assert len(ranged.asset_materializations_for_node("mint_events")) == len(keys)
+        assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
+        assert metadata(ranged, "last_processed_block") == parse_key(keys[-1])[1]
+        assert all(c.passed for c in ranged.get_asset_check_evaluations())
+
+        # Re-materialising changes nothing.
+        again = materialize_range(instance, p, keys[0], keys[-1])
+        assert metadata(again, "stored") == 0
+        assert metadata(again, "duplicates") == metadata(ranged, "logs_found")
+        assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
+        materialized = instance.get_materialized_partitions(AssetKey("mint_events"))
+        assert materialized == set(keys)
+
+
+def test_reconciliation_marks_a_webhook_only_row_removed(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    store = MintStore(p.engine, DEFAULT_AUTHOR, start_block=p.start_block)
+    real = p.history.mints[0]
+    ghost = MintRecord(  # a log the webhook saw on a block that lost the reorg
+        tx_hash="0x" + "ab" * 32,
+        log_index=0,
+        block_number=real.block_number,
+        block_hash="0x" + "cd" * 32,
+        block_timestamp=real.block_timestamp,
+        contract_address=p.devchain.glisk,
+        minter=real.minter,
+        author_wallet=real.prompt_author,
+        start_token_id=10**9,
+        quantity=3,
+        total_paid=1,
+    )
+    store.store([ghost], source="webhook")
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        key = next(k for k in keys if parse_key(k)[0] <= real.block_number <= parse_key(k)[1])
+        result = materialize(ASSETS, instance=instance, resources=p.resources(), partition_key=key)
+        assert metadata(result, "removed") == 1
+    with p.engine.connect() as conn:
+        removed = conn.execute(
+            select(events_t.c.removed).where(events_t.c.tx_hash == ghost.tx_hash)
+        ).scalar_one()
+    assert removed is True
+    lo, hi = parse_key(key)
+    assert p.mismatches(lo, hi) == []
+
+
+def test_partition_not_final_yet_fails(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        head = p.devchain.anvil.block_number()
+        key = f"{head - head % SIZE:012d}-{head - head % SIZE + SIZE - 1:012d}"
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+        result = materialize(
+            [mint_events],
+            instance=instance,
+            resources=p.resources(),
+            partition_key=key,
+            raise_on_error=False,
+        )
+        assert not result.success
+
+
+def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert materialize_range(instance, p, keys[0], keys[-1]).success
+        assert token_count_mismatches(p.engine) == []
+        checkpoint = parse_key(keys[-1])[1]
+        assert token_id_breaks(p.engine, checkpoint) == []
+
+        with p.engine.begin() as conn:
+            victim = conn.execute(text("SELECT min(token_id) FROM tokens")).scalar_one()
+            conn.execute(text("DELETE FROM tokens WHERE token_id = :t"), {"t": victim})
+            # Shift one event's ids onto its neighbour's: an overlap and a gap.
+            third = conn.execute(
+                select(events_t.c.id).order_by(events_t.c.start_token_id).offset(2).limit(1)
+            ).scalar_one()
+            conn.execute(
+                update(events_t)
+                .where(events_t.c.id == third)
+                .values(start_token_id=events_t.c.start_token_id - 1)
+            )
+            conn.execute(
+                text("UPDATE system_state SET value = :v WHERE key = 'last_processed_block'"),
+                {"v": str(checkpoint + 5 * SIZE)},
+            )
+        assert len(token_count_mismatches(p.engine)) == 1
+        kinds = {b[0] for b in token_id_breaks(p.engine, checkpoint)}
+        assert kinds == {"overlap", "gap"}
+
+        # The same through Dagster: every check fails.
+        result = materialize(
+            [mint_events, *mint_event_checks],
+            selection=AssetSelection.checks(*mint_event_checks),
+            instance=instance,
+            resources=p.resources(),
+        )
+        evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert evaluations == {
+            "tokens_match_quantity": False,
+            "token_ids_contiguous": False,
+            "partitions_cover_checkpoint": False,
+        }
+
+
+def test_uncovered_windows() -> None:
+    done = ["000000000100-000000000199", "000000000300-000000000399"]
+    assert uncovered_windows(done, start_block=150, size=100, checkpoint=None) == []
+    assert uncovered_windows(done, start_block=150, size=100, checkpoint=399) == [
+        "000000000200-000000000299"
+    ]
+    assert uncovered_windows(done, start_block=150, size=100, checkpoint=398) == [
+        "000000000200-000000000299"
+    ]
+
+
+def test_mint_stats_exact_wei(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert materialize_range(instance, p, keys[0], keys[-1]).success
+        result = materialize(
+            [mint_events, mint_stats],
+            selection=[mint_stats],
+            instance=instance,
+            resources=p.resources(),
+        )
+        assert result.success
+    stats = read_table(p.engine)
+    mints = p.history.mints
+    assert int(stats["events"].sum()) == len(mints)
+    assert int(stats["tokens"].sum()) == p.history.tokens_minted
+    total = sum(stats["total_paid"], 0)
+    assert total == sum(m.total_paid for m in mints)
+    assert max(stats["total_paid"]) > 2**63  # the history's big payment survived exactly
+    by_author: dict[str, int] = {}
+    for m in mints:
+        by_author[m.prompt_author] = by_author.get(m.prompt_author, 0) + m.quantity
+    assert stats.groupby("author_wallet")["tokens"].sum().to_dict() == by_author
