@@ -33,6 +33,9 @@ from glisk_pipeline.settings import Settings
 
 # A chunk with at most this many logs lets the next range double.
 GROW_BELOW_LOGS = 2_000
+# Chunks handed to the store hold at most this many logs (cut at block boundaries), so
+# memory and transaction size stay bounded however dense a response was.
+MAX_CHUNK_LOGS = 5_000
 BATCH_LIMIT = 100  # requests per JSON-RPC batch (block headers)
 
 
@@ -174,6 +177,19 @@ class RangeError(RpcError):
         self.failure = failure
 
 
+def split_chunk(start: int, end: int, logs: list[dict[str, Any]], limit: int) -> Iterator[LogChunk]:
+    """Cut [start, end]'s logs into chunks of about `limit` logs, only between blocks, so
+    each chunk still covers its own block range completely (a block's logs never split)."""
+    first, taken = start, 0
+    for i in range(len(logs)):
+        block = int(logs[i]["blockNumber"], 16)
+        next_block = int(logs[i + 1]["blockNumber"], 16) if i + 1 < len(logs) else None
+        if i + 1 - taken >= limit and next_block is not None and next_block != block:
+            yield LogChunk(first, block, logs[taken : i + 1])
+            first, taken = block + 1, i + 1
+    yield LogChunk(first, end, logs[taken:])
+
+
 class RpcClient:
     def __init__(
         self,
@@ -302,10 +318,15 @@ class RpcClient:
                 raise RpcError(f"eth_getLogs {start}-{end}: result is not a list")
             logs = [log for log in logs if not log.get("removed")]
             self._fill_timestamps(logs, start, end)
-            yield LogChunk(start, end, logs)
+            yield from split_chunk(start, end, logs, MAX_CHUNK_LOGS)
+            span = end - start + 1
             start = end + 1
             if len(logs) <= GROW_BELOW_LOGS:
                 size = min(size * 2, self._ceiling, self.max_block_range)
+            elif len(logs) > MAX_CHUNK_LOGS:
+                # dense history: aim the next request at about half the chunk limit, so
+                # one response (the memory we hold) stays small
+                size = max(1, span * MAX_CHUNK_LOGS // (2 * len(logs)))
             self.stats.chunk_size = size
 
     def _narrow(self, failure: Failure, start: int, end: int) -> int:

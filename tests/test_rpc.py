@@ -7,10 +7,13 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from glisk_pipeline import rpc
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.devchain import History, chain_logs, realistic_history
-from glisk_pipeline.rpc import Kind, RpcClient, RpcError, classify
+from glisk_pipeline.rpc import Kind, RpcClient, RpcError, classify, split_chunk
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain
 
@@ -272,3 +275,34 @@ def test_sparse_history_costs_few_calls(devchain: DevChain) -> None:
 def test_classify_provider_errors(status, error, kind, suggested, cap) -> None:  # type: ignore[no-untyped-def]
     failure = classify(status=status, error=error)
     assert (failure.kind, failure.suggested, failure.cap) == (kind, suggested, cap)
+
+
+@given(
+    blocks=st.lists(st.integers(min_value=0, max_value=60), max_size=300),
+    limit=st.integers(min_value=1, max_value=40),
+)
+def test_split_chunk_tiles_the_range_and_never_splits_a_block(blocks, limit) -> None:  # type: ignore[no-untyped-def]
+    start, end = 0, 60
+    logs = [{"blockNumber": hex(b), "i": i} for i, b in enumerate(sorted(blocks))]
+    chunks = list(split_chunk(start, end, logs, limit))
+    assert chunks[0].from_block == start and chunks[-1].to_block == end
+    assert all(a.to_block + 1 == b.from_block for a, b in itertools.pairwise(chunks))
+    assert [log for c in chunks for log in c.logs] == logs
+    for c in chunks:
+        assert all(c.from_block <= int(log["blockNumber"], 16) <= c.to_block for log in c.logs)
+        per_block = {log["blockNumber"] for log in c.logs}
+        biggest = max((blocks.count(int(b, 16)) for b in per_block), default=0)
+        assert len(c.logs) <= max(limit, 1) + biggest  # over the limit only by one block
+
+
+def test_dense_history_is_cut_into_bounded_chunks(devchain, history, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(rpc, "MAX_CHUNK_LOGS", 400)
+    with RpcClient(devchain.anvil.url) as client:
+        chunks = list(
+            client.iter_logs(
+                devchain.glisk, BATCH_MINTED_TOPIC0, history.from_block, history.to_block
+            )
+        )
+    assert len(chunks) >= 2  # 1,500 logs, at most ~400 per chunk
+    assert max(len(c.logs) for c in chunks) <= 400 + 400  # a block holds at most 400 mints
+    assert sum(len(c.logs) for c in chunks) == len(history.mints)
