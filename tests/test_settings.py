@@ -86,6 +86,7 @@ def test_bad_secret_value_is_not_echoed(monkeypatch) -> None:  # type: ignore[no
 def test_core_imports_neither_dagster_nor_fastapi() -> None:
     code = (
         "import sys, glisk_pipeline, glisk_pipeline.settings, glisk_pipeline.chain, "
+        "glisk_pipeline.rpc, glisk_pipeline.ingest, glisk_pipeline.cli.recover_events, "
         "glisk_pipeline.db.store;"
         "print(sorted(m for m in ('dagster', 'fastapi') if m in sys.modules))"
     )
