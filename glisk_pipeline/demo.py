@@ -1,11 +1,13 @@
 """`make demo`: the whole recovery path on a throwaway local chain, with no configuration.
 
-1. start anvil, deploy GliskNFT and a decoy, mine a realistic history (devchain);
+1. start anvil, deploy GliskNFT and a decoy, start `dagster dev` on a temporary instance
+   (it takes ~15 s to come up), mine a realistic history meanwhile (devchain);
 2. migrate a fresh app database (embedded SQLite by default) and register some authors;
-3. run chain_head_sensor's logic against a temporary Dagster instance until it has added
-   every final block window as a partition;
-4. start `dagster dev` on that instance, launch a backfill of all partitions (and the
-   mint_stats asset) over GraphQL, as the UI's "Materialize all" does, and wait for it;
+3. run chain_head_sensor's logic against that instance until it has added every final
+   block window as a partition;
+4. launch a backfill of all partitions over GraphQL, as the UI's "Materialize all" does,
+   wait until its runs have succeeded and every partition is materialized, then
+   materialize mint_stats;
 5. compare the tables with the chain and print a summary; exit 1 on any mismatch.
 
 Everything it starts (anvil, dagster dev and its run workers, temp dirs) is stopped and
@@ -137,9 +139,12 @@ def session_pids(sid: int) -> list[int]:
 class DagsterDev:
     """`dagster dev` (webserver + daemon) in its own session; stop() ends all of it."""
 
-    def __init__(self, home: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str], log_path: Path | None, port: int | None = None
+    ) -> None:
+        """log_path None: its output goes to this process's stdout (make dev)."""
         self.home, self.env, self.log_path = home, env, log_path
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(timeout=30.0)
@@ -149,14 +154,15 @@ class DagsterDev:
         its chain meanwhile."""
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
         cmd += ["-h", "127.0.0.1", "-p", str(self.port)]
-        with open(self.log_path, "wb") as log:
-            # Own session: every process it forks can be found (session_pids) and stopped.
+        with open(self.log_path or os.devnull, "wb") as log:
+            # Own session: every process it forks can be found (session_pids) and stopped,
+            # and a terminal's Ctrl-C reaches only us: stop() forwards it.
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=REPO_ROOT,
                 env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=log if self.log_path else None,
+                stderr=subprocess.STDOUT if self.log_path else None,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
@@ -179,6 +185,8 @@ class DagsterDev:
         return self.spawn().wait_ready(timeout)
 
     def log_tail(self, chars: int = 4000) -> str:
+        if self.log_path is None:
+            return "(dagster dev's output is above)"
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -625,29 +633,62 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
     return summary
 
 
-def dev_session(options: DemoOptions, port: int = 3000) -> int:
+def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = True) -> int:
     """`make dev`: `dagster dev` in the foreground against a fresh local chain and database
-    (everything under one temp dir, removed on exit). Ctrl-C stops it all."""
+    (everything under one temp dir, removed on exit). The block_ranges partitions are added
+    first with the sensor's logic (unless add_partitions is False), so a backfill can be
+    launched from the UI at once. Ctrl-C, or SIGINT/SIGTERM to this process's PID, stops
+    dagster dev (all of its processes), anvil, and removes the temp dir."""
+    from dagster import DagsterInstance
+
+    from glisk_pipeline.resources import ChainResource
+
+    # SIGTERM (`kill PID`) takes the same clean path as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: signal.default_int_handler(signal.SIGINT, None))
     with _temp_dir() as tmp, Anvil() as anvil:
         local = build_local_chain(anvil, options, tmp, print)
         postgres = bool(os.environ.get("DAGSTER_PG_URL"))
         home = tmp / "dagster_home"
         prepare_home(home, postgres=postgres)
-        env = {**os.environ, **local.env, "DAGSTER_HOME": str(home)}
+        keys: list[str] = []
+        if add_partitions:
+            chain = ChainResource(
+                rpc_url=anvil.url,
+                network="LOCAL",
+                contract_address=local.contract,
+                start_block=local.start_block,
+                partition_size=options.partition_size,
+            )
+            with DagsterInstance.from_config(str(home)) as instance:
+                add_partitions_with_sensor(instance, chain)
+                keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+        env = {**os.environ, **local.env, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+        partitions = (
+            f"{len(keys)} block_ranges partitions added ({keys[0]} .. {keys[-1]})"
+            if keys
+            else "no partitions yet: turn chain_head_sensor on to add them"
+        )
         print(
             f"\nDagster UI: http://127.0.0.1:{port}  (storage: "
             f"{'PostgreSQL from DAGSTER_PG_URL' if postgres else 'local, in ' + str(home)})\n"
-            "  Automation > chain_head_sensor > turn it on: it adds the final block windows\n"
-            "  as partitions and requests their runs; or Assets > mint_events >\n"
-            "  Materialize > select partitions > Launch backfill.  Ctrl-C stops everything.\n",
+            f"  {partitions}.\n"
+            "  Assets > mint_events > Materialize > select partitions > Launch backfill;\n"
+            "  then materialize mint_stats. Automation > chain_head_sensor: adds new final\n"
+            "  windows as partitions and requests their runs.\n"
+            f"  Ctrl-C (or kill -INT {os.getpid()}) stops everything.\n",
             flush=True,
         )
-        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
-        proc = subprocess.Popen([*cmd, "-h", "127.0.0.1", "-p", str(port)], cwd=REPO_ROOT, env=env)
+        dev = DagsterDev(home, env, None, port=port).spawn()
         try:
-            return proc.wait()
-        except KeyboardInterrupt:  # the terminal sent SIGINT to dagster dev as well
-            return proc.wait()
+            assert dev.proc is not None
+            code = dev.proc.wait()
+        except KeyboardInterrupt:
+            code = 0
+        finally:
+            left = dev.stop()
+            if left:
+                print(f"still running after stop: {left}", flush=True)
+        return code
 
 
 def print_summary(s: DemoSummary, say: Callable[[str], None] = print) -> None:
@@ -690,6 +731,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dagster-pg-url", help="Dagster storage (default: temp local)")
     parser.add_argument("--dev", action="store_true", help="serve the Dagster UI instead")
     parser.add_argument("--port", type=int, default=3000, help="UI port with --dev")
+    parser.add_argument(
+        "--no-partitions",
+        action="store_true",
+        help="with --dev: add no partitions (let chain_head_sensor add them)",
+    )
     args = parser.parse_args(argv)
     options = DemoOptions(
         batches=args.batches,
@@ -701,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         dagster_pg_url=args.dagster_pg_url,
     )
     if args.dev:
-        return dev_session(options, port=args.port)
+        return dev_session(options, port=args.port, add_partitions=not args.no_partitions)
     summary = run_demo(options, say=lambda line: print(line, flush=True))
     print_summary(summary)
     return 0 if summary.ok else 1
