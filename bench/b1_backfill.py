@@ -1,5 +1,6 @@
-"""B1: backfill throughput, end to end from anvil into PostgreSQL, four contenders over
-the same range of one chain, each into its own fresh database."""
+"""B1: backfill throughput, end to end from anvil into PostgreSQL, five contenders over
+the same range of one chain, each into its own fresh database (the fifth is the project's
+path through Dagster's `materialize`, bench/dagster_paths.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from bench.common import Chain, Timer, bench_chain, rate, throwaway_db
 from bench.contenders import baseline, ceiling, project
+from bench.dagster_paths import materialize_range
 from glisk_pipeline.db.engine import make_engine
 
 
@@ -88,6 +90,10 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
                 raise RuntimeError(f"{name}: stored {row['stored_events']} of {expected} events")
         if c["project"]["events"] != len(h.mints):
             raise RuntimeError("project path missed events")
+        # After the others: it completes the last partition window with empty blocks.
+        c["materialize"] = materialize_range(chain, lo, hi)
+        if c["materialize"]["events"] != c["project"]["events"]:
+            raise RuntimeError("materialize and the bare path saw different events")
         result["contenders"] = c
         p = c["project"]
         result["ratios"] = {
@@ -100,6 +106,8 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
             "project_over_raw_ceiling": round(
                 p["events_per_s"] / c["ceiling_raw"]["events_per_s"], 3
             ),
+            # time of the whole-range materialize over time of the bare path (same events)
+            "materialize_over_bare": round(c["materialize"]["seconds"] / p["seconds"], 2),
         }
         memory = {f"{len(h.mints)}_events": peak_rss(chain, lo, hi)}
         if big_batches > n_batches:

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from bench.b2_webhook import CONTRACT, PATH, service
 from bench.common import Timer, throwaway_db
 from bench.contenders import project
+from bench.dagster_paths import sensor_ticks
 from bench.deliveries import Factory
 from bench.loadgen import fixed_rate
 from bench.sparse_shim import SparseChain, synthetic_logs
@@ -75,8 +76,10 @@ def run(
     rows: int = 1_000_000,
     seconds: float = 5.0,
     warmup: int = 200,
+    sensor_partitions: tuple[int, ...] = (10, 1_000, 10_000),
 ) -> dict[str, Any]:
     return {
         "sparse": sparse(n_blocks, n_events),
         "webhook_vs_rows": webhook_vs_rows(rows, seconds, warmup),
+        "sensor": sensor_ticks(sensor_partitions),
     }

@@ -27,7 +27,14 @@ FULL: dict[str, dict[str, Any]] = {
 SMOKE: dict[str, dict[str, Any]] = {
     "b1": {"n_batches": 60, "n_blocks": 40, "baseline_events": 10, "big_batches": 60},
     "b2": {"seconds": 0.2, "max_n": 40, "conc": 4, "warmup": 10},
-    "b3": {"n_blocks": 5_000, "n_events": 50, "rows": 1_000, "seconds": 0.2, "warmup": 10},
+    "b3": {
+        "n_blocks": 5_000,
+        "n_events": 50,
+        "rows": 1_000,
+        "seconds": 0.2,
+        "warmup": 10,
+        "sensor_partitions": (3, 30),
+    },
 }
 RUNNERS = {"b1": b1_backfill.run, "b2": b2_webhook.run, "b3": b3_scaling.run}
 

@@ -7,10 +7,13 @@ one store; the assets report what happened as materialization metadata.
 # No `from __future__ import annotations`: Dagster reads the context and resource
 # parameter annotations at definition time and needs real classes, not strings.
 
+import warnings
+
 from dagster import (
     AssetExecutionContext,
     AutomationCondition,
     BackfillPolicy,
+    BetaWarning,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -42,25 +45,35 @@ PREVIEW_SCHEMA = TableSchema(
 )
 
 
-@asset(
-    partitions_def=block_ranges,
-    # A UI backfill of hundreds of partitions becomes runs of up to N partitions, each run
-    # fetching its whole block range at once. multi_run + parsing the bounds from
-    # partition_key_range, not single_run (FIELD-NOTES: single_run range runs over dynamic
-    # partitions have a history of bugs); tests/test_pipeline_e2e.py proves it.
-    backfill_policy=BackfillPolicy.multi_run(
-        max_partitions_per_run=load_settings().GLISK_PARTITIONS_PER_RUN
-    ),
-    # Runs share the provider's rate limit: the pool's limit (dagster.yaml) caps how many
-    # fetch at once, whatever the run queue allows.
-    pool="rpc",
-    group_name="mints",
-    kinds={"python", "sql"},
-    description=(
-        "Every BatchMinted log of the GliskNFT contract in the partition's block window, "
-        "reconciled with the chain: missing logs stored, non-canonical rows marked removed."
-    ),
-)
+# Dagster marks the `backfill_policy` parameter beta and warns (BetaWarning) each time this
+# module is imported: in every run worker and code server. We rely on it knowingly (see
+# below); silence that one warning here only, so other beta/deprecation warnings still show.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message="Parameter `backfill_policy` of function `asset`", category=BetaWarning
+    )
+    _mint_events_asset = asset(
+        partitions_def=block_ranges,
+        # A UI backfill of hundreds of partitions becomes runs of up to N partitions, each run
+        # fetching its whole block range at once. multi_run + parsing the bounds from
+        # partition_key_range, not single_run (FIELD-NOTES: single_run range runs over dynamic
+        # partitions have a history of bugs); tests/test_pipeline_e2e.py proves it.
+        backfill_policy=BackfillPolicy.multi_run(
+            max_partitions_per_run=load_settings().GLISK_PARTITIONS_PER_RUN
+        ),
+        # Runs share the provider's rate limit: the pool's limit (dagster.yaml) caps how many
+        # fetch at once, whatever the run queue allows.
+        pool="rpc",
+        group_name="mints",
+        kinds={"python", "sql"},
+        description=(
+            "Every BatchMinted log of the GliskNFT contract in the partition's block window, "
+            "reconciled with the chain: missing logs stored, non-canonical rows marked removed."
+        ),
+    )
+
+
+@_mint_events_asset
 def mint_events(
     context: AssetExecutionContext, chain: ChainResource, database: DatabaseResource
 ) -> MaterializeResult:

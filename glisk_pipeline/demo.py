@@ -1,11 +1,13 @@
 """`make demo`: the whole recovery path on a throwaway local chain, with no configuration.
 
-1. start anvil, deploy GliskNFT and a decoy, mine a realistic history (devchain);
+1. start anvil, deploy GliskNFT and a decoy, start `dagster dev` on a temporary instance
+   (it takes ~15 s to come up), mine a realistic history meanwhile (devchain);
 2. migrate a fresh app database (embedded SQLite by default) and register some authors;
-3. run chain_head_sensor's logic against a temporary Dagster instance until it has added
-   every final block window as a partition;
-4. start `dagster dev` on that instance, launch a backfill of all partitions (and the
-   mint_stats asset) over GraphQL, as the UI's "Materialize all" does, and wait for it;
+3. run chain_head_sensor's logic against that instance until it has added every final
+   block window as a partition;
+4. launch a backfill of all partitions over GraphQL, as the UI's "Materialize all" does,
+   wait until its runs have succeeded and every partition is materialized, then
+   materialize mint_stats;
 5. compare the tables with the chain and print a summary; exit 1 on any mismatch.
 
 Everything it starts (anvil, dagster dev and its run workers, temp dirs) is stopped and
@@ -71,7 +73,46 @@ query Status($id: String!) {
     ... on PythonError { message }
   }
 }"""
+BACKFILL_RUNS = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) {
+    __typename
+    ... on Runs { results { runId status } }
+    ... on PythonError { message }
+  }
+}"""
+MATERIALIZED = """
+query Materialized($path: [String!]!, $partitions: [String!]) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset { assetMaterializations(partitions: $partitions) { partition runId } }
+  }
+}"""
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
+RUN_FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass
+class BackfillOutcome:
+    """How a backfill ended, as wait_backfill saw it.
+
+    `status` is Dagster's own backfill status at that moment: the backfill daemon marks a
+    backfill COMPLETED only on its next loop (every 30 s, hard-coded in Dagster), so it can
+    still read REQUESTED when every run has already succeeded."""
+
+    status: str
+    runs: dict[str, str]  # run id -> run status, every run tagged with the backfill id
+    missing: list[str]  # requested partitions with no materialization from those runs
+
+    @property
+    def ok(self) -> bool:
+        return (
+            bool(self.runs)
+            and all(s == "SUCCESS" for s in self.runs.values())
+            and not self.missing
+            and self.status not in DONE - SUCCEEDED
+        )
 
 
 # --- dagster dev as a child process --------------------------------------------------
@@ -98,27 +139,37 @@ def session_pids(sid: int) -> list[int]:
 class DagsterDev:
     """`dagster dev` (webserver + daemon) in its own session; stop() ends all of it."""
 
-    def __init__(self, home: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str], log_path: Path | None, port: int | None = None
+    ) -> None:
+        """log_path None: its output goes to this process's stdout (make dev)."""
         self.home, self.env, self.log_path = home, env, log_path
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(timeout=30.0)
 
-    def start(self, timeout: float = 90.0) -> DagsterDev:
+    def spawn(self) -> DagsterDev:
+        """Start it without waiting (it takes ~15 s to answer on 2 cores): the demo mines
+        its chain meanwhile."""
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
         cmd += ["-h", "127.0.0.1", "-p", str(self.port)]
-        with open(self.log_path, "wb") as log:
-            # Own session: every process it forks can be found (session_pids) and stopped.
+        with open(self.log_path or os.devnull, "wb") as log:
+            # Own session: every process it forks can be found (session_pids) and stopped,
+            # and a terminal's Ctrl-C reaches only us: stop() forwards it.
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=REPO_ROOT,
                 env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=log if self.log_path else None,
+                stderr=subprocess.STDOUT if self.log_path else None,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> DagsterDev:
+        assert self.proc is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -130,7 +181,12 @@ class DagsterDev:
                 raise TimeoutError(f"dagster dev did not answer:\n{self.log_tail()}")
             time.sleep(0.25)
 
+    def start(self, timeout: float = 90.0) -> DagsterDev:
+        return self.spawn().wait_ready(timeout)
+
     def log_tail(self, chars: int = 4000) -> str:
+        if self.log_path is None:
+            return "(dagster dev's output is above)"
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -154,17 +210,49 @@ class DagsterDev:
             raise RuntimeError(f"launchPartitionBackfill: {result}")
         return result["backfillId"]
 
-    def wait_backfill(self, backfill_id: str, timeout: float = 600.0) -> dict[str, Any]:
+    def wait_backfill(
+        self,
+        backfill_id: str,
+        partitions: list[str],
+        asset_path: list[str],
+        timeout: float = 600.0,
+    ) -> BackfillOutcome:
+        """Wait until the backfill is done: Dagster marks it finished, or every run tagged
+        with its id (`dagster/backfill`) has finished and every requested partition has a
+        materialization from one of them. The second test does not wait for the backfill
+        daemon's next 30 s loop."""
         deadline = time.monotonic() + timeout
+        tags = [{"key": "dagster/backfill", "value": backfill_id}]
         while True:
             state = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
             if state["__typename"] != "PartitionBackfill":
                 raise RuntimeError(f"partitionBackfillOrError: {state}")
-            if state["status"] in DONE:
-                return state
+            found = self.graphql(BACKFILL_RUNS, {"tags": tags})["runsOrError"]
+            if found["__typename"] != "Runs":
+                raise RuntimeError(f"runsOrError: {found}")
+            runs = {r["runId"]: r["status"] for r in found["results"]}
+            finished = bool(runs) and set(runs.values()) <= RUN_FINISHED
+            missing = partitions
+            if finished:
+                missing = self._unmaterialized(asset_path, partitions, set(runs))
+            outcome = BackfillOutcome(state["status"], runs, missing)
+            if state["status"] in DONE or (finished and not missing):
+                return outcome
+            if finished and any(s != "SUCCESS" for s in runs.values()):
+                return outcome  # a run failed: the backfill cannot complete successfully
             if time.monotonic() > deadline:
-                raise TimeoutError(f"backfill {backfill_id} still {state['status']}")
+                raise TimeoutError(f"backfill {backfill_id} still {state['status']}: {runs}")
             time.sleep(0.5)
+
+    def _unmaterialized(
+        self, asset_path: list[str], partitions: list[str], run_ids: set[str]
+    ) -> list[str]:
+        found = self.graphql(MATERIALIZED, {"path": asset_path, "partitions": partitions})
+        asset = found["assetOrError"]
+        if asset["__typename"] != "Asset":
+            return partitions
+        done = {m["partition"] for m in asset["assetMaterializations"] if m["runId"] in run_ids}
+        return [p for p in partitions if p not in done]
 
     def stop(self, timeout: float = 30.0) -> list[int]:
         """SIGINT (dagster dev's clean shutdown), then SIGKILL to whatever of its session is
@@ -310,7 +398,8 @@ class DemoSummary:
     partitions: int = 0
     sensor_ticks: int = 0
     runs: int = 0
-    backfill_status: str = ""
+    backfill_status: str = ""  # Dagster's own status when the runs were seen done
+    backfill_ok: bool = False  # every run succeeded, every partition materialized
     ingest_events: int = 0  # logs the runs fetched and reconciled
     ingest_s: float = 0.0  # time inside backfill_range, summed over runs
     mining_s: float = 0.0
@@ -377,11 +466,30 @@ class LocalChain:
 
 
 def build_local_chain(
-    anvil: Anvil, options: DemoOptions, tmp: Path, say: Callable[[str], None]
+    anvil: Anvil,
+    options: DemoOptions,
+    tmp: Path,
+    say: Callable[[str], None],
+    on_deployed: Callable[[dict[str, str]], None] | None = None,
 ) -> LocalChain:
-    """Deploy, mine a realistic history, migrate the app database, register authors."""
+    """Deploy, mine a realistic history, migrate the app database, register authors.
+    `on_deployed(env)` is called with the app settings as soon as the contract exists,
+    before the (slow) mining: the demo starts `dagster dev` there."""
     contract = deploy(anvil, "GliskNFT", DEFAULT_MINT_PRICE)
     start_block = anvil.block_number()  # the deployment block
+    database_url = options.database_url or f"sqlite:///{tmp / 'glisk.db'}"
+    env = {
+        "NETWORK": "LOCAL",
+        "RPC_URL": anvil.url,
+        "GLISK_NFT_CONTRACT_ADDRESS": contract,
+        "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
+        "GLISK_START_BLOCK": str(start_block),
+        "GLISK_PARTITION_SIZE": str(options.partition_size),
+        "GLISK_PARTITIONS_PER_RUN": str(options.partitions_per_run),
+        "DATABASE_URL": database_url,
+    }
+    if on_deployed is not None:
+        on_deployed(env)
     decoy = deploy(anvil, "DecoyNFT")
     t0 = time.monotonic()
     history = realistic_history(
@@ -399,23 +507,12 @@ def build_local_chain(
         f"chain: {len(history.mints)} mints ({history.tokens_minted} tokens) over blocks "
         f"{history.from_block}-{history.to_block}, plus decoys and reverts ({mining_s:.1f}s)"
     )
-    database_url = options.database_url or f"sqlite:///{tmp / 'glisk.db'}"
     upgrade(database_url)
     engine = make_engine(database_url)
     store = MintStore(engine, DEFAULT_AUTHOR, start_block=start_block)
     for wallet in history.registered_authors:
         store.register_author(wallet)
     engine.dispose()
-    env = {
-        "NETWORK": "LOCAL",
-        "RPC_URL": anvil.url,
-        "GLISK_NFT_CONTRACT_ADDRESS": contract,
-        "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
-        "GLISK_START_BLOCK": str(start_block),
-        "GLISK_PARTITION_SIZE": str(options.partition_size),
-        "GLISK_PARTITIONS_PER_RUN": str(options.partitions_per_run),
-        "DATABASE_URL": database_url,
-    }
     return LocalChain(contract, start_block, database_url, history, mining_s, env)
 
 
@@ -430,64 +527,85 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
     began = time.monotonic()
     with _temp_dir() as tmp, Anvil() as anvil:
         say(f"anvil on {anvil.url}; workspace {tmp}")
-        local = build_local_chain(anvil, options, tmp, say)
-        contract, start_block, database_url = local.contract, local.start_block, local.database_url
-        engine = make_engine(database_url)
-        summary.mining_s = local.mining_s
-        summary.chain_events = len(local.history.mints)
-        summary.chain_tokens = local.history.tokens_minted
-        settings_env = local.env
         home = tmp / "dagster_home"
         prepare_home(home, postgres=options.dagster_pg_url is not None)
         (tmp / "tmp").mkdir()
-        env = {
-            **os.environ,
-            **settings_env,
-            "DAGSTER_HOME": str(home),
-            "TMPDIR": str(tmp / "tmp"),
-            "PYTHONWARNINGS": "ignore",
-        }
-        if options.dagster_pg_url:
-            env["DAGSTER_PG_URL"] = options.dagster_pg_url
-
-        # The sensor's logic, against the same instance dagster dev will use.
-        chain = ChainResource(
-            rpc_url=anvil.url,
-            network="LOCAL",
-            contract_address=contract,
-            start_block=start_block,
-            partition_size=options.partition_size,
-        )
         with (
             _dagster_pg_env(options.dagster_pg_url),
-            DagsterInstance.from_config(str(home)) as instance,
+            DagsterInstance.from_config(str(home)),
         ):
-            added, summary.sensor_ticks, _ = add_partitions_with_sensor(instance, chain)
-            keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
-        summary.partitions = len(keys)
-        say(
-            f"sensor: {added} partitions added in {summary.sensor_ticks} ticks "
-            f"({keys[0]} .. {keys[-1]})"
-        )
+            pass  # create Dagster's storage here, before dagster dev's processes race for it
+        devs: list[DagsterDev] = []
 
-        dev = DagsterDev(home, env, tmp / "dagster-dev.log")
+        def start_dagster_dev(settings_env: dict[str, str]) -> None:
+            # As soon as the contract exists (the code location reads its address from the
+            # environment): dagster dev's ~15 s start-up overlaps the mining.
+            env = {
+                **os.environ,
+                **settings_env,
+                "DAGSTER_HOME": str(home),
+                "TMPDIR": str(tmp / "tmp"),
+                "PYTHONWARNINGS": "ignore",
+            }
+            if options.dagster_pg_url:
+                env["DAGSTER_PG_URL"] = options.dagster_pg_url
+            devs.append(DagsterDev(home, env, tmp / "dagster-dev.log").spawn())
+
         try:
-            dev.start()
-            say(f"dagster dev on {dev.url}; launching a backfill of {len(keys)} partitions")
+            local = build_local_chain(anvil, options, tmp, say, on_deployed=start_dagster_dev)
+            contract, start_block = local.contract, local.start_block
+            database_url = local.database_url
+            engine = make_engine(database_url)
+            summary.mining_s = local.mining_s
+            summary.chain_events = len(local.history.mints)
+            summary.chain_tokens = local.history.tokens_minted
+
+            # The sensor's logic, against the same instance dagster dev uses.
+            chain = ChainResource(
+                rpc_url=anvil.url,
+                network="LOCAL",
+                contract_address=contract,
+                start_block=start_block,
+                partition_size=options.partition_size,
+            )
+            with (
+                _dagster_pg_env(options.dagster_pg_url),
+                DagsterInstance.from_config(str(home)) as instance,
+            ):
+                added, summary.sensor_ticks, _ = add_partitions_with_sensor(instance, chain)
+                keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+            summary.partitions = len(keys)
+            say(
+                f"sensor: {added} partitions added in {summary.sensor_ticks} ticks "
+                f"({keys[0]} .. {keys[-1]})"
+            )
+
+            dev = devs[0]
+            t0 = time.monotonic()
+            dev.wait_ready()
+            say(
+                f"dagster dev on {dev.url} (waited {time.monotonic() - t0:.1f}s more for it); "
+                f"launching a backfill of {len(keys)} partitions"
+            )
             t0 = time.monotonic()
             # mint_events only: an unpartitioned asset in the same backfill waits for the
             # backfill daemon's next 30 s loop; mint_stats is materialized right after.
             backfill_id = dev.launch_backfill(keys, [["mint_events"]])
-            state = dev.wait_backfill(backfill_id)
+            outcome = dev.wait_backfill(backfill_id, keys, ["mint_events"])
             summary.backfill_s = time.monotonic() - t0
-            summary.backfill_status = state["status"]
-            summary.runs = len(state["runs"])
-            failed = [r["runId"] for r in state["runs"] if r["status"] != "SUCCESS"]
-            if state["status"] not in ("COMPLETED", "COMPLETED_SUCCESS") or failed:
-                summary.problems.append(f"backfill {state['status']}, failed runs {failed}")
+            summary.backfill_status = outcome.status
+            summary.backfill_ok = outcome.ok
+            summary.runs = len(outcome.runs)
+            if not outcome.ok:
+                failed = [r for r, status in outcome.runs.items() if status != "SUCCESS"]
+                summary.problems.append(
+                    f"backfill {outcome.status}, failed runs {failed}, "
+                    f"{len(outcome.missing)} partitions not materialized"
+                )
                 say(dev.log_tail())
         finally:
-            summary.leftover_pids = dev.stop()
+            for dev in devs:
+                summary.leftover_pids += dev.stop()
 
         with (
             _dagster_pg_env(options.dagster_pg_url),
@@ -515,29 +633,62 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
     return summary
 
 
-def dev_session(options: DemoOptions, port: int = 3000) -> int:
+def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = True) -> int:
     """`make dev`: `dagster dev` in the foreground against a fresh local chain and database
-    (everything under one temp dir, removed on exit). Ctrl-C stops it all."""
+    (everything under one temp dir, removed on exit). The block_ranges partitions are added
+    first with the sensor's logic (unless add_partitions is False), so a backfill can be
+    launched from the UI at once. Ctrl-C, or SIGINT/SIGTERM to this process's PID, stops
+    dagster dev (all of its processes), anvil, and removes the temp dir."""
+    from dagster import DagsterInstance
+
+    from glisk_pipeline.resources import ChainResource
+
+    # SIGTERM (`kill PID`) takes the same clean path as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: signal.default_int_handler(signal.SIGINT, None))
     with _temp_dir() as tmp, Anvil() as anvil:
         local = build_local_chain(anvil, options, tmp, print)
         postgres = bool(os.environ.get("DAGSTER_PG_URL"))
         home = tmp / "dagster_home"
         prepare_home(home, postgres=postgres)
-        env = {**os.environ, **local.env, "DAGSTER_HOME": str(home)}
+        keys: list[str] = []
+        if add_partitions:
+            chain = ChainResource(
+                rpc_url=anvil.url,
+                network="LOCAL",
+                contract_address=local.contract,
+                start_block=local.start_block,
+                partition_size=options.partition_size,
+            )
+            with DagsterInstance.from_config(str(home)) as instance:
+                add_partitions_with_sensor(instance, chain)
+                keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+        env = {**os.environ, **local.env, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
+        partitions = (
+            f"{len(keys)} block_ranges partitions added ({keys[0]} .. {keys[-1]})"
+            if keys
+            else "no partitions yet: turn chain_head_sensor on to add them"
+        )
         print(
             f"\nDagster UI: http://127.0.0.1:{port}  (storage: "
             f"{'PostgreSQL from DAGSTER_PG_URL' if postgres else 'local, in ' + str(home)})\n"
-            "  Automation > chain_head_sensor > turn it on: it adds the final block windows\n"
-            "  as partitions and requests their runs; or Assets > mint_events >\n"
-            "  Materialize > select partitions > Launch backfill.  Ctrl-C stops everything.\n",
+            f"  {partitions}.\n"
+            "  Assets > mint_events > Materialize > select partitions > Launch backfill;\n"
+            "  then materialize mint_stats. Automation > chain_head_sensor: adds new final\n"
+            "  windows as partitions and requests their runs.\n"
+            f"  Ctrl-C (or kill -INT {os.getpid()}) stops everything.\n",
             flush=True,
         )
-        cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
-        proc = subprocess.Popen([*cmd, "-h", "127.0.0.1", "-p", str(port)], cwd=REPO_ROOT, env=env)
+        dev = DagsterDev(home, env, None, port=port).spawn()
         try:
-            return proc.wait()
-        except KeyboardInterrupt:  # the terminal sent SIGINT to dagster dev as well
-            return proc.wait()
+            assert dev.proc is not None
+            code = dev.proc.wait()
+        except KeyboardInterrupt:
+            code = 0
+        finally:
+            left = dev.stop()
+            if left:
+                print(f"still running after stop: {left}", flush=True)
+        return code
 
 
 def print_summary(s: DemoSummary, say: Callable[[str], None] = print) -> None:
@@ -551,8 +702,9 @@ def print_summary(s: DemoSummary, say: Callable[[str], None] = print) -> None:
         say(f"{name:14}{chain:>10}{db:>10}{'' if chain == db else '   MISMATCH'}")
     say(f"partitions    {s.partitions} (sensor ticks {s.sensor_ticks}); backfill runs {s.runs}")
     say(
-        f"backfill      {s.backfill_status} in {s.backfill_s:.1f}s "
-        f"({s.events_per_s:,.0f} events/s end to end, run start-up included)"
+        f"backfill      {'all runs succeeded' if s.backfill_ok else 'FAILED'} in "
+        f"{s.backfill_s:.1f}s ({s.events_per_s:,.0f} events/s end to end, run start-up "
+        f"included; Dagster's backfill status then: {s.backfill_status})"
     )
     if s.ingest_s:
         say(
@@ -579,6 +731,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dagster-pg-url", help="Dagster storage (default: temp local)")
     parser.add_argument("--dev", action="store_true", help="serve the Dagster UI instead")
     parser.add_argument("--port", type=int, default=3000, help="UI port with --dev")
+    parser.add_argument(
+        "--no-partitions",
+        action="store_true",
+        help="with --dev: add no partitions (let chain_head_sensor add them)",
+    )
     args = parser.parse_args(argv)
     options = DemoOptions(
         batches=args.batches,
@@ -590,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         dagster_pg_url=args.dagster_pg_url,
     )
     if args.dev:
-        return dev_session(options, port=args.port)
+        return dev_session(options, port=args.port, add_partitions=not args.no_partitions)
     summary = run_demo(options, say=lambda line: print(line, flush=True))
     print_summary(summary)
     return 0 if summary.ok else 1

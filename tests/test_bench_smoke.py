@@ -13,8 +13,17 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
     assert b1["project"]["events"] == b1["project"]["stored_events"] > 0
     assert b1["ceiling_idempotent"]["events"] == b1["project"]["events"]
     assert b1["baseline_subset"]["stored_events"] == b1["baseline_subset"]["events"] > 0
+    assert b1["materialize"]["events"] == b1["materialize"]["stored_events"]
+    assert b1["materialize"]["stored_events"] == b1["project"]["events"]
+    assert results["b1"]["ratios"]["materialize_over_bare"] > 0
     assert results["b2"]["verify"]["exactly_once"]
     assert results["b2"]["success_200"]["errors"] == 0
     sparse = results["b3"]["sparse"]
     assert sparse["empty"]["events"] == 0
     assert sparse["50_events"]["events"] == 50
+    assert set(results["b3"]["sensor"]["ticks_s"]) == {
+        "3_partitions",
+        "3_partitions_no_cursor",
+        "30_partitions",
+        "30_partitions_no_cursor",
+    }

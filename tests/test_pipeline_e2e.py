@@ -48,7 +48,11 @@ def test_backfill_over_graphql_on_postgres(fresh_pg: tuple[str, str]) -> None:
     assert summary.problems == []
     assert summary.leftover_pids == []
     assert summary.partitions >= 20
-    assert summary.backfill_status in ("COMPLETED", "COMPLETED_SUCCESS")
+    # Every run tagged with the backfill succeeded and every partition has a
+    # materialization from them; Dagster's own status may still read REQUESTED (its
+    # backfill daemon marks completion on a 30 s loop), never a failure.
+    assert summary.backfill_ok
+    assert summary.backfill_status in ("REQUESTED", "COMPLETED", "COMPLETED_SUCCESS")
     assert summary.runs == -(-summary.partitions // 6)
     assert summary.db_events == summary.chain_events == 400
     assert summary.db_tokens == summary.chain_tokens
