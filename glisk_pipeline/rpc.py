@@ -197,7 +197,7 @@ class RpcClient:
         *,
         timeout: float = 30.0,
         max_attempts: int = 6,
-        initial_block_range: int = 10_000,
+        initial_block_range: int = 1_000,
         max_block_range: int = 1_000_000,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,

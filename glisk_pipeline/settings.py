@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     GLISK_START_BLOCK: int = Field(default=0, ge=0)
     GLISK_PARTITION_SIZE: int = Field(default=10_000, ge=1)
     GLISK_CONFIRMATIONS: int | None = Field(default=None, ge=0)
-    RPC_INITIAL_BLOCK_RANGE: int = Field(default=10_000, ge=1)
+    RPC_INITIAL_BLOCK_RANGE: int = Field(default=1_000, ge=1)
     RPC_MAX_BLOCK_RANGE: int = Field(default=1_000_000, ge=1)
     RPC_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     RPC_MAX_ATTEMPTS: int = Field(default=6, ge=1)
