@@ -53,18 +53,20 @@ def token_id_breaks(engine: Engine, checkpoint: int | None) -> list[tuple[str, i
     """Breaks in the token ids of live events, in token order: ("overlap", start, previous
     end, block) anywhere, ("gap", ...) where the later event is at or below the checkpoint.
     Above it the index may still be catching up, so a gap there is not yet an error."""
-    prev_end = (
-        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1)
-        .over(order_by=events_t.c.start_token_id)
-        .label("prev_end")
-    )
+    # GliskNFT ids start at 1: before the first event, the previous end is 0, so missing
+    # ids at the very start show as a gap too
+    prev_end = func.coalesce(
+        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1).over(
+            order_by=events_t.c.start_token_id
+        ),
+        literal_column("0"),
+    ).label("prev_end")
     ordered = (
         select(events_t.c.start_token_id, events_t.c.block_number, prev_end)
         .where(~events_t.c.removed)
         .subquery()
     )
     query = select(ordered).where(
-        ordered.c.prev_end.is_not(None),
         ordered.c.start_token_id != ordered.c.prev_end + literal_column("1"),
     )
     breaks = []

@@ -128,7 +128,9 @@ def _write(
         result.merge(store.reconcile_range(final, start_block=start, end_block=final_end))
     fresh = [r for r in records if r.block_number > last_final]
     if fresh:
-        result.merge(store.store(fresh, source="backfill"))
+        # not final: add what is missing, but never revive a row a reorg removed (this
+        # node's view may be the older fork)
+        result.merge(store.store(fresh, source="backfill", revive=False))
     return ChunkReport(
         start, end, len(records), result.stored, result.duplicates, result.removed, result.tokens
     )

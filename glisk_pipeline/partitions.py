@@ -69,8 +69,14 @@ def new_windows(
     window ever becomes a partition."""
     first_start, _ = window_of(start_block, size)
     start = first_start if after_block is None else max(first_start, after_block + 1)
-    if start % size:  # a cursor inside a window: never overlap a window already added
-        start += size - start % size
+    if start % size:
+        # The existing windows end off this size's grid: GLISK_PARTITION_SIZE changed
+        # after keys were added. Rounding up would skip blocks for good; refuse instead.
+        raise ValueError(
+            f"the last block_ranges window ends at block {after_block}, which is not "
+            f"aligned to GLISK_PARTITION_SIZE={size}: the size changed after partitions "
+            "were added. Restore the previous size, or start a new partition set."
+        )
     keys: list[str] = []
     while len(keys) < limit and start + size - 1 <= final_block:
         keys.append(partition_key(start, start + size - 1))

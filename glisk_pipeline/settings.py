@@ -57,7 +57,12 @@ def normalize_database_url(url: str) -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+        # `GLISK_CONFIRMATIONS=` (as in .env.example) means unset, not a bad integer
+        env_parse_none_str="",
     )
 
     # Seed variables.

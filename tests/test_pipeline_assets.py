@@ -167,6 +167,12 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
         assert len(token_count_mismatches(p.engine)) == 1
         kinds = {b[0] for b in token_id_breaks(p.engine, checkpoint)}
         assert kinds == {"overlap", "gap"}
+        with p.engine.begin() as conn:  # the first event gone: ids 1.. missing at the start
+            first = conn.execute(
+                select(events_t.c.id).order_by(events_t.c.start_token_id).limit(1)
+            ).scalar_one()
+            conn.execute(update(events_t).where(events_t.c.id == first).values(removed=True))
+        assert ("gap", 0) in {(b[0], b[2]) for b in token_id_breaks(p.engine, checkpoint)}
 
         # The same through Dagster: every check fails.
         result = materialize(

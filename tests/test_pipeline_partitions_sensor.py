@@ -44,10 +44,10 @@ def test_windows_aligned_first_holds_start_block_only_complete_and_final() -> No
         partition_key(10, 19),
         partition_key(20, 29),
     ]
-    assert new_windows(start_block=0, size=10, final_block=99, after_block=54, limit=2) == [
-        partition_key(60, 69),
-        partition_key(70, 79),
-    ]
+    # windows ending off the size's grid (GLISK_PARTITION_SIZE changed): refuse, rather
+    # than round up and leave blocks 55-59 in no partition for good
+    with pytest.raises(ValueError, match="GLISK_PARTITION_SIZE=10"):
+        new_windows(start_block=0, size=10, final_block=99, after_block=54, limit=2)
     assert new_windows(start_block=0, size=10, final_block=8, after_block=None, limit=5) == []
     assert key_range_bounds(partition_key(1200, 1299), partition_key(1400, 1499), 1234) == (
         1234,

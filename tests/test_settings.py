@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,11 @@ def test_core_imports_neither_dagster_nor_fastapi() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_env_example_loads_as_is(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # copying .env.example to .env (as README says) must give a working configuration
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    (tmp_path / ".env").write_text(example)
+    s = load_settings()
+    assert s.GLISK_CONFIRMATIONS is None and s.NETWORK is Network.BASE_SEPOLIA

@@ -337,3 +337,68 @@ def test_sequence_numbers_are_per_webhook(store: MintStore, engine: Engine) -> N
         webhook_id="wh_two",
     )
     assert not other.stale and other.stored == 1
+
+
+def _deliver(store: MintStore, record, *, block_hash, seq, webhook="wh_a", at=None, logs=True):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return store.store_block_delivery(
+        block_number=100,
+        block_hash=block_hash,
+        sequence_number=seq,
+        records=[dataclasses.replace(record, block_hash=block_hash)] if logs else [],
+        webhook_id=webhook,
+        created_at=datetime.fromtimestamp(at, UTC) if at is not None else None,
+    )
+
+
+def test_another_webhooks_heartbeat_for_the_same_hash_removes_nothing(
+    store: MintStore, engine: Engine
+) -> None:
+    record = make_records(1)[0]
+    _deliver(store, record, block_hash=record.block_hash, seq=5, webhook="wh_a", at=10)
+    heartbeat = _deliver(
+        store, record, block_hash=record.block_hash, seq=1, webhook="wh_b", at=11, logs=False
+    )
+    assert not heartbeat.stale and heartbeat.removed == 0
+    assert count(engine, mint_events, ~mint_events.c.removed) == 1
+    assert count(engine, tokens) == record.quantity
+
+
+def test_a_late_pre_reorg_view_from_another_webhook_is_stale(
+    store: MintStore, engine: Engine
+) -> None:
+    record = make_records(1)[0]
+    old_hash, new_hash = "0x" + "a1" * 32, "0x" + "b2" * 32
+    _deliver(store, record, block_hash=old_hash, seq=1, webhook="wh_a", at=10)
+    _deliver(store, record, block_hash=new_hash, seq=2, webhook="wh_a", at=20)  # the reorg
+    late = _deliver(store, record, block_hash=old_hash, seq=1, webhook="wh_b", at=10)
+    assert late.stale
+    with engine.connect() as conn:
+        live = conn.execute(select(mint_events.c.block_hash).where(~mint_events.c.removed)).all()
+    assert live == [(new_hash,)]
+    # ... while another webhook seeing the reorg first is applied
+    newer = _deliver(store, record, block_hash="0x" + "c3" * 32, seq=1, webhook="wh_b", at=30)
+    assert not newer.stale
+
+
+def test_block_inside_any_processed_range_is_final(store: MintStore, engine: Engine) -> None:
+    # a gap below (no checkpoint) and a narrower range starting later than a wider one
+    for lo, hi in ((10_000, 10_999), (11_000, 12_999), (12_500, 12_600)):
+        store.reconcile_range([], start_block=lo, end_block=hi)
+    assert store.last_processed_block() is None
+    record = dataclasses.replace(make_records(1)[0], block_number=12_700)
+    result = store.store_block_delivery(
+        block_number=12_700, block_hash=record.block_hash, sequence_number=1, records=[record]
+    )
+    assert result.stale and count(engine, mint_events) == 0
+
+
+def test_non_final_store_does_not_revive_removed_rows(store: MintStore, engine: Engine) -> None:
+    record = make_records(1)[0]
+    _deliver(store, record, block_hash=record.block_hash, seq=1)
+    _deliver(store, record, block_hash="0x" + "c" * 64, seq=2, logs=False)  # reorged away
+    again = store.store([record], source="backfill", revive=False)  # a lagging node's view
+    assert again.duplicates == 1
+    assert count(engine, mint_events, ~mint_events.c.removed) == 0
+    assert count(engine, tokens) == 0

@@ -141,6 +141,7 @@ def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
         sequence_number=wanted.sequence_number,
         records=wanted.records,
         webhook_id=wanted.webhook_id,
+        created_at=wanted.created_at,
     )
 
 

@@ -13,6 +13,7 @@ here, not a database error (a 500) later.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -142,7 +143,7 @@ class Event(_In):
 class AlchemyDelivery(_In):
     webhookId: str
     id: str
-    createdAt: str | None = None
+    createdAt: datetime | None = None  # orders deliveries of different webhooks
     type: Literal["GRAPHQL"]
     event: Event
 
@@ -174,6 +175,7 @@ class BlockDelivery:
     records: list[MintRecord]
     ignored: int  # logs that were not BatchMinted logs of our contract
     webhook_id: str = ""  # sequence numbers are per webhook
+    created_at: datetime | None = None
 
 
 def _matches(log: GraphqlLog | RpcLog, contract: str) -> bool:
@@ -229,6 +231,7 @@ def interpret(delivery: AlchemyDelivery, contract: str) -> BlockDelivery:
         records=records,
         ignored=ignored,
         webhook_id=delivery.webhookId or "",
+        created_at=delivery.createdAt,
     )
 
 

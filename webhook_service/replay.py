@@ -15,6 +15,7 @@ import argparse
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
@@ -71,7 +72,9 @@ def delivery(
     return {
         "webhookId": webhook_id,
         "id": f"whevt_{uuid.uuid4().hex[:16]}",
-        "createdAt": "2025-01-01T00:00:00.000Z",
+        # when the event was created, as Alchemy stamps it (it orders deliveries of
+        # different webhooks for the same block)
+        "createdAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "type": "GRAPHQL",
         "event": {
             "data": {"block": {**block, "logs": list(gql_logs)}},

@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             start = last + 1
         head = client.block_number()
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
-        end = {"latest": head, "final": final}.get(args.to_block) or int(args.to_block)
+        named = {"latest": head, "final": final}
+        end = named[args.to_block] if args.to_block in named else int(args.to_block)
         if end > head:
             print(f"error: --to-block {end} is beyond the chain head {head}", file=sys.stderr)
             return EXIT_ERROR

@@ -164,18 +164,20 @@ processed_ranges = Table(
     Column("events", Integer, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("end_block >= start_block", name="range_ordered"),
+    Index(None, "end_block"),  # "is block N inside a processed range?" per delivery
 )
 
-# The newest webhook delivery seen for each block: a reorg re-sends a block number with a
-# new hash and a higher sequenceNumber, and an older one arriving late must not win.
+# The webhook delivery applied for each block: a reorg re-sends a block number with a new
+# hash; within one webhook a higher sequenceNumber is newer, across webhooks (each numbers
+# its own deliveries) Alchemy's createdAt is. An older view arriving late must not win.
 webhook_blocks = Table(
     "webhook_blocks",
     metadata,
-    # Each webhook numbers its own deliveries: sequence numbers compare within one only.
-    Column("webhook_id", String(128), primary_key=True),
     Column("block_number", BigInteger, primary_key=True),
+    Column("webhook_id", String(128), nullable=False),
     Column("block_hash", String(66), nullable=False),
     Column("sequence_number", Wei(), nullable=False),
+    Column("created_at", DateTime(timezone=True)),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     Connection,
     Engine,
     bindparam,
@@ -108,6 +110,33 @@ class StoreResult:
         self.stale_reason = self.stale_reason or other.stale_reason
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A webhook delivery's view of a block."""
+
+    webhook_id: str
+    block_number: int
+    block_hash: str
+    sequence_number: int
+    created_at: datetime | None
+
+    def newer_than(self, current) -> bool:  # type: ignore[no-untyped-def]
+        """Whether this view may replace the applied one (`current`, a webhook_blocks row)."""
+        if current.webhook_id == self.webhook_id:  # one webhook: its sequenceNumber orders
+            return self.sequence_number >= int(current.sequence_number)
+        if current.block_hash == self.block_hash:  # agrees: nothing to undo
+            return True
+        # another webhook saw another hash: the later event (Alchemy's clock) wins
+        if self.created_at is None or current.created_at is None:
+            return False
+        return _utc(self.created_at) > _utc(current.created_at)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes (stored in UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class MintStore:
     """Writes decoded records. `default_author_wallet` receives the tokens of authors that
     are not registered in `authors`; `start_block` anchors last_processed_block."""
@@ -120,10 +149,14 @@ class MintStore:
 
     # --- public interface ------------------------------------------------------------
 
-    def store(self, records: Iterable[MintRecord], *, source: Source) -> StoreResult:
-        """Store records that are not there yet; report each as stored/restored/duplicate."""
+    def store(
+        self, records: Iterable[MintRecord], *, source: Source, revive: bool = True
+    ) -> StoreResult:
+        """Store records that are not there yet; report each as stored/restored/duplicate.
+        `revive=False` leaves rows marked removed alone: for blocks that are not final,
+        where the caller's view may be an older fork than the one that removed them."""
         batch = _dedupe(records)
-        return self._transaction(lambda conn: self._upsert(conn, batch, source))
+        return self._transaction(lambda conn: self._upsert(conn, batch, source, revive))
 
     def store_block_delivery(
         self,
@@ -133,20 +166,24 @@ class MintStore:
         sequence_number: int,
         records: Iterable[MintRecord],
         webhook_id: str = "",
+        created_at: datetime | None = None,
     ) -> StoreResult:
-        """Apply one webhook delivery for a block. A higher sequenceNumber (of the same
-        webhook: each numbers its own deliveries) with a new hash (a reorg) marks the old
-        hash's rows removed; an older sequenceNumber than one already applied changes
-        nothing (`stale`), and neither does a delivery for a block that a backfill has
-        already reconciled as final (the chain decided; a late retry must not undo it)."""
+        """Apply one webhook delivery for a block: its logs stored, and rows of the same
+        block under another hash (a reorg) marked removed, unless it is older than what
+        was already applied for this block (`stale`). Within one webhook, sequenceNumber
+        orders deliveries; across webhooks (each numbers its own) Alchemy's createdAt does,
+        and a delivery that agrees with the applied hash always applies. A block that a
+        backfill has reconciled as final is never changed (the chain decided; a late
+        retry must not undo it)."""
         batch = _dedupe(records)
         block_hash = block_hash.lower()
+        claim = _Claim(webhook_id, block_number, block_hash, sequence_number, created_at)
 
         def work(conn: Connection) -> StoreResult:
-            refused = self._claim(conn, webhook_id, block_number, block_hash, sequence_number)
+            refused = self._claim(conn, claim)
             if refused is not None:
                 return StoreResult(stale=True, stale_reason=refused)
-            removed = self._remove_stale(conn, batch, block_number, block_number)
+            removed = self._remove_stale(conn, batch, block_number, block_number, block_hash)
             result = self._upsert(conn, batch, "webhook")
             result.removed = removed
             return result
@@ -174,6 +211,11 @@ class MintStore:
             )
 
         def work(conn: Connection) -> StoreResult:
+            if self._pg:
+                # Exclusive against webhook deliveries (which take it shared) and other
+                # reconciles: a delivery deciding "not final" must not interleave with a
+                # reconcile making the block final; the checkpoint update is serialised.
+                conn.execute(_PG_FINAL_LOCK)
             removed = self._remove_stale(conn, batch, start_block, end_block)
             result = self._upsert(conn, batch, source)
             result.removed = removed
@@ -244,7 +286,9 @@ class MintStore:
             select(authors.c.id).where(authors.c.wallet_address == self.default_author_wallet)
         ).scalar_one()
 
-    def _upsert(self, conn: Connection, batch: list[MintRecord], source: Source) -> StoreResult:
+    def _upsert(
+        self, conn: Connection, batch: list[MintRecord], source: Source, revive: bool = True
+    ) -> StoreResult:
         result = StoreResult()
         if not batch:
             return result
@@ -253,11 +297,17 @@ class MintStore:
         upsert = self._upsert_pg if self._pg else self._upsert_sqlite
         size = PG_CHUNK if self._pg else len(batch)
         for start in range(0, len(batch), size):
-            result.events.extend(upsert(conn, batch[start : start + size], source, default_author))
+            chunk = batch[start : start + size]
+            result.events.extend(upsert(conn, chunk, source, default_author, revive))
         return result
 
     def _upsert_pg(
-        self, conn: Connection, chunk: list[MintRecord], source: Source, default_author: int
+        self,
+        conn: Connection,
+        chunk: list[MintRecord],
+        source: Source,
+        default_author: int,
+        revive: bool,
     ) -> list[EventOutcome]:
         if len(chunk) > 200:
             # keep the sort of a big chunk's token rows in memory
@@ -277,6 +327,7 @@ class MintStore:
                 "quantity": [r.quantity for r in chunk],
                 "total_paid": [str(r.total_paid) for r in chunk],
                 "source": source,
+                "revive": revive,
                 "default_wallet": self.default_author_wallet,
             },
         ).all()
@@ -285,7 +336,12 @@ class MintStore:
         return [_outcome(r, written.get(r.key)) for r in chunk]
 
     def _upsert_sqlite(
-        self, conn: Connection, chunk: list[MintRecord], source: Source, default_author: int
+        self,
+        conn: Connection,
+        chunk: list[MintRecord],
+        source: Source,
+        default_author: int,
+        revive: bool,
     ) -> list[EventOutcome]:
         wallets = {r.author_wallet for r in chunk}
         author_ids = dict(
@@ -306,7 +362,7 @@ class MintStore:
             values = _event_values(r, source)
             event_id = conn.execute(insert_event.values(**values)).scalar_one_or_none()
             outcome: Outcome = "stored"
-            if event_id is None:  # present: revive it only if it had been removed
+            if event_id is None and revive:  # present: revive it if it had been removed
                 outcome = "restored"
                 event_id = conn.execute(
                     update(mint_events)
@@ -345,70 +401,69 @@ class MintStore:
                 raise TokenConflictError(_conflict_message(taken))
         return outcomes
 
-    def _claim(
-        self,
-        conn: Connection,
-        webhook_id: str,
-        block_number: int,
-        block_hash: str,
-        sequence_number: int,
-    ) -> str | None:
-        """Record this delivery as the block's newest from this webhook. Returns why it
-        must not be applied instead: the block is final and reconciled, or a newer
-        delivery was applied. The row lock taken serialises deliveries of one block."""
-        params = {
-            "webhook_id": webhook_id,
-            "block": block_number,
-            "hash": block_hash,
-            "seq": str(sequence_number),
-            "key": LAST_PROCESSED_BLOCK,
-        }
+    def _claim(self, conn: Connection, claim: _Claim) -> str | None:
+        """Record this delivery as the one applied for its block, or say why it must not
+        be applied: the block is final and reconciled, or an older view of it than the
+        one already applied."""
         if self._pg:
-            is_final, claimed = conn.execute(_PG_CLAIM, params).one()
-        else:
-            is_final = conn.execute(_SQLITE_IS_FINAL, params).scalar_one() == 1
-            claimed = not is_final and self._claim_sqlite(conn, params, sequence_number)
-        if is_final:
+            conn.execute(_PG_FINAL_LOCK_SHARED)  # see reconcile_range
+        params = {"block": claim.block_number, "key": LAST_PROCESSED_BLOCK}
+        current = conn.execute(_PG_CURRENT if self._pg else _SQLITE_CURRENT, params).one()
+        if current.is_final:
             return "block already reconciled from the chain as final"
-        if not claimed:
-            return "a newer delivery for this block was already applied"
+        if current.webhook_id is not None and not claim.newer_than(current):
+            return "an older view of this block than the one already applied"
+        claimed = conn.execute(
+            _CLAIM,
+            {
+                "block": claim.block_number,
+                "webhook_id": claim.webhook_id,
+                "hash": claim.block_hash,
+                "seq": claim.sequence_number,
+                "created": claim.created_at,
+            },
+        )
+        if claimed.first() is None:
+            return "an older view of this block than the one already applied"
         return None
 
-    def _claim_sqlite(self, conn: Connection, params: dict[str, object], seq: int) -> bool:
-        stmt = sqlite_insert(webhook_blocks).values(
-            webhook_id=params["webhook_id"],
-            block_number=params["block"],
-            block_hash=params["hash"],
-            sequence_number=seq,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[webhook_blocks.c.webhook_id, webhook_blocks.c.block_number],
-            set_={
-                "block_hash": stmt.excluded.block_hash,
-                "sequence_number": stmt.excluded.sequence_number,
-                "received_at": func.now(),
-            },
-            where=stmt.excluded.sequence_number >= webhook_blocks.c.sequence_number,
-        ).returning(webhook_blocks.c.block_number)
-        return conn.execute(stmt).first() is not None
-
-    def _remove_stale(self, conn: Connection, batch: list[MintRecord], lo: int, hi: int) -> int:
-        """Mark removed (and drop the tokens of) the live rows the chain contradicts: rows
-        in blocks lo..hi that are not among `batch` (the canonical logs of those blocks),
-        and rows of `batch`'s logs recorded under another block hash (a reorg moved their
-        transaction; left alone, the upsert would call the log a duplicate and keep it,
-        and its token ids, at a block the chain no longer has)."""
+    def _remove_stale(
+        self,
+        conn: Connection,
+        batch: list[MintRecord],
+        lo: int,
+        hi: int,
+        keep_hash: str | None = None,
+    ) -> int:
+        """Mark removed (and drop the tokens of) the live rows the chain contradicts:
+        rows in blocks lo..hi that are not among `batch` (the canonical logs of those
+        blocks; with `keep_hash`, only rows under another block hash: a webhook delivery
+        speaks for its own block hash, not for logs another webhook delivered), and rows of
+        `batch`'s logs recorded under another block hash (a reorg moved their transaction;
+        left alone, the upsert would call the log a duplicate and keep it, and its token
+        ids, at a block the chain no longer has)."""
         if self._pg:
-            return conn.execute(
+            stale = conn.execute(
                 _PG_REMOVE,
                 {
                     "lo": lo,
                     "hi": hi,
+                    "keep_hash": keep_hash,
                     "tx_hash": [r.tx_hash for r in batch],
                     "log_index": [r.log_index for r in batch],
                     "block_hash": [r.block_hash for r in batch],
                 },
-            ).scalar_one()
+            ).all()
+            token_ids = [t for row in stale for t in range(row.start, row.start + row.quantity)]
+            for start in range(0, len(token_ids), 50_000):  # by primary key, never a scan
+                conn.execute(
+                    delete(tokens).where(
+                        tokens.c.token_id == func.any(bindparam("ids", type_=ARRAY(BigInteger))),
+                        tokens.c.mint_event_id.in_([row.id for row in stale]),
+                    ),
+                    {"ids": token_ids[start : start + 50_000]},
+                )
+            return len(stale)
         canonical = {(r.tx_hash, r.log_index, r.block_hash) for r in batch}
         live = conn.execute(
             select(
@@ -418,7 +473,11 @@ class MintStore:
                 mint_events.c.block_hash,
             ).where(mint_events.c.block_number.between(lo, hi), ~mint_events.c.removed)
         ).all()
-        stale = {row.id for row in live if tuple(row[1:]) not in canonical}
+        stale = {
+            row.id
+            for row in live
+            if tuple(row[1:]) not in canonical and row.block_hash != keep_hash
+        }
         wanted = {r.key: r.block_hash for r in batch}
         hashes = sorted({r.tx_hash for r in batch})
         for start in range(0, len(hashes), 500):  # bounded IN lists
@@ -477,10 +536,8 @@ class MintStore:
                 },
             )
         )
-        if self._pg:
-            # Serialise the checkpoint update: a concurrent run that commits first must be
-            # visible to our recomputation below (READ COMMITTED takes a new snapshot).
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('glisk.last_processed'))"))
+        # reconcile_range holds the exclusive lock: concurrent checkpoint updates are
+        # serialised, and each sees the ranges committed before it
         self._advance_checkpoint(conn)
 
     def _advance_checkpoint(self, conn: Connection) -> None:
@@ -600,7 +657,7 @@ upserted AS (
         author_wallet = EXCLUDED.author_wallet, start_token_id = EXCLUDED.start_token_id,
         quantity = EXCLUDED.quantity, total_paid = EXCLUDED.total_paid,
         source = EXCLUDED.source, removed = false, detected_at = now()
-    WHERE m.removed
+    WHERE m.removed AND CAST(:revive AS boolean)
     RETURNING m.id, m.tx_hash, m.log_index, m.start_token_id, m.quantity, m.minter,
               m.author_wallet, m.block_timestamp, (m.xmax = 0) AS inserted
 ),
@@ -638,63 +695,70 @@ LEFT JOIN (SELECT mint_event_id, count(*) AS written FROM new_tokens GROUP BY 1)
 """
 )
 
-# Is the block final and reconciled (at or below the contiguous checkpoint, or inside the
-# latest processed range starting at or below it)? Then claim it for this webhook unless a
-# newer delivery was applied. One round trip.
+# Is the block final and reconciled (at or below the contiguous checkpoint, or inside any
+# processed range: ranges above a gap count too)? And the claim row of its block, locked.
 _FINAL_CHECK = """
     :block <= COALESCE(
         (SELECT CAST(value AS bigint) FROM system_state WHERE key = :key), -1)
-    OR COALESCE(
-        (SELECT end_block >= :block FROM processed_ranges WHERE start_block <= :block
-         ORDER BY start_block DESC LIMIT 1), false)
+    OR EXISTS (SELECT 1 FROM processed_ranges
+               WHERE end_block >= :block AND start_block <= :block)
 """
-_SQLITE_IS_FINAL = text(f"SELECT CASE WHEN {_FINAL_CHECK} THEN 1 ELSE 0 END")
-_PG_CLAIM = text(
-    f"""
-WITH final AS (SELECT ({_FINAL_CHECK}) AS is_final),
-claimed AS (
-    INSERT INTO webhook_blocks AS w (webhook_id, block_number, block_hash, sequence_number)
-    SELECT :webhook_id, :block, :hash, CAST(:seq AS numeric)
-    WHERE NOT (SELECT is_final FROM final)
-    ON CONFLICT (webhook_id, block_number) DO UPDATE SET
-        block_hash = EXCLUDED.block_hash, sequence_number = EXCLUDED.sequence_number,
-        received_at = now()
-    WHERE EXCLUDED.sequence_number >= w.sequence_number
-    RETURNING 1
-)
-SELECT (SELECT is_final FROM final), EXISTS (SELECT 1 FROM claimed)
+_CURRENT = f"""
+SELECT ({_FINAL_CHECK}) AS is_final, w.webhook_id, w.block_hash, w.sequence_number,
+       w.created_at
+FROM (SELECT 1) AS one
+LEFT JOIN (SELECT * FROM webhook_blocks WHERE block_number = :block {{lock}}) AS w ON true
 """
+_CURRENT_TYPES = {
+    "sequence_number": webhook_blocks.c.sequence_number.type,
+    "created_at": webhook_blocks.c.created_at.type,
+}
+_PG_CURRENT = text(_CURRENT.format(lock="FOR UPDATE")).columns(**_CURRENT_TYPES)
+_SQLITE_CURRENT = text(_CURRENT.format(lock="")).columns(**_CURRENT_TYPES)
+# Record the delivery applied for a block. The row may have appeared since it was read
+# (two first deliveries at once): within one webhook the database settles that race by
+# sequenceNumber. Plain SQL, valid on both dialects; built once (it runs per delivery).
+_CLAIM = text(
+    """
+INSERT INTO webhook_blocks (block_number, webhook_id, block_hash, sequence_number, created_at)
+VALUES (:block, :webhook_id, :hash, :seq, :created)
+ON CONFLICT (block_number) DO UPDATE SET
+    webhook_id = excluded.webhook_id, block_hash = excluded.block_hash,
+    sequence_number = excluded.sequence_number, created_at = excluded.created_at,
+    received_at = CURRENT_TIMESTAMP
+WHERE webhook_blocks.webhook_id <> excluded.webhook_id
+   OR excluded.sequence_number >= webhook_blocks.sequence_number
+RETURNING block_number
+"""
+).bindparams(
+    bindparam("seq", type_=webhook_blocks.c.sequence_number.type),
+    bindparam("created", type_=webhook_blocks.c.created_at.type),
 )
+# Reconciles take it exclusive, webhook deliveries shared (see MintStore.reconcile_range).
+_PG_FINAL_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('glisk.final'))")
+_PG_FINAL_LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('glisk.final'))")
 
-# The rows the chain contradicts (see MintStore._remove_stale), marked removed, and their
-# token rows deleted. A UNION of two index lookups: an OR would scan the table.
+# The rows the chain contradicts (see MintStore._remove_stale), marked removed; their token
+# rows are deleted by key afterwards. A UNION of index lookups: an OR would scan the table.
 _PG_REMOVE = text(
     """
 WITH incoming AS (
     SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
                          CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)
-),
-stale AS (
-    UPDATE mint_events m SET removed = true
-    FROM (
-        SELECT e.id FROM mint_events e
-        WHERE e.block_number BETWEEN :lo AND :hi AND NOT e.removed
-          AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
-                          AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
-        UNION
-        SELECT e.id FROM incoming c
-        JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
-        WHERE e.block_hash <> c.block_hash AND NOT e.removed
-    ) AS x
-    WHERE m.id = x.id
-    RETURNING m.id, m.start_token_id, m.quantity
-),
-dropped AS (
-    -- by key range: tokens.mint_event_id has no index (one less on the hottest insert)
-    DELETE FROM tokens t USING stale s
-    WHERE t.token_id BETWEEN s.start_token_id AND s.start_token_id + s.quantity - 1
-      AND t.mint_event_id = s.id
 )
-SELECT count(*) FROM stale
+UPDATE mint_events m SET removed = true
+FROM (
+    SELECT e.id FROM mint_events e
+    WHERE e.block_number BETWEEN :lo AND :hi AND NOT e.removed
+      AND e.block_hash IS DISTINCT FROM CAST(:keep_hash AS text)
+      AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
+                      AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
+    UNION
+    SELECT e.id FROM incoming c
+    JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
+    WHERE e.block_hash <> c.block_hash AND NOT e.removed
+) AS x
+WHERE m.id = x.id
+RETURNING m.id, m.start_token_id AS start, m.quantity
 """
 )

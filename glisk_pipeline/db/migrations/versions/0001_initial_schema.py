@@ -105,6 +105,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("start_block", name=op.f("pk_processed_ranges")),
     )
+    with op.batch_alter_table("processed_ranges", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_processed_ranges_end_block"), ["end_block"])
     op.create_table(
         "system_state",
         sa.Column("key", sa.String(length=128), nullable=False),
@@ -119,17 +121,18 @@ def upgrade() -> None:
     )
     op.create_table(
         "webhook_blocks",
-        sa.Column("webhook_id", sa.String(length=128), nullable=False),
         sa.Column("block_number", sa.BigInteger(), nullable=False),
+        sa.Column("webhook_id", sa.String(length=128), nullable=False),
         sa.Column("block_hash", sa.String(length=66), nullable=False),
         sa.Column("sequence_number", WEI, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "received_at",
             sa.DateTime(timezone=True),
             server_default=sa.text("(CURRENT_TIMESTAMP)"),
             nullable=False,
         ),
-        sa.PrimaryKeyConstraint("webhook_id", "block_number", name=op.f("pk_webhook_blocks")),
+        sa.PrimaryKeyConstraint("block_number", name=op.f("pk_webhook_blocks")),
     )
     op.create_table(
         "tokens",
@@ -168,6 +171,8 @@ def downgrade() -> None:
     op.drop_table("tokens")
     op.drop_table("webhook_blocks")
     op.drop_table("system_state")
+    with op.batch_alter_table("processed_ranges", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_processed_ranges_end_block"))
     op.drop_table("processed_ranges")
     with op.batch_alter_table("mint_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mint_events_block_number"))
