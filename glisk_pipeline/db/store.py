@@ -405,27 +405,28 @@ class MintStore:
         """Record this delivery as the one applied for its block, or say why it must not
         be applied: the block is final and reconciled, or an older view of it than the
         one already applied."""
+        final = "block already reconciled from the chain as final"
+        older = "an older view of this block than the one already applied"
+        params = {
+            "block": claim.block_number,
+            "key": LAST_PROCESSED_BLOCK,
+            "webhook_id": claim.webhook_id,
+            "hash": claim.block_hash,
+            "seq": claim.sequence_number,
+            "created": claim.created_at,
+        }
         if self._pg:
-            conn.execute(_PG_FINAL_LOCK_SHARED)  # see reconcile_range
-        params = {"block": claim.block_number, "key": LAST_PROCESSED_BLOCK}
-        current = conn.execute(_PG_CURRENT if self._pg else _SQLITE_CURRENT, params).one()
+            # The lock first, in its own statement: our final check must see a reconcile
+            # that committed while we waited (a statement's snapshot predates its locks).
+            conn.execute(_PG_FINAL_LOCK_SHARED)
+            verdict, claimed = conn.execute(_PG_CLAIM, params).one()  # the rules, in SQL
+            return final if verdict == "final" else None if claimed else older
+        current = conn.execute(_SQLITE_CURRENT, params).one()
         if current.is_final:
-            return "block already reconciled from the chain as final"
+            return final
         if current.webhook_id is not None and not claim.newer_than(current):
-            return "an older view of this block than the one already applied"
-        claimed = conn.execute(
-            _CLAIM,
-            {
-                "block": claim.block_number,
-                "webhook_id": claim.webhook_id,
-                "hash": claim.block_hash,
-                "seq": claim.sequence_number,
-                "created": claim.created_at,
-            },
-        )
-        if claimed.first() is None:
-            return "an older view of this block than the one already applied"
-        return None
+            return older
+        return None if conn.execute(_CLAIM, params).first() is not None else older
 
     def _remove_stale(
         self,
@@ -709,11 +710,49 @@ SELECT ({_FINAL_CHECK}) AS is_final, w.webhook_id, w.block_hash, w.sequence_numb
 FROM (SELECT 1) AS one
 LEFT JOIN (SELECT * FROM webhook_blocks WHERE block_number = :block {{lock}}) AS w ON true
 """
+# PostgreSQL: read (and lock) the block's row, decide as _Claim.newer_than does, and
+# record the claim, in one round trip per delivery.
+_PG_CLAIM = text(
+    f"""
+WITH cur AS (
+    SELECT webhook_id, block_hash, sequence_number, created_at
+    FROM webhook_blocks WHERE block_number = :block FOR UPDATE
+),
+verdict AS (
+    SELECT CASE
+        WHEN ({_FINAL_CHECK}) THEN 'final'
+        WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'apply'
+        WHEN (SELECT webhook_id FROM cur) = :webhook_id THEN
+            CASE WHEN CAST(:seq AS numeric) >= (SELECT sequence_number FROM cur)
+                 THEN 'apply' ELSE 'older' END
+        WHEN (SELECT block_hash FROM cur) = :hash THEN 'apply'
+        WHEN CAST(:created AS timestamptz) > (SELECT created_at FROM cur) THEN 'apply'
+        ELSE 'older'
+    END AS v
+),
+claimed AS (
+    INSERT INTO webhook_blocks AS w
+        (block_number, webhook_id, block_hash, sequence_number, created_at)
+    SELECT :block, :webhook_id, :hash, CAST(:seq AS numeric), CAST(:created AS timestamptz)
+    FROM verdict WHERE v = 'apply'
+    ON CONFLICT (block_number) DO UPDATE SET
+        webhook_id = EXCLUDED.webhook_id, block_hash = EXCLUDED.block_hash,
+        sequence_number = EXCLUDED.sequence_number, created_at = EXCLUDED.created_at,
+        received_at = now()
+    WHERE w.webhook_id <> EXCLUDED.webhook_id
+       OR EXCLUDED.sequence_number >= w.sequence_number
+    RETURNING 1
+)
+SELECT v, EXISTS (SELECT 1 FROM claimed) FROM verdict
+"""
+).bindparams(
+    bindparam("seq", type_=webhook_blocks.c.sequence_number.type),
+    bindparam("created", type_=webhook_blocks.c.created_at.type),
+)
 _CURRENT_TYPES = {
     "sequence_number": webhook_blocks.c.sequence_number.type,
     "created_at": webhook_blocks.c.created_at.type,
 }
-_PG_CURRENT = text(_CURRENT.format(lock="FOR UPDATE")).columns(**_CURRENT_TYPES)
 _SQLITE_CURRENT = text(_CURRENT.format(lock="")).columns(**_CURRENT_TYPES)
 # Record the delivery applied for a block. The row may have appeared since it was read
 # (two first deliveries at once): within one webhook the database settles that race by
