@@ -33,7 +33,7 @@ from glisk_pipeline.settings import Settings
 
 # A chunk with at most this many logs lets the next range double.
 GROW_BELOW_LOGS = 2_000
-# Chunks handed to the store hold at most this many logs (cut at block boundaries), so
+# Chunks handed to the store hold at most this many logs by default (cut at block boundaries), so
 # memory and transaction size stay bounded however dense a response was.
 MAX_CHUNK_LOGS = 5_000
 BATCH_LIMIT = 100  # requests per JSON-RPC batch (block headers)
@@ -199,6 +199,7 @@ class RpcClient:
         max_attempts: int = 6,
         initial_block_range: int = 1_000,
         max_block_range: int = 1_000_000,
+        max_chunk_logs: int = MAX_CHUNK_LOGS,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
     ) -> None:
@@ -206,6 +207,7 @@ class RpcClient:
         self.endpoint = redact(url)
         self.max_attempts = max_attempts
         self.max_block_range = max_block_range
+        self.max_chunk_logs = max_chunk_logs
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats = RpcStats(chunk_size=min(initial_block_range, max_block_range))
@@ -318,15 +320,15 @@ class RpcClient:
                 raise RpcError(f"eth_getLogs {start}-{end}: result is not a list")
             logs = [log for log in logs if not log.get("removed")]
             self._fill_timestamps(logs, start, end)
-            yield from split_chunk(start, end, logs, MAX_CHUNK_LOGS)
+            yield from split_chunk(start, end, logs, self.max_chunk_logs)
             span = end - start + 1
             start = end + 1
             if len(logs) <= GROW_BELOW_LOGS:
                 size = min(size * 2, self._ceiling, self.max_block_range)
-            elif len(logs) > MAX_CHUNK_LOGS:
+            elif len(logs) > self.max_chunk_logs:
                 # dense history: aim the next request at about half the chunk limit, so
                 # one response (the memory we hold) stays small
-                size = max(1, span * MAX_CHUNK_LOGS // (2 * len(logs)))
+                size = max(1, span * self.max_chunk_logs // (2 * len(logs)))
             self.stats.chunk_size = size
 
     def _narrow(self, failure: Failure, start: int, end: int) -> int:

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glisk_pipeline import rpc
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.devchain import History, chain_logs, realistic_history
 from glisk_pipeline.rpc import Kind, RpcClient, RpcError, classify, split_chunk
@@ -295,9 +294,8 @@ def test_split_chunk_tiles_the_range_and_never_splits_a_block(blocks, limit) -> 
         assert len(c.logs) <= max(limit, 1) + biggest  # over the limit only by one block
 
 
-def test_dense_history_is_cut_into_bounded_chunks(devchain, history, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(rpc, "MAX_CHUNK_LOGS", 400)
-    with RpcClient(devchain.anvil.url) as client:
+def test_dense_history_is_cut_into_bounded_chunks(devchain, history) -> None:  # type: ignore[no-untyped-def]
+    with RpcClient(devchain.anvil.url, max_chunk_logs=400) as client:
         chunks = list(
             client.iter_logs(
                 devchain.glisk, BATCH_MINTED_TOPIC0, history.from_block, history.to_block
