@@ -38,3 +38,13 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"schema.py and the migrations disagree: {diff}"
     engine.dispose()
+
+
+def test_unreachable_database_is_one_line_without_secret(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from glisk_pipeline.db import migrate
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:pw-secret@127.0.0.1:9/x")
+    assert migrate.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: database: ") and err.count("\n") == 1
+    assert "pw-secret" not in err and "Traceback" not in err

@@ -19,7 +19,7 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.chain import DecodeError
-from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.engine import describe_db_error, make_engine
 from glisk_pipeline.db.migrate import current_revision, head_revision
 from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
@@ -151,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RpcError, StoreError, DecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except SQLAlchemyError as exc:
-        # the driver's first line (it names host and port, never the password)
-        cause = getattr(exc, "orig", None) or exc
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-        print(f"error: database: {type(cause).__name__}: {first}", file=sys.stderr)
+        print(f"error: database: {describe_db_error(exc)}", file=sys.stderr)
     finally:
         client.close()
         engine.dispose()

@@ -44,3 +44,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line for an operator: the driver's error class and first line (it names the
+    host and port, never the password), not SQLAlchemy's multi-line report with the SQL."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"

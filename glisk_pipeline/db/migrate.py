@@ -15,8 +15,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.engine import describe_db_error, make_engine
 from glisk_pipeline.settings import ConfigError, load_settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -60,13 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    if args.cmd == "downgrade":
-        downgrade(url, args.revision)
-    elif args.cmd == "current":
-        print(current_revision(make_engine(url)) or "(empty)")
-    else:
-        upgrade(url)
-        print(f"schema at {head_revision()}")
+    try:
+        if args.cmd == "downgrade":
+            downgrade(url, args.revision)
+        elif args.cmd == "current":
+            print(current_revision(make_engine(url)) or "(empty)")
+        else:
+            upgrade(url)
+            print(f"schema at {head_revision()}")
+    except SQLAlchemyError as exc:  # the whole migration is one transaction: rolled back
+        print(f"error: database: {describe_db_error(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 
