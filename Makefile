@@ -20,11 +20,11 @@ test-fast: setup
 
 ## The main job: local chain, mint history, Dagster backfill, summary.
 demo: setup
-	$(VENV)/python -m glisk_pipeline.demo
+	$(VENV)/python -m devtools.demo
 
 ## The Dagster UI (dagster dev) against a fresh local chain with a minted history; Ctrl-C stops all.
 dev: setup
-	$(VENV)/python -m glisk_pipeline.demo --dev $(DEV_ARGS)
+	$(VENV)/python -m devtools.demo --dev $(DEV_ARGS)
 
 ## Bring the database in DATABASE_URL (default: the embedded SQLite file) to the latest schema.
 migrate: setup

@@ -111,7 +111,7 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
         }
         memory = {f"{len(h.mints)}_events": peak_rss(chain, lo, hi)}
         if big_batches > n_batches:
-            from glisk_pipeline.devchain import realistic_history
+            from devtools.devchain import realistic_history
 
             more = realistic_history(
                 chain.anvil,

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from devtools.devchain import DEFAULT_MINT_PRICE, Anvil, History, deploy, realistic_history
 from glisk_pipeline.db.migrate import upgrade
-from glisk_pipeline.devchain import DEFAULT_MINT_PRICE, Anvil, History, deploy, realistic_history
 
 ADMIN_URL = os.environ.get(
     "GLISK_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

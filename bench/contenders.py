@@ -14,11 +14,11 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from web3 import Web3
 
 from bench.common import DEFAULT_AUTHOR
+from devtools.devchain import artifact
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.devchain import artifact
 from glisk_pipeline.ingest import backfill_range
 from glisk_pipeline.rpc import RpcClient
 

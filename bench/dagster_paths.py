@@ -27,9 +27,9 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from glisk_pipeline.assets import mint_events
-    from glisk_pipeline.partitions import PARTITIONS_NAME, new_windows, window_of
-    from glisk_pipeline.resources import ChainResource, DatabaseResource
+    from glisk_pipeline.defs.assets import mint_events
+    from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+    from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, window_of
 
     size = MATERIALIZE_PARTITION_SIZE
     # Complete the last window (empty blocks, no events) so every window is final.
@@ -96,9 +96,9 @@ def sensor_ticks(counts: tuple[int, ...] = (10, 1_000, 10_000)) -> dict[str, Any
     from dagster import build_sensor_context, instance_for_test
 
     from bench.sparse_shim import SparseChain
-    from glisk_pipeline.partitions import PARTITIONS_NAME, new_windows
-    from glisk_pipeline.resources import ChainResource
-    from glisk_pipeline.sensors import chain_head_sensor
+    from glisk_pipeline.defs.resources import ChainResource
+    from glisk_pipeline.defs.sensors import chain_head_sensor
+    from glisk_pipeline.windows import PARTITIONS_NAME, new_windows
 
     size = SENSOR_PARTITION_SIZE
     out: dict[str, Any] = {}

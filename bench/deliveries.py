@@ -1,5 +1,5 @@
 """Signed Alchemy GraphQL deliveries, prepared before a run (signing costs nothing during
-it). Shaped exactly as webhook_service.replay builds them from a chain; the logs are
+it). Shaped exactly as devtools.replay builds them from a chain; the logs are
 synthetic so that tens of thousands of distinct blocks and logs cost no mining: each
 delivery is its own block with 1-3 BatchMinted logs, token ids contiguous and unique."""
 
@@ -9,8 +9,8 @@ import random
 from dataclasses import dataclass, field
 
 from bench.loadgen import Request
+from devtools.replay import delivery, signed
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
-from webhook_service.replay import delivery, signed
 
 KEY = "whsec_bench_0123456789abcdef"
 

@@ -1,5 +1,5 @@
 // Offline, deterministic compile of the dev-chain contracts with the bundled npm solc (no
-// download). Writes glisk_pipeline/contracts/artifacts.json, which is committed so tests,
+// download). Writes devtools/contracts/artifacts.json, which is committed so tests,
 // the demo and benchmarks never need the compiler. Run via `make contracts`.
 "use strict";
 const fs = require("fs");
@@ -8,7 +8,7 @@ const solc = require("solc");
 
 const root = path.resolve(__dirname, "..");
 const CONTRACTS = ["GliskNFT", "DecoyNFT"];
-const out = path.join(root, "glisk_pipeline", "contracts", "artifacts.json");
+const out = path.join(root, "devtools", "contracts", "artifacts.json");
 
 const sources = {};
 for (const name of CONTRACTS) {

@@ -12,10 +12,10 @@ import os
 
 from dagster import Definitions, EnvVar, in_process_executor
 
-from glisk_pipeline.assets import mint_events, mint_stats
-from glisk_pipeline.checks import mint_event_checks
-from glisk_pipeline.resources import ChainResource, DatabaseResource
-from glisk_pipeline.sensors import chain_head_sensor
+from glisk_pipeline.defs.assets import mint_events, mint_stats
+from glisk_pipeline.defs.checks import mint_event_checks
+from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.sensors import chain_head_sensor
 
 
 def _env(name: str) -> EnvVar | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
+from devtools.devchain import chain_logs
 from glisk_pipeline.chain import decode_rpc_log
 from glisk_pipeline.db.schema import mint_events, tokens
-from glisk_pipeline.devchain import chain_logs
 from tests.fixtures_chain import DevChain
 
 

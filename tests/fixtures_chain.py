@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from glisk_pipeline.devchain import DEFAULT_MINT_PRICE, Anvil, deploy
+from devtools.devchain import DEFAULT_MINT_PRICE, Anvil, deploy
 
 __all__ = ["DevChain", "anvil", "deployed_chain", "devchain", "glisk_contract"]
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine
 
-from glisk_pipeline.demo import compare_with_chain
-from glisk_pipeline.devchain import History, chain_logs, decode_mint, realistic_history
-from glisk_pipeline.resources import ChainResource, DatabaseResource
+from devtools.demo import compare_with_chain
+from devtools.devchain import History, chain_logs, decode_mint, realistic_history
+from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from tests.fixtures_chain import DevChain
 
 DEFAULT_AUTHOR = "0x" + "d0" * 20

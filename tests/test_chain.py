@@ -6,14 +6,7 @@ import copy
 
 import pytest
 
-from glisk_pipeline.chain import (
-    BATCH_MINTED_TOPIC0,
-    DecodeError,
-    MintRecord,
-    decode_rpc_log,
-    decode_webhook_log,
-)
-from glisk_pipeline.devchain import (
+from devtools.devchain import (
     DEV_ACCOUNTS,
     Mint,
     chain_logs,
@@ -21,8 +14,15 @@ from glisk_pipeline.devchain import (
     mint_batches,
     random_address,
 )
+from devtools.replay import as_webhook
+from glisk_pipeline.chain import (
+    BATCH_MINTED_TOPIC0,
+    DecodeError,
+    MintRecord,
+    decode_rpc_log,
+    decode_webhook_log,
+)
 from tests.fixtures_chain import DevChain
-from webhook_service.replay import as_webhook
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, func, select
 
+from devtools.devchain import History, realistic_history
 from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.schema import mint_events
-from glisk_pipeline.devchain import History, realistic_history
 from tests.chain_truth import chain_rows, table_rows, token_ids
 from tests.factories import DEFAULT_AUTHOR
 from tests.fixtures_chain import DevChain

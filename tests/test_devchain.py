@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from glisk_pipeline import devchain as dc
+from devtools import devchain as dc
 
 # Until tests/conftest.py imports the chain fixtures, this module brings them (drop the * then).
 from tests.fixtures_chain import DevChain

@@ -8,10 +8,10 @@ import time
 import pytest
 from sqlalchemy import Engine, func, select
 
+from devtools.devchain import History, chain_logs, realistic_history
 from glisk_pipeline.chain import decode_rpc_log
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.devchain import History, chain_logs, realistic_history
 from glisk_pipeline.ingest import backfill_range, prefetch
 from glisk_pipeline.rpc import RpcClient
 from tests.chain_truth import chain_rows, table_rows, token_ids

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +36,83 @@ def test_the_pattern_catches_writes() -> None:  # the test above cannot pass by 
     ):
         assert WRITES.search(sample), sample
     assert not WRITES.search("select(mint_events.c.id)")
+
+
+# --- import boundaries: rules over the tree, not lists of modules --------------------------
+
+PACKAGE = ROOT / "glisk_pipeline"
+DAGSTER_ALLOWED = (PACKAGE / "defs", PACKAGE / "definitions.py")
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """Top-level names of every module that `path` imports (module level or in a function)."""
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def _is_dagster(root: str) -> bool:
+    return root == "dagster" or root.startswith("dagster_")
+
+
+def _core_modules() -> list[Path]:
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not any(path == allowed or allowed in path.parents for allowed in DAGSTER_ALLOWED)
+    ]
+
+
+def test_only_defs_and_definitions_import_dagster() -> None:
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for path in _core_modules()
+        if any(_is_dagster(root) for root in _imported_roots(path))
+    )
+    assert offenders == []
+    # the rule sees the modules that do import Dagster (it cannot pass by matching nothing)
+    assert any(_is_dagster(r) for r in _imported_roots(PACKAGE / "definitions.py"))
+
+
+def test_nothing_in_glisk_pipeline_imports_fastapi_or_devtools() -> None:
+    web = {"fastapi", "starlette", "uvicorn"}
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if _imported_roots(path) & (web | {"webhook_service", "devtools", "bench", "tests"})
+    )
+    assert offenders == []
+
+
+def test_shipped_packages_do_not_import_devtools() -> None:
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for package in ("glisk_pipeline", "webhook_service")
+        for path in (ROOT / package).rglob("*.py")
+        if _imported_roots(path) & {"devtools", "bench", "tests"}
+    )
+    assert offenders == []
+
+
+def test_core_modules_load_neither_dagster_nor_fastapi() -> None:
+    # The static rule above, checked at run time too: importing every core module (the
+    # migrations excepted: Alembic runs them) must not load either framework transitively.
+    modules = [
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in _core_modules()
+        if "migrations" not in path.parts and path.name != "__main__.py"
+    ]
+    assert "glisk_pipeline.db.store" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dagster', 'fastapi', 'starlette', 'uvicorn')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

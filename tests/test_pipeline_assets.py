@@ -17,18 +17,18 @@ from dagster._core.storage.tags import (
 )
 from sqlalchemy import select, text, update
 
-from glisk_pipeline.assets import mint_events, mint_stats
 from glisk_pipeline.chain import MintRecord
-from glisk_pipeline.checks import (
+from glisk_pipeline.db.schema import mint_events as events_t
+from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.defs.assets import mint_events, mint_stats
+from glisk_pipeline.defs.checks import (
     mint_event_checks,
     token_count_mismatches,
     token_id_breaks,
     uncovered_windows,
 )
-from glisk_pipeline.db.schema import mint_events as events_t
-from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.partitions import PARTITIONS_NAME, new_windows, parse_key
 from glisk_pipeline.stats import read_table
+from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
 from tests.pipeline_support import DEFAULT_AUTHOR, SIZE, Pipeline, pipeline  # noqa: F401
 
 ASSETS = [mint_events, *mint_event_checks]

@@ -1,7 +1,7 @@
 """End to end: `dagster dev` (webserver + daemon) in a subprocess, a backfill of >= 20
 partitions launched over GraphQL, tables compared with the chain, every process stopped.
 
-Runs the demo's machinery (glisk_pipeline.demo) with PostgreSQL for both the app tables and
+Runs the demo's machinery (devtools.demo) with PostgreSQL for both the app tables and
 Dagster's storage (dagster.yaml), and the demo itself as a smoke test on the embedded
 default (SQLite + Dagster's local storage)."""
 
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import make_url
 
+from devtools.demo import REPO_ROOT, DemoOptions, run_demo
 from glisk_pipeline.db.migrate import upgrade
-from glisk_pipeline.demo import REPO_ROOT, DemoOptions, run_demo
 from tests.fixtures_db import create_database, drop_database
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_demo_smoke_on_the_embedded_default() -> None:
         [
             sys.executable,
             "-m",
-            "glisk_pipeline.demo",
+            "devtools.demo",
             "--batches",
             "60",
             "--blocks",

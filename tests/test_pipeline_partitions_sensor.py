@@ -7,7 +7,8 @@ import json
 import pytest
 from dagster import build_sensor_context, instance_for_test
 
-from glisk_pipeline.partitions import (
+from glisk_pipeline.defs.sensors import chain_head_sensor
+from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     key_range_bounds,
     new_windows,
@@ -15,7 +16,6 @@ from glisk_pipeline.partitions import (
     partition_key,
     window_of,
 )
-from glisk_pipeline.sensors import chain_head_sensor
 from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
 

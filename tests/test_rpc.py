@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.devchain import History, chain_logs, realistic_history
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
-from glisk_pipeline.devchain import History, chain_logs, realistic_history
 from glisk_pipeline.rpc import Kind, RpcClient, RpcError, classify, split_chunk
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain

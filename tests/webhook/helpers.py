@@ -19,8 +19,8 @@ import httpx
 from sqlalchemy.engine import make_url
 
 # The dev chain's process helpers: a free loopback port, and die-with-parent for children.
-from glisk_pipeline.devchain import _die_with_parent, _free_port
-from webhook_service.replay import signed
+from devtools.devchain import _die_with_parent, _free_port
+from devtools.replay import signed
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"

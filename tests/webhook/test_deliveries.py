@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, func, select
 
-from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
-from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.devchain import (
+from devtools.devchain import (
     BATCH_BURNED_TOPIC,
     DEFAULT_MINT_PRICE,
     DEV_ACCOUNTS,
@@ -28,9 +26,11 @@ from glisk_pipeline.devchain import (
     random_address,
     send_block,
 )
+from devtools.replay import SEQUENCE_BASE, chain_deliveries, delivery
+from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
+from glisk_pipeline.db.store import MintStore
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import DEFAULT_AUTHOR, Service, TcpProxy
-from webhook_service.replay import SEQUENCE_BASE, chain_deliveries, delivery
 
 
 def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
+from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
 from glisk_pipeline.db.schema import mint_events, webhook_blocks
-from glisk_pipeline.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service
 from webhook_service.signature import sign
@@ -43,7 +43,7 @@ json_values = st.recursive(
 
 @pytest.fixture
 def real_delivery(devchain: DevChain) -> dict[str, Any]:
-    from webhook_service.replay import chain_deliveries
+    from devtools.replay import chain_deliveries
 
     mints = [Mint(DEV_ACCOUNTS[1], DEV_ACCOUNTS[2], q, q * DEFAULT_MINT_PRICE) for q in (1, 2)]
     mint_batches(devchain.anvil, devchain.glisk, mints, per_block=2)

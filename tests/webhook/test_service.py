@@ -12,11 +12,11 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
+from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
+from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.schema import mint_events, tokens
-from glisk_pipeline.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, OLD_KEY, REPO, Service, running, service_env
-from webhook_service.replay import chain_deliveries, signed
 
 
 def test_importing_the_app_does_not_load_dagster() -> None:

@@ -12,11 +12,11 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
+from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, mint_batches
+from devtools.replay import chain_deliveries, delivery
 from glisk_pipeline.db.schema import mint_events, webhook_blocks
-from glisk_pipeline.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, mint_batches
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, OLD_KEY, Service
-from webhook_service.replay import chain_deliveries, delivery
 from webhook_service.signature import sign, verify
 
 URL = "/webhooks/alchemy"

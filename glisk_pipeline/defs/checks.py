@@ -19,11 +19,11 @@ from dagster import (
 )
 from sqlalchemy import Engine, and_, func, literal_column, or_, select
 
-from glisk_pipeline.assets import mint_events
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
-from glisk_pipeline.partitions import PARTITIONS_NAME, parse_key, partition_key, window_of
-from glisk_pipeline.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.assets import mint_events
+from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.windows import PARTITIONS_NAME, parse_key, partition_key, window_of
 
 SHOWN = 10  # offenders listed in the check's metadata
 

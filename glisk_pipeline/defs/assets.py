@@ -25,11 +25,12 @@ from dagster import (
 from sqlalchemy import select
 
 from glisk_pipeline.db.schema import mint_events as mint_events_table
+from glisk_pipeline.defs.partitions import block_ranges
+from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.ingest import ChunkReport, backfill_range
-from glisk_pipeline.partitions import block_ranges, key_range_bounds
-from glisk_pipeline.resources import ChainResource, DatabaseResource
 from glisk_pipeline.settings import load_settings
 from glisk_pipeline.stats import rebuild
+from glisk_pipeline.windows import key_range_bounds
 
 PREVIEW_ROWS = 10
 PREVIEW_SCHEMA = TableSchema(

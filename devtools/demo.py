@@ -35,11 +35,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, select
 
-from glisk_pipeline.db.engine import make_engine
-from glisk_pipeline.db.migrate import upgrade
-from glisk_pipeline.db.schema import mint_events, mint_stats, tokens
-from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.devchain import (
+from devtools.devchain import (
     DEFAULT_MINT_PRICE,
     Anvil,
     ChainMint,
@@ -49,7 +45,11 @@ from glisk_pipeline.devchain import (
     deploy,
     realistic_history,
 )
-from glisk_pipeline.partitions import PARTITIONS_NAME
+from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.migrate import upgrade
+from glisk_pipeline.db.schema import mint_events, mint_stats, tokens
+from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.windows import PARTITIONS_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AUTHOR = "0x" + "d0" * 20
@@ -293,7 +293,7 @@ def add_partitions_with_sensor(instance: Any, chain: Any) -> tuple[int, int, int
     daemon does. Returns (partitions added, ticks, run requests)."""
     from dagster import build_sensor_context
 
-    from glisk_pipeline.sensors import chain_head_sensor
+    from glisk_pipeline.defs.sensors import chain_head_sensor
 
     cursor, added, ticks, runs = None, 0, 0, 0
     while True:
@@ -519,9 +519,9 @@ def build_local_chain(
 def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSummary:
     from dagster import DagsterInstance, materialize
 
-    from glisk_pipeline.assets import mint_events as mint_events_asset
-    from glisk_pipeline.assets import mint_stats as mint_stats_asset
-    from glisk_pipeline.resources import ChainResource, DatabaseResource
+    from glisk_pipeline.defs.assets import mint_events as mint_events_asset
+    from glisk_pipeline.defs.assets import mint_stats as mint_stats_asset
+    from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 
     summary = DemoSummary()
     began = time.monotonic()
@@ -641,7 +641,7 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
     dagster dev (all of its processes), anvil, and removes the temp dir."""
     from dagster import DagsterInstance
 
-    from glisk_pipeline.resources import ChainResource
+    from glisk_pipeline.defs.resources import ChainResource
 
     # SIGTERM (`kill PID`) takes the same clean path as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: signal.default_int_handler(signal.SIGINT, None))

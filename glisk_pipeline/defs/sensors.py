@@ -24,15 +24,15 @@ from dagster import (
     sensor,
 )
 
-from glisk_pipeline.assets import mint_events
-from glisk_pipeline.partitions import (
+from glisk_pipeline.defs.assets import mint_events
+from glisk_pipeline.defs.partitions import block_ranges
+from glisk_pipeline.defs.resources import ChainResource
+from glisk_pipeline.windows import (
     PARTITIONS_NAME,
-    block_ranges,
     last_end,
     new_windows,
     parse_key,
 )
-from glisk_pipeline.resources import ChainResource
 
 
 @dataclass(frozen=True)

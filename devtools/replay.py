@@ -1,7 +1,7 @@
 """Try the sidecar without Alchemy: turn a node's BatchMinted logs into signed Alchemy
 GraphQL deliveries and POST them, one per block, as Alchemy would.
 
-    python -m webhook_service.replay --rpc-url http://127.0.0.1:8545 \
+    python -m devtools.replay --rpc-url http://127.0.0.1:8545 \
         --url http://127.0.0.1:8000/webhooks/alchemy [--from-block N] [--to-block M]
 
 Contract and signing key default to GLISK_NFT_CONTRACT_ADDRESS and the first key of

@@ -1,4 +1,5 @@
-"""Block-range partitions: fixed-width, aligned windows of GLISK_PARTITION_SIZE blocks.
+"""Block windows, the keys of the `block_ranges` partitions: fixed-width, aligned windows of
+GLISK_PARTITION_SIZE blocks.
 
 A key is `f"{start:012d}-{end:012d}"` with an inclusive end, zero-padded so that text order
 is block order. Window i covers [i*size, (i+1)*size - 1]; the first window is the one that
@@ -15,10 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dagster import DynamicPartitionsDefinition
-
+# The name of the Dagster partition set whose keys these are (defs/partitions.py).
 PARTITIONS_NAME = "block_ranges"
-block_ranges = DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 
 _KEY_RE = re.compile(r"^(\d{12})-(\d{12})$")
 
