@@ -11,12 +11,15 @@ import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 DEFAULT_SQLITE_PATH = Path(".glisk") / "glisk.db"
+DATABASE_BACKENDS = ("postgresql", "sqlite")
 
 
 class ConfigError(ValueError):
@@ -97,6 +100,14 @@ class Settings(BaseSettings):
     WEBHOOK_HOST: str = "127.0.0.1"
     WEBHOOK_PORT: int = Field(default=8000, ge=1, le=65535)
     WEBHOOK_WORKERS: int = Field(default=2, ge=1)
+    # Hostile-client limits (the endpoint is public): request head size, time for the head
+    # and for the body to arrive, idle keep-alive, open connections per worker.
+    WEBHOOK_MAX_HEADER_BYTES: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    WEBHOOK_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
+    WEBHOOK_KEEP_ALIVE_SECONDS: int = Field(default=5, ge=1, le=300)
+    WEBHOOK_MAX_CONNECTIONS: int = Field(default=256, ge=1)
+    # Token rows one delivery may create; a larger one is refused (413) before the database.
+    WEBHOOK_MAX_TOKENS_PER_DELIVERY: int = Field(default=10_000, ge=1)
 
     @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
     @classmethod
@@ -120,9 +131,36 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, value: str) -> str:
+        # Checked here, so a typo is one line naming the variable rather than a driver
+        # traceback later; the messages never repeat the URL (it may hold a password).
         if "://" not in value:
             raise ValueError("must be a SQLAlchemy URL such as postgresql://user@host/db")
+        try:
+            url = make_url(value)
+        except ValueError:
+            raise ValueError("malformed URL (is the port a number?)") from None
+        if url.get_backend_name() not in DATABASE_BACKENDS:
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite"
+            )
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ValueError("port out of range")
         return normalize_database_url(value)
+
+    @field_validator("RPC_URL")
+    @classmethod
+    def _rpc_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # A secret (it may embed a key): the message never repeats it.
+        if value is None or not value.get_secret_value():
+            return value
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// JSON-RPC URL")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError("malformed port") from None
+        return value
 
     # --- derived values ------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 """`python -m webhook_service`: uvicorn with host, port and workers from the settings.
 
-Configuration is checked here first, so a missing variable stops the start with one line
-naming it (exit code 2) instead of a traceback from every worker.
+Configuration is checked here first, so a missing variable or an address already in use
+stops the start with one line naming it (exit code 2) instead of a traceback from every
+worker.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 
@@ -22,6 +24,7 @@ def main() -> int:
     try:
         settings = load_settings()
         check_settings(settings)
+        check_listen_address(settings.WEBHOOK_HOST, settings.WEBHOOK_PORT)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -40,11 +43,30 @@ def main() -> int:
             access_log=False,  # one structlog line per delivery replaces it
             log_level="warning",
             proxy_headers=False,
+            # The limits of a public endpoint (webhook_service/protocol.py says why h11).
+            http="webhook_service.protocol:DeadlineH11Protocol",
+            h11_max_incomplete_event_size=settings.WEBHOOK_MAX_HEADER_BYTES,
+            timeout_keep_alive=settings.WEBHOOK_KEEP_ALIVE_SECONDS,
+            limit_concurrency=settings.WEBHOOK_MAX_CONNECTIONS,
         )
     finally:
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Bind and release the address first, as uvicorn will (SO_REUSEADDR), so a port in
+    use stops start-up with one line, not a worker dying after "ready" with Errno 98."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = f"cannot listen on {host}:{port} ({reason})"
+        raise ConfigError(f"WEBHOOK_HOST/WEBHOOK_PORT: {where}") from None
 
 
 if __name__ == "__main__":

@@ -48,13 +48,20 @@ def _matches(log: GraphqlLog | RpcLog, contract: str) -> bool:
     )
 
 
-def interpret(delivery: AlchemyDelivery, contract: str) -> BlockDelivery:
+class TooManyTokens(PayloadError):
+    """A delivery whose logs would create more token rows than the configured bound."""
+
+
+def interpret(
+    delivery: AlchemyDelivery, contract: str, max_tokens: int | None = None
+) -> BlockDelivery:
     """The records to store. Raises PayloadError for a matching log that does not decode
-    or that contradicts the delivery's block; every other log is ignored, never stored."""
+    or that contradicts the delivery's block, TooManyTokens past `max_tokens` token rows;
+    every other log is ignored, never stored."""
     block = delivery.event.data.block
     number, block_hash, timestamp = block.number, block.hash, block.timestamp
     records: list[MintRecord] = []
-    ignored = 0
+    ignored = tokens = 0
     for i, log in enumerate(block.logs):
         if not _matches(log, contract):
             ignored += 1
@@ -78,6 +85,14 @@ def interpret(delivery: AlchemyDelivery, contract: str) -> BlockDelivery:
             raise PayloadError(f"{where}: {exc}") from None
         if record.start_token_id + record.quantity - 1 > MAX_BIGINT:
             raise PayloadError(f"{where}.topics.3: startTokenId out of range")
+        tokens += record.quantity
+        if max_tokens is not None and tokens > max_tokens:
+            # Refused before the database: 1.5M token rows ran into the statement timeout
+            # (a 500) on every retry. A backfill stores such a block instead.
+            raise TooManyTokens(
+                f"{LOGS_PATH}: more than {max_tokens} tokens in one delivery "
+                "(WEBHOOK_MAX_TOKENS_PER_DELIVERY)"
+            )
         records.append(record)
     return BlockDelivery(
         block_number=number,

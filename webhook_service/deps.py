@@ -45,6 +45,10 @@ class Service:
     def max_body_bytes(self) -> int:
         return self.settings.WEBHOOK_MAX_BODY_BYTES
 
+    @property
+    def max_tokens_per_delivery(self) -> int:
+        return self.settings.WEBHOOK_MAX_TOKENS_PER_DELIVERY
+
 
 def check_settings(settings: Settings) -> None:
     """Raise ConfigError naming the first variable the sidecar cannot run without."""

@@ -17,10 +17,11 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from glisk_pipeline.db.store import StoreError, StoreResult, TokenConflictError
 from webhook_service import metrics
-from webhook_service.delivery import BlockDelivery, interpret
+from webhook_service.delivery import BlockDelivery, TooManyTokens, interpret
 from webhook_service.deps import Service
 from webhook_service.logs import log
 from webhook_service.models import (
@@ -94,7 +95,9 @@ async def _handle(request: Request, service: Service) -> Answer:
             event_id=delivery.id,
             block_number=delivery.event.data.block.number,
         )
-        wanted = interpret(delivery, service.contract)
+        wanted = interpret(delivery, service.contract, service.max_tokens_per_delivery)
+    except TooManyTokens as exc:
+        raise Rejected(413, "PAYLOAD_TOO_LARGE", str(exc), "too_large") from None
     except PayloadError as exc:
         raise Rejected(400, "INVALID_PAYLOAD", str(exc), "invalid") from None
 
@@ -119,13 +122,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Rejected(413, "PAYLOAD_TOO_LARGE", f"body over {limit} bytes", "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, "PAYLOAD_TOO_LARGE", f"body over {limit} bytes", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = bytearray()  # one buffer: a large one is one mmap, returned to the OS when freed
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise Rejected(413, "PAYLOAD_TOO_LARGE", f"body over {limit} bytes", "too_large")
+            body += chunk
+    except ClientDisconnect:
+        # The sender hung up, or the protocol's read deadline cut a stalled body off (and
+        # already answered 408): nobody reads this answer; it labels the metric and log.
+        raise Rejected(400, "INVALID_PAYLOAD", "body not received", "disconnected") from None
+    return bytes(body)
 
 
 def _store(service: Service, wanted: BlockDelivery) -> StoreResult:

@@ -13,10 +13,12 @@ here, not a database error (a 500) later.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +26,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
 )
 
 from glisk_pipeline.chain import INT32_MAX, INT64_MAX, MAX_TIMESTAMP
@@ -32,6 +35,7 @@ from glisk_pipeline.chain import INT32_MAX, INT64_MAX, MAX_TIMESTAMP
 MAX_BIGINT = INT64_MAX  # BIGINT columns: block_number, start_token_id
 MAX_INT = INT32_MAX  # INTEGER column: log_index
 MAX_SEQUENCE = 10**78 - 1  # NUMERIC(78, 0)
+MAX_WEBHOOK_ID = 128  # VARCHAR(128)
 
 
 class PayloadError(ValueError):
@@ -40,30 +44,82 @@ class PayloadError(ValueError):
 
 def _quantity(value: Any) -> Any:
     """JSON-RPC quantities are hex strings; GraphQL sends JSON integers. Accept both."""
-    if isinstance(value, str) and value[:2] in ("0x", "0X"):
-        try:
-            return int(value, 16)
-        except ValueError:
-            raise ValueError("not a hex quantity") from None
+    if isinstance(value, str):
+        if not HEX_QUANTITY.fullmatch(value):
+            raise ValueError("expected an integer or a 0x-hex quantity")
+        return int(value, 16)
     return value
 
 
 def _digits(value: Any) -> Any:
     """sequenceNumber: a decimal string (as Alchemy sends it) or an integer; nothing else."""
-    if isinstance(value, str) and not value.isascii():
-        raise ValueError("expected decimal digits")
-    if isinstance(value, float | bool):
-        raise ValueError("expected an integer or a string of digits")
+    if isinstance(value, str):
+        if not DECIMAL.fullmatch(value):
+            raise ValueError("expected decimal digits")
+        return int(value)
     return value
 
 
-Quantity = Annotated[int, BeforeValidator(_quantity)]
+HEX_QUANTITY = re.compile(r"0[xX][0-9a-fA-F]{1,20}")
+DECIMAL = re.compile(r"[0-9]{1,78}")
+
+
+def quantity(maximum: int) -> Any:
+    """A JSON integer or a 0x-hex string, 0..maximum; the published schema says both."""
+    return Annotated[
+        int,
+        BeforeValidator(_quantity),
+        Field(ge=0, le=maximum),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": maximum},
+                    {"type": "string", "pattern": f"^{HEX_QUANTITY.pattern}$"},
+                ]
+            }
+        ),
+    ]
+
+
+# Alchemy sends sequenceNumber as a string of digits (it exceeds 2^53); an integer is
+# accepted too. Exact either way; NUMERIC(78, 0) in the database.
+SequenceNumber = Annotated[
+    int,
+    BeforeValidator(_digits),
+    Field(ge=0, le=MAX_SEQUENCE),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": f"^{DECIMAL.pattern}$"},
+                {"type": "integer", "minimum": 0, "maximum": MAX_SEQUENCE},
+            ]
+        }
+    ),
+]
 Hash32 = Annotated[str, Field(pattern=r"^0[xX][0-9a-fA-F]{64}$")]
+
+
+def _storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character, which no text column stores")
+    return value
+
+
+# A string that reaches a VARCHAR(n) column: at most n characters and no NUL.
+def column_text(max_length: int) -> Any:
+    return Annotated[
+        str,
+        Field(max_length=max_length, json_schema_extra={"pattern": "^[^\\u0000]*$"}),
+        AfterValidator(_storable_text),
+    ]
 
 
 class _In(BaseModel):
     # Alchemy adds fields over time; unknown ones are ignored, known ones are checked.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Strict: a JSON value of another type than the published schema's is refused (no
+    # `"removed": 0` for false, no `"index": "5"` for 5), so what the schema describes is
+    # exactly what is accepted.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 class Account(_In):
@@ -93,10 +149,10 @@ class RpcLog(_In):
     topics: list[str]
     data: str
     transactionHash: str
-    logIndex: Quantity = Field(ge=0, le=MAX_INT)
-    blockNumber: Quantity | None = Field(default=None, ge=0, le=MAX_BIGINT)
+    logIndex: quantity(MAX_INT)
+    blockNumber: quantity(MAX_BIGINT) | None = None
     blockHash: Hash32 | None = None
-    blockTimestamp: Quantity | None = Field(default=None, ge=0, le=MAX_TIMESTAMP)
+    blockTimestamp: quantity(MAX_TIMESTAMP) | None = None
     removed: bool = False
 
 
@@ -125,13 +181,11 @@ class EventData(_In):
 
 class Event(_In):
     data: EventData
-    sequenceNumber: Annotated[int, BeforeValidator(_digits)] | None = Field(
-        default=None, ge=0, le=MAX_SEQUENCE
-    )
+    sequenceNumber: SequenceNumber | None = None
 
 
 class AlchemyDelivery(_In):
-    webhookId: str
+    webhookId: column_text(MAX_WEBHOOK_ID)  # webhook_blocks.webhook_id
     id: str
     createdAt: datetime | None = None  # orders deliveries of different webhooks
     type: Literal["GRAPHQL"]

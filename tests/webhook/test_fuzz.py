@@ -35,7 +35,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats(allow_nan=False)
     | st.text(max_size=20)
-    | st.sampled_from(["0x", "0x" + "ab" * 32, "0x" + "12" * 20, "", "1e999"]),
+    # strings that fit no column: too long for VARCHAR(128), a NUL byte (PostgreSQL text)
+    | st.sampled_from(["0x", "0x" + "ab" * 32, "0x" + "12" * 20, "", "1e999", "w" * 129])
+    | st.sampled_from(["\x00", "wh_\x00id", "0x" + "ab" * 31 + "\x00a"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=10,
 )
@@ -142,3 +144,59 @@ def test_signed_mutations_of_a_real_delivery_never_5xx(
         assert answer.json()["status"] in ("success", "duplicate", "error")
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("webhookId", "w" * 129),  # webhook_blocks.webhook_id is VARCHAR(128)
+        ("webhookId", "wh_\x00id"),  # PostgreSQL text refuses NUL
+        ("sequenceNumber", "1" * 79),  # NUMERIC(78, 0)
+        ("sequenceNumber", "12 "),
+    ],
+)
+def test_values_no_column_can_hold_are_400_naming_the_field(
+    webhook: Service, real_delivery: dict, pg_engine: Engine, field: str, value: str
+) -> None:
+    payload = copy.deepcopy(real_delivery)
+    if field == "sequenceNumber":
+        payload["event"][field] = value
+    else:
+        payload[field] = value
+    answer = webhook.post(payload)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "INVALID_PAYLOAD" and field in answer.json()["message"]
+    assert stored(pg_engine) == 0
+
+
+def _token_heavy(real_delivery: dict, logs: int, per_log: int) -> dict:
+    """The real delivery with `logs` copies of its first BatchMinted log, each minting
+    `per_log` tokens from its own start id (decodable, never on the chain)."""
+    payload = copy.deepcopy(real_delivery)
+    block = payload["event"]["data"]["block"]
+    template = block["logs"][0]
+    price_word = template["data"][2 + 64 :]
+    block["logs"] = []
+    for i in range(logs):
+        log = copy.deepcopy(template)
+        log["index"] = i
+        log["topics"][3] = "0x" + f"{1_000_000 + i * per_log:064x}"
+        log["data"] = "0x" + f"{per_log:064x}" + price_word
+        block["logs"].append(log)
+    return payload
+
+
+def test_a_delivery_over_the_token_bound_is_refused_before_the_database(
+    webhook: Service, real_delivery: dict, pg_engine: Engine
+) -> None:
+    # 150 logs x 10,000 tokens: 1.5M token rows ran into the statement timeout (a 500)
+    answer = webhook.post(_token_heavy(real_delivery, logs=150, per_log=10_000))
+    assert answer.status_code == 413, answer.text
+    body = answer.json()
+    assert body["code"] == "PAYLOAD_TOO_LARGE"
+    assert "WEBHOOK_MAX_TOKENS_PER_DELIVERY" in body["message"]
+    assert stored(pg_engine) == 0
+    # control: at the bound (the default, 10,000) the same shape is stored
+    at_bound = webhook.post(_token_heavy(real_delivery, logs=2, per_log=5_000))
+    assert at_bound.status_code == 200, at_bound.text
+    assert len(at_bound.json()["events"]) == 2

@@ -1,0 +1,210 @@
+"""Hostile clients against a real uvicorn over real sockets: a header flood, hundreds of
+stalled heads and bodies, and a connection flood past the per-worker cap. Each time a
+valid signed delivery sent meanwhile is stored, and the server's memory stays bounded.
+
+The figures (RSS, close times) are printed for the record (`pytest -s`); the assertions are
+about behaviour: refused, closed by the server, memory returned, delivery stored."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
+from devtools.replay import chain_deliveries
+from glisk_pipeline.db.schema import mint_events
+from tests.fixtures_chain import DevChain
+from tests.webhook.helpers import Service, running, service_env
+
+MIB = 1024 * 1024
+READ_TIMEOUT_S = 2.0  # short, so the test waits little; the default is 10 s
+# A socket the server never closes makes recv() give up here: the test then fails.
+CLIENT_PATIENCE_S = READ_TIMEOUT_S * 5
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def head(content_length: int | None = None, extra: bytes = b"") -> bytes:
+    lines = [
+        b"POST /webhooks/alchemy HTTP/1.1",
+        b"host: sidecar",
+        b"content-type: application/json",
+    ]
+    if content_length is not None:
+        lines.append(b"content-length: %d" % content_length)
+    return b"\r\n".join(lines) + b"\r\n" + extra
+
+
+def connect(service: Service) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", service.port), timeout=CLIENT_PATIENCE_S)
+
+
+def wait_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout raises)."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def stored(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(mint_events)).scalar_one()
+
+
+@pytest.fixture
+def hostile_target(
+    pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
+) -> Iterator[tuple[Service, dict]]:
+    """A sidecar with a short read timeout, and one valid delivery for it (not yet sent)."""
+    mint_batches(
+        devchain.anvil,
+        devchain.glisk,
+        [Mint(DEV_ACCOUNTS[1], DEV_ACCOUNTS[2], 2, 2 * DEFAULT_MINT_PRICE)],
+    )
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    env = service_env(
+        pg_url,
+        devchain.glisk,
+        WEBHOOK_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT_S),
+        WEBHOOK_MAX_CONNECTIONS="400",
+    )
+    with running(env, tmp_path) as service:
+        yield service, payload
+
+
+def test_header_flood_is_refused_without_buffering(
+    hostile_target: tuple[Service, dict], pg_engine: Engine
+) -> None:
+    service, payload = hostile_target
+    before = rss_mib(service.proc.pid)
+    flood_bytes = 64 * MIB
+    piece = b"a" * (64 * 1024)
+
+    def flood(_: int) -> tuple[int, bytes]:
+        """Send one header of up to 64 MiB; return the bytes the server took, its answer."""
+        sock = connect(service)
+        sent = 0
+        with sock, contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head(extra=b"x-flood: "))
+            while sent < flood_bytes:
+                sock.sendall(piece)
+                sent += len(piece)
+            return sent, wait_closed(sock)
+        return sent, b""
+
+    with ThreadPoolExecutor(8) as pool:
+        floods = pool.map(flood, range(8))
+        answer = service.post(payload)  # while the floods run
+        results = list(floods)
+    after = rss_mib(service.proc.pid)
+    taken = [sent // 1024 for sent, _ in results]
+    print(f"\nheader flood: RSS {before:.1f} -> {after:.1f} MiB; server took {taken} KiB")
+    assert answer.status_code == 200, answer.text
+    assert stored(pg_engine) == 1
+    for sent, reply in results:
+        # Cut off after the limit (plus what the kernel buffers), never read whole.
+        assert sent < 16 * MIB, sent
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 400"), reply[:80]
+    assert after - before < 32, (before, after)
+
+
+def test_stalled_heads_and_bodies_are_closed_and_freed(
+    hostile_target: tuple[Service, dict], pg_engine: Engine
+) -> None:
+    service, payload = hostile_target
+    pid = service.proc.pid
+    before = rss_mib(pid)
+    bodies, heads = 220, 50
+    body_bytes = 1_000_000  # of a declared 1 MiB (the body limit): then silence
+
+    def stall_body(_: int) -> socket.socket:
+        sock = connect(service)
+        sock.sendall(head(MIB, extra=b"\r\n") + b"{" * body_bytes)
+        return sock
+
+    def stall_head(_: int) -> socket.socket:
+        sock = connect(service)
+        sock.sendall(head(extra=b"x-slow: "))
+        return sock
+
+    with ThreadPoolExecutor(16) as pool:
+        socks = list(pool.map(stall_body, range(bodies))) + list(pool.map(stall_head, range(heads)))
+    started = time.monotonic()
+    answer = service.post(payload)  # while every stalled connection is open
+    assert answer.status_code == 200, answer.text
+    peak = rss_mib(pid)
+
+    closed_after: list[float] = []
+    replies: list[bytes] = []
+    lock = threading.Lock()
+
+    def closed(sock: socket.socket) -> None:
+        with sock:
+            reply = wait_closed(sock)
+        with lock:
+            closed_after.append(time.monotonic() - started)
+            replies.append(reply)
+
+    with ThreadPoolExecutor(64) as pool:
+        list(pool.map(closed, socks))
+    time.sleep(0.5)  # let the app tasks observe the disconnects
+    after = rss_mib(pid)
+    print(
+        f"\n{bodies} stalled bodies + {heads} stalled heads: RSS {before:.1f} -> peak {peak:.1f}"
+        f" -> {after:.1f} MiB after close; closed by the server {min(closed_after):.2f}"
+        f"-{max(closed_after):.2f} s after the last byte (read timeout {READ_TIMEOUT_S} s)"
+    )
+    assert stored(pg_engine) == 1
+    assert len(replies) == bodies + heads
+    assert all(r.startswith(b"HTTP/1.1 408") for r in replies), {r[:40] for r in replies}
+    # What the stalled requests held is released (allocator slack allowed).
+    assert after - before < 64, (before, peak, after)
+    # and the service answers normally afterwards
+    assert service.http.get("/healthz").status_code == 200
+
+
+def test_connection_flood_past_the_cap_gets_fast_503s(
+    pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
+) -> None:
+    cap = 20
+    env = service_env(
+        pg_url,
+        devchain.glisk,
+        WEBHOOK_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT_S),
+        WEBHOOK_MAX_CONNECTIONS=str(cap),
+    )
+    with running(env, tmp_path) as service:
+        # The service's own keep-alive client holds one connection slot.
+        service.http.close()
+        # uvicorn counts the arriving connection too: cap - 1 others fill the worker.
+        holders = [connect(service) for _ in range(cap - 1)]
+        for sock in holders:
+            sock.sendall(head(1000, extra=b"\r\n{"))
+        extra = connect(service)
+        extra.sendall(head(2, extra=b"\r\n{}"))
+        refused = wait_closed(extra)
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:80]
+        replies = []
+        for sock in holders:  # freed by the read deadline, not by us
+            replies.append(wait_closed(sock))
+            sock.close()
+        assert all(r.startswith(b"HTTP/1.1 408") for r in replies), {r[:60] for r in replies}
+        extra.close()
+        with httpx.Client(base_url=service.url, timeout=10) as http:
+            assert http.get("/healthz").status_code == 200
