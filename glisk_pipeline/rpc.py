@@ -103,6 +103,8 @@ _BLOCK_HINTS = (
     "range too large",
     "range is too large",
 )
+# A response that does not arrive within the client's timeout, on a range that can shrink.
+TIMEOUT_AS_RANGE = Failure(Kind.RANGE, "read timed out", per_blocks=True)
 # Checked first: they mention "block range" but are not about its width.
 _LAGGING_HINTS = ("beyond current head", "header not found", "unknown block")
 _FATAL_HINTS = ("invalid block range",)
@@ -236,11 +238,19 @@ class RpcClient:
 
     # --- plain calls --------------------------------------------------------------------
 
-    def call(self, method: str, params: Sequence[Any] = (), *, what: str | None = None) -> Any:
-        """One JSON-RPC call with retries. Range errors raise RangeError (for iter_logs)."""
+    def call(
+        self,
+        method: str,
+        params: Sequence[Any] = (),
+        *,
+        what: str | None = None,
+        shrink_on_timeout: bool = False,
+    ) -> Any:
+        """One JSON-RPC call with retries. Range errors raise RangeError (for iter_logs),
+        and so does a read timeout when `shrink_on_timeout` (a range query that can shrink)."""
         self._ids += 1
         payload = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": list(params)}
-        body = self._send(payload, what or method)
+        body = self._send(payload, what or method, shrink_on_timeout)
         if not isinstance(body, dict):
             raise RpcError(f"{method}: unexpected response from {self.endpoint}")
         return body.get("result")
@@ -311,7 +321,12 @@ class RpcClient:
                 "toBlock": hex(end),
             }
             try:
-                logs = self.call("eth_getLogs", [flt], what=f"eth_getLogs {start}-{end}")
+                logs = self.call(
+                    "eth_getLogs",
+                    [flt],
+                    what=f"eth_getLogs {start}-{end}",
+                    shrink_on_timeout=end > start,
+                )
             except RangeError as err:
                 size = self._narrow(err.failure, start, end)
                 self.stats.shrinks += 1
@@ -372,14 +387,14 @@ class RpcClient:
 
     # --- transport with retries ---------------------------------------------------------
 
-    def _send(self, payload: Any, what: str) -> Any:
+    def _send(self, payload: Any, what: str, shrink_on_timeout: bool = False) -> Any:
         failure: Failure | None = None
         for attempt in range(1, self.max_attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
                 self._back_off(attempt, failure)
             try:
-                return self._post_once(payload)
+                return self._post_once(payload, shrink_on_timeout)
             except _Retry as retry:
                 failure = retry.failure
         assert failure is not None
@@ -388,10 +403,18 @@ class RpcClient:
             f"{failure.message})"
         )
 
-    def _post_once(self, payload: Any) -> Any:
+    def _post_once(self, payload: Any, shrink_on_timeout: bool = False) -> Any:
         self.stats.calls += 1
         try:
             response = self._http.post(self._url, content=orjson.dumps(payload))
+        except httpx.ReadTimeout:
+            if shrink_on_timeout:
+                # The provider took longer than RPC_TIMEOUT_SECONDS to answer this range:
+                # retrying the same width would time out again (forever); narrow it, and
+                # keep the narrower width as a ceiling so growth does not pay another
+                # timeout after every success.
+                raise RangeError(TIMEOUT_AS_RANGE) from None
+            raise _Retry(Failure(Kind.TRANSIENT, "timed out")) from None
         except httpx.TimeoutException:
             raise _Retry(Failure(Kind.TRANSIENT, "timed out")) from None
         except httpx.TransportError as exc:

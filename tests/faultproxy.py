@@ -2,7 +2,8 @@
 behaves like real providers do at their limits (messages copied from FIELD-NOTES).
 
 Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
-- `limit_range(n, style)`: ranges wider than n blocks fail as that provider says it;
+- `limit_range(n, style)`: ranges wider than n blocks fail as that provider says it
+  (style "slow": they answer only after `timeout_sleep`, past the client's timeout);
 - `limit_results(n, style)`: responses with more than n logs fail, with a suggested range;
 - `script(...)`: the next requests fail once each: 429 (+Retry-After), JSON-RPC 429 inside
   HTTP 200, 503, a timeout, a connection reset, truncated JSON;
@@ -172,6 +173,9 @@ class FaultProxy:
         span = end - start + 1
         if self._range is not None and span > self._range[0]:
             n, style = self._range
+            if style == "slow":  # a provider that takes too long on wide ranges
+                time.sleep(self.timeout_sleep)
+                return None  # then answers late: the client has given up by then
             ok = (hex(start), hex(start + n - 1))
             if style == "alchemy":
                 return {"code": -32600, "message": ALCHEMY_FREE_TIER.format(n=n, a=ok[0], b=ok[1])}

@@ -85,9 +85,20 @@ def test_retries_every_transient_fault_then_succeeds(devchain, history, proxy) -
     proxy.script(*faults)
     with client_for(proxy, max_attempts=len(faults) + 1) as client:
         assert fetch(client, devchain.glisk, history) == truth(devchain, history)
-        assert client.stats.retries == len(faults)
+        # a read timeout on a range wider than a block narrows it instead of a retry
+        assert client.stats.retries == len(faults) - 1 and client.stats.shrinks == 1
         assert client.stats.slept_s >= 1.0  # the 429's Retry-After: 1 was honoured
     assert proxy.faults[: len(faults)] == list(faults)
+
+
+def test_a_read_timeout_on_a_wide_range_narrows_it(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
+    # Every eth_getLogs over more than 50 blocks answers after the client's timeout: the
+    # same width retried would time out forever.
+    proxy.limit_range(50, "slow")
+    with client_for(proxy, timeout=0.3, max_attempts=2) as client:
+        assert fetch(client, devchain.glisk, history) == truth(devchain, history)
+        assert client.stats.shrinks >= 1 and client.stats.retries == 0
+        assert client.stats.chunk_size <= 50  # kept as a ceiling: no timeout per success
 
 
 def test_gives_up_after_bounded_attempts_naming_the_range(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
