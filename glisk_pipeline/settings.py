@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     WEBHOOK_MAX_CONNECTIONS: int = Field(default=256, ge=1)
     # Token rows one delivery may create; a larger one is refused (413) before the database.
     WEBHOOK_MAX_TOKENS_PER_DELIVERY: int = Field(default=10_000, ge=1)
+    # Unauthenticated rejections (401, oversized, stalled) log one line per this many
+    # seconds per outcome, with a count of those left out; 0 logs each.
+    WEBHOOK_REJECTED_LOG_SECONDS: float = Field(default=10.0, ge=0)
 
     @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
     @classmethod

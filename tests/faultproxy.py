@@ -175,7 +175,8 @@ class FaultProxy:
             n, style = self._range
             if style == "slow":  # a provider that takes too long on wide ranges
                 time.sleep(self.timeout_sleep)
-                return None  # then answers late: the client has given up by then
+                # the client has given up by then; no upstream call after the test ended
+                return {"code": -32000, "message": "answered too late"}
             ok = (hex(start), hex(start + n - 1))
             if style == "alchemy":
                 return {"code": -32600, "message": ALCHEMY_FREE_TIER.format(n=n, a=ok[0], b=ok[1])}

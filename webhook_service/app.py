@@ -21,8 +21,9 @@ from webhook_service.routes import router
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logs.configure()
-        service = build_service(settings or load_settings())
+        config = settings or load_settings()
+        logs.configure(rejected_every_s=config.WEBHOOK_REJECTED_LOG_SECONDS)
+        service = build_service(config)
         app.state.service = service
         logs.log.info(
             "webhook sidecar ready",
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             duplicate_status=service.duplicate_status,
         )
         yield
+        logs.unauthenticated.flush()
         service.engine.dispose()
 
     app = FastAPI(

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from glisk_pipeline.db.store import StoreError, StoreResult, TokenConflictError
-from webhook_service import metrics
+from webhook_service import logs, metrics
 from webhook_service.delivery import BlockDelivery, TooManyTokens, interpret
 from webhook_service.deps import Service
 from webhook_service.logs import log
@@ -35,6 +35,10 @@ from webhook_service.models import (
     parse_delivery,
 )
 from webhook_service.signature import SIGNATURE_HEADER, verify
+
+# Refusals anyone can provoke, before the signature is known good: their log lines are
+# throttled (logs.unauthenticated), their metric is exact.
+UNAUTHENTICATED = frozenset({"unauthorized", "too_large", "disconnected"})
 
 
 class Rejected(Exception):
@@ -63,15 +67,18 @@ async def handle_delivery(request: Request, service: Service) -> Response:
         answer = await _handle(request, service)
     except Rejected as exc:
         answer = Answer(exc.status, ErrorBody(message=exc.message, code=exc.code), exc.outcome)
-        level = log.error if exc.status >= 500 else log.warning
-        level("delivery rejected", outcome=exc.outcome, status=exc.status, reason=exc.message)
-    elapsed = time.perf_counter() - started
+        if exc.outcome in UNAUTHENTICATED:
+            logs.unauthenticated.warning(
+                "delivery rejected", outcome=exc.outcome, status=exc.status, reason=exc.message
+            )
+        else:
+            level = log.error if exc.status >= 500 else log.warning
+            level("delivery rejected", outcome=exc.outcome, status=exc.status, reason=exc.message)
+    else:  # every answered delivery, duplicates (409 or 200) included, logs its outcome once
+        ms = round((time.perf_counter() - started) * 1e3, 2)
+        log.info("delivery", outcome=answer.outcome, status=answer.status, ms=ms)
     metrics.DELIVERIES.labels(answer.outcome).inc()
-    metrics.LATENCY.observe(elapsed)
-    if answer.status < 400:
-        log.info(
-            "delivery", outcome=answer.outcome, status=answer.status, ms=round(elapsed * 1e3, 2)
-        )
+    metrics.LATENCY.observe(time.perf_counter() - started)
     return json_response(answer.status, answer.body)
 
 
@@ -97,7 +104,7 @@ async def _handle(request: Request, service: Service) -> Answer:
         )
         wanted = interpret(delivery, service.contract, service.max_tokens_per_delivery)
     except TooManyTokens as exc:
-        raise Rejected(413, "PAYLOAD_TOO_LARGE", str(exc), "too_large") from None
+        raise Rejected(413, "PAYLOAD_TOO_LARGE", str(exc), "too_many_tokens") from None
     except PayloadError as exc:
         raise Rejected(400, "INVALID_PAYLOAD", str(exc), "invalid") from None
 

@@ -19,8 +19,16 @@ import httpx
 from sqlalchemy.engine import make_url
 
 # The dev chain's process helpers: a free loopback port, and die-with-parent for children.
-from devtools.devchain import _die_with_parent, _free_port
-from devtools.replay import signed
+from devtools.devchain import (
+    DEFAULT_MINT_PRICE,
+    DEV_ACCOUNTS,
+    Mint,
+    _die_with_parent,
+    _free_port,
+    mint_batches,
+)
+from devtools.replay import chain_deliveries, signed
+from tests.fixtures_chain import DevChain
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
@@ -93,6 +101,8 @@ def service_env(database_url: str, contract: str, **extra: str) -> dict[str, str
         "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
         "ALCHEMY_WEBHOOK_SECRET": f"{OLD_KEY}, {NEW_KEY}",
         "NETWORK": "LOCAL",
+        # every rejection logged: tests look for their lines (test_logs throttles)
+        "WEBHOOK_REJECTED_LOG_SECONDS": "0",
         **extra,
     }
 
@@ -166,3 +176,11 @@ def running(env: Mapping[str, str], workdir: Path) -> Iterator[Service]:
         yield service
     finally:
         service.stop()
+
+
+def one_mint_delivery(devchain: DevChain, quantity: int = 1) -> dict[str, Any]:
+    """Mint one batch on the (fresh) dev chain; its delivery, as Alchemy would send it."""
+    mint = Mint(DEV_ACCOUNTS[1], DEV_ACCOUNTS[2], quantity, quantity * DEFAULT_MINT_PRICE)
+    mint_batches(devchain.anvil, devchain.glisk, [mint])
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    return payload

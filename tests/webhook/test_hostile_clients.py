@@ -19,11 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
-from devtools.replay import chain_deliveries
 from glisk_pipeline.db.schema import mint_events
 from tests.fixtures_chain import DevChain
-from tests.webhook.helpers import Service, running, service_env
+from tests.webhook.helpers import Service, one_mint_delivery, running, service_env
 
 MIB = 1024 * 1024
 READ_TIMEOUT_S = 2.0  # short, so the test waits little; the default is 10 s
@@ -72,12 +70,7 @@ def hostile_target(
     pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
 ) -> Iterator[tuple[Service, dict]]:
     """A sidecar with a short read timeout, and one valid delivery for it (not yet sent)."""
-    mint_batches(
-        devchain.anvil,
-        devchain.glisk,
-        [Mint(DEV_ACCOUNTS[1], DEV_ACCOUNTS[2], 2, 2 * DEFAULT_MINT_PRICE)],
-    )
-    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    payload = one_mint_delivery(devchain, quantity=2)
     env = service_env(
         pg_url,
         devchain.glisk,

@@ -16,7 +16,15 @@ from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batch
 from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.schema import mint_events, tokens
 from tests.fixtures_chain import DevChain
-from tests.webhook.helpers import NEW_KEY, OLD_KEY, REPO, Service, running, service_env
+from tests.webhook.helpers import (
+    NEW_KEY,
+    OLD_KEY,
+    REPO,
+    Service,
+    one_mint_delivery,
+    running,
+    service_env,
+)
 
 
 def test_importing_the_app_does_not_load_dagster() -> None:
@@ -107,12 +115,7 @@ def test_logs_are_json_with_context_and_never_hold_secrets(
 def test_duplicate_status_200_never_makes_alchemy_retry(
     pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
 ) -> None:
-    mint_batches(
-        devchain.anvil,
-        devchain.glisk,
-        [Mint(DEV_ACCOUNTS[1], DEV_ACCOUNTS[2], 1, DEFAULT_MINT_PRICE)],
-    )
-    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    payload = one_mint_delivery(devchain)
     env = service_env(pg_url, devchain.glisk, WEBHOOK_DUPLICATE_STATUS="200")
     with running(env, tmp_path) as service:
         assert service.post(payload).json()["status"] == "success"
