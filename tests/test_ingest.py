@@ -49,7 +49,9 @@ def test_backfill_under_provider_limits_equals_chain(devchain, history, pg_engin
         with RpcClient(proxy.url, backoff_base=0.01, timeout=1.0) as client:
             report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
     assert table_rows(pg_engine) == chain_rows(devchain)
-    assert report.rpc_retries == 3 and report.rpc_calls > report.rpc_retries
+    # 429 and truncated JSON are retried; the timeout (on a range wider than one block)
+    # narrows the range instead of repeating it
+    assert report.rpc_retries == 2 and report.rpc_calls > report.rpc_retries
 
 
 def test_reconciliation_removes_webhook_row_not_on_chain(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
