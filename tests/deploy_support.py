@@ -64,6 +64,7 @@ class RoleProcess:
                 start_new_session=True,
             )
         self.pid = self.proc.pid
+        self.killed = False  # stop() needed SIGKILL: the role ignored SIGTERM
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -81,6 +82,7 @@ class RoleProcess:
             self.proc.poll()  # reap it, or it stays a zombie of ours
             time.sleep(0.2)
         if session_pids(self.pid):
+            self.killed = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
             time.sleep(0.5)

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from devtools.demo import DagsterDev, compare_with_chain
 from devtools.devchain import (
@@ -92,8 +92,12 @@ def topology(env: dict[str, str], log_dir: Path) -> Iterator[dict[str, RoleProce
         print("\n".join(p.log_tail() for p in procs.values()))
         raise
     finally:
+        began = time.monotonic()
         leftovers = {name: p.stop() for name, p in procs.items()}
+        killed = [name for name, p in procs.items() if p.killed]
+        print(f"stopped in {lap(began):.1f}s")
         assert not any(leftovers.values()), f"still running after stop: {leftovers}"
+        assert not killed, f"{killed} needed SIGKILL: a supervisor's SIGTERM would not stop them"
 
 
 def lap(since: float) -> float:
@@ -244,6 +248,10 @@ def test_production_topology(
             with ThreadPoolExecutor(8) as pool:
                 answers = list(pool.map(post, requests))
             print(f"replay: {len(requests)} deliveries in {lap(t_backfill):.1f}s")
+            # the pool settings hold: 2 sidecars x 2 workers x (2 + 2) at most
+            app_connections = _connections(app_url)
+            assert 0 < app_connections <= 2 * 2 * (2 + 2), app_connections
+            print(f"app database connections after the replay: {app_connections}")
         finally:
             for client in sidecars:
                 client.close()
@@ -261,6 +269,17 @@ def test_production_topology(
     chain_mints = [decode_mint(log) for log in chain_logs(anvil, devchain.glisk, start)]
     assert len(chain_mints) == 80 + len(mints)
     assert _mismatches(app_url, chain_mints) == []
+
+
+def _connections(app_url: str) -> int:
+    """Backends connected to the app database, other than the one asking."""
+    engine = make_engine(app_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            query = "select count(*) from pg_stat_activity where datname = current_database()"
+            return conn.execute(text(query + " and pid <> pg_backend_pid()")).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def _mismatches(app_url: str, chain_mints: list[Any]) -> list[str]:
