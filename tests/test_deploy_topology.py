@@ -90,14 +90,15 @@ def topology(env: dict[str, str], log_dir: Path) -> Iterator[dict[str, RoleProce
         yield procs
     except BaseException:
         print("\n".join(p.log_tail() for p in procs.values()))
+        for p in procs.values():
+            p.stop()
         raise
-    finally:
-        began = time.monotonic()
-        leftovers = {name: p.stop() for name, p in procs.items()}
-        killed = [name for name, p in procs.items() if p.killed]
-        print(f"stopped in {lap(began):.1f}s")
-        assert not any(leftovers.values()), f"still running after stop: {leftovers}"
-        assert not killed, f"{killed} needed SIGKILL: a supervisor's SIGTERM would not stop them"
+    began = time.monotonic()
+    leftovers = {name: p.stop() for name, p in procs.items()}
+    killed = [name for name, p in procs.items() if p.killed]
+    print(f"stopped in {lap(began):.1f}s")
+    assert not any(leftovers.values()), f"still running after stop: {leftovers}"
+    assert not killed, f"{killed} needed SIGKILL: a supervisor's SIGTERM would not stop them"
 
 
 def lap(since: float) -> float:
@@ -149,12 +150,12 @@ def test_production_topology(
     anvil = devchain.anvil
     start = anvil.block_number() + 1
     # Backfill path: a history whose windows are all complete (and final: confirmations 0).
-    realistic_history(anvil, devchain.glisk, devchain.decoy, n_batches=80, n_blocks=300, seed=5)
+    realistic_history(anvil, devchain.glisk, devchain.decoy, n_batches=60, n_blocks=200, seed=5)
     anvil.mine_empty(SIZE)
     windows = new_windows(
         start_block=start, size=SIZE, final_block=anvil.block_number(), after_block=None, limit=99
     )
-    assert len(windows) >= 4
+    assert len(windows) >= 3
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -267,7 +268,7 @@ def test_production_topology(
     assert len(stored) == len(set(stored)) == len(mints)  # each new log stored by one sidecar
 
     chain_mints = [decode_mint(log) for log in chain_logs(anvil, devchain.glisk, start)]
-    assert len(chain_mints) == 80 + len(mints)
+    assert len(chain_mints) == 60 + len(mints)
     assert _mismatches(app_url, chain_mints) == []
 
 
