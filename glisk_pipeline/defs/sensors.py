@@ -4,9 +4,9 @@ Each tick reads the final block (one RPC call), adds the complete windows after 
 one it added (ascending, at most GLISK_SENSOR_MAX_PARTITIONS_PER_TICK), and requests runs
 over them: consecutive ranges of at most GLISK_PARTITIONS_PER_RUN windows, so a cold start
 over thousands of windows is tens of runs, not thousands, each paying Dagster's run
-start-up (~7 s measured here, a pod each on Kubernetes). At the live edge a tick finds one
-window and requests one single-partition run, as before. Each request's run_key names its
-first and last window, so a repeated request never runs twice.
+start-up (7-9 s a run as a process on a 2-core machine, a pod each on Kubernetes). At the
+live edge a tick finds one window and requests one single-partition run, as before. Each
+request's run_key names its first and last window, so a repeated request never runs twice.
 
 A range request is what a multi_run backfill launches (the asset's BackfillPolicy): tags
 dagster/asset_partition_range_start|end, which the daemon copies onto the run and the asset
