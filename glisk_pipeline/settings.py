@@ -92,10 +92,11 @@ class Settings(BaseSettings):
     RPC_MAX_ATTEMPTS: int = Field(default=6, ge=1)
 
     # Dagster pipeline (the partition size above is shared with it).
-    # Partitions per run of a UI backfill (BackfillPolicy.multi_run): 50 windows of 10,000
-    # blocks is ~11 days of Base per run, a year of catch-up ~32 runs.
+    # Partitions per run of a UI backfill (BackfillPolicy.multi_run) and of the sensor's
+    # catch-up runs: 50 windows of 10,000 blocks is ~11 days of Base per run, a year of
+    # catch-up ~32 runs.
     GLISK_PARTITIONS_PER_RUN: int = Field(default=50, ge=1)
-    # New windows the sensor adds (and runs it requests) per tick, so a first tick on a
+    # New windows the sensor adds (in runs of the above) per tick, so a first tick on a
     # long history cannot run into the 60 s sensor timeout; the cursor resumes next tick.
     GLISK_SENSOR_MAX_PARTITIONS_PER_TICK: int = Field(default=100, ge=1)
 

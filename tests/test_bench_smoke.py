@@ -27,3 +27,5 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
         "30_partitions",
         "30_partitions_no_cursor",
     }
+    cold = results["b3"]["sensor_cold_start"]  # 4 windows, 3 per run: a range and a single
+    assert (cold["range_runs"]["runs"], cold["one_per_window"]["runs"]) == (2, 4)

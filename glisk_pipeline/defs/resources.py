@@ -80,6 +80,7 @@ class ChainResource(ConfigurableResource):
     partition_size: int | None = None
     confirmations: int | None = None
     sensor_max_partitions_per_tick: int | None = None
+    partitions_per_run: int | None = None  # the sensor's range runs (the asset reads it too)
 
     def settings(self) -> Settings:
         return _settings(
@@ -91,6 +92,7 @@ class ChainResource(ConfigurableResource):
             GLISK_PARTITION_SIZE=self.partition_size,
             GLISK_CONFIRMATIONS=self.confirmations,
             GLISK_SENSOR_MAX_PARTITIONS_PER_TICK=self.sensor_max_partitions_per_tick,
+            GLISK_PARTITIONS_PER_RUN=self.partitions_per_run,
         )
 
     @contextmanager
