@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.engine import make_url
 
-from devtools.demo import REPO_ROOT, DemoOptions, run_demo
+from devtools.anvil import REPO_ROOT
+from devtools.demo import DemoOptions, run_demo
 from glisk_pipeline.db.migrate import upgrade
 from tests.fixtures_db import create_database, drop_database
 
