@@ -27,6 +27,8 @@ ANVIL_FINALITY = 64  # anvil's `finalized` tag trails the head by 64 blocks
 
 @dataclass
 class DemoOptions:
+    """The local chain's size and partitioning, and where the tables and Dagster's storage live."""
+
     batches: int = 2000
     blocks: int = 4000
     partition_size: int = 200
@@ -38,6 +40,7 @@ class DemoOptions:
 
 @contextlib.contextmanager
 def temp_dir() -> Iterator[Path]:
+    """One private temp dir for everything a local set-up writes; removed on exit."""
     path = Path(tempfile.mkdtemp(prefix="glisk-demo-"))
     try:
         yield path
