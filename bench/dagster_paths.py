@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import DEFAULT_AUTHOR, Chain, Timer, rate, throwaway_db
+from bench.common import Chain, Timer, oracle_problems, rate, stored_counts, throwaway_db
+from devtools.local_chain import DEFAULT_AUTHOR
 
 MATERIALIZE_PARTITION_SIZE = 1_000  # blocks per partition in B1's materialize contender
 SENSOR_PARTITION_SIZE = 100
@@ -69,9 +70,8 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
             raise RuntimeError("materialize of the whole range failed")
         (event, *_) = result.asset_materializations_for_node("mint_events")
         meta = {k: v.value for k, v in event.metadata.items()}
-        from bench.b1_backfill import _stored
-
-        stored_ev, stored_tok = _stored(db)
+        stored_ev, stored_tok = stored_counts(db)
+        mismatches = oracle_problems(db, chain.history.mints)
     events = meta["logs_found"]
     tokens = stored_tok
     return {
@@ -85,6 +85,7 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
         "tokens_per_s": rate(tokens, t.s),
         "stored_events": stored_ev,
         "stored_tokens": stored_tok,
+        "oracle_mismatches": mismatches,
         "note": f"one run over {len(keys)} partitions of {size} blocks (mint_events only)",
     }
 

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from devtools.demo import REPO_ROOT, DemoOptions, run_demo
+from devtools.anvil import REPO_ROOT
+from devtools.demo import DemoOptions, run_demo
 from glisk_pipeline.db.migrate import upgrade
 
 pytestmark = pytest.mark.slow
