@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from devtools.demo import session_pids
+from devtools.dagster_dev import session_pids
 
 REPO = Path(__file__).resolve().parent.parent
 WORKSPACE = "deploy/workspace.yaml"  # relative: the image's WORKDIR holds deploy/
