@@ -37,29 +37,58 @@ def configure(level: int = logging.INFO, rejected_every_s: float = 0.0) -> None:
 log = structlog.get_logger("webhook")
 
 
-class Throttled:
-    """At most one warning per `interval` seconds per outcome. A written line carries the
-    number of lines left out before it (`suppressed`); flush() writes what is left."""
+class Throttle:
+    """Admits at most one line per `interval` seconds per key; the admitted line learns
+    how many were left out since the last one."""
 
     def __init__(self, interval: float = 0.0) -> None:
         self.interval = interval
         self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def admit(self, key: str) -> int | None:
+        """None: leave this line out. Else the number left out before it."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if self.interval > 0 and last is not None and now - last < self.interval:
+            self.suppressed[key] = self.suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self.suppressed.pop(key, 0)
+
+
+class Throttled(Throttle):
+    """Warnings through structlog, at most one per interval per outcome."""
 
     def warning(self, event: str, *, outcome: str, **fields: object) -> None:
-        now = time.monotonic()
-        last = self._last.get(outcome)
-        if self.interval > 0 and last is not None and now - last < self.interval:
-            self._suppressed[outcome] = self._suppressed.get(outcome, 0) + 1
-            return
-        self._last[outcome] = now
-        suppressed = self._suppressed.pop(outcome, 0)
-        log.warning(event, outcome=outcome, suppressed=suppressed, **fields)
+        left_out = self.admit(outcome)
+        if left_out is not None:
+            log.warning(event, outcome=outcome, suppressed=left_out, **fields)
 
     def flush(self) -> None:
-        for outcome, count in sorted(self._suppressed.items()):
+        for outcome, count in sorted(self.suppressed.items()):
             log.warning("rejections not logged", outcome=outcome, suppressed=count)
-        self._suppressed.clear()
+        self.suppressed.clear()
+
+
+class ThrottledUvicornWarnings(logging.Filter):
+    """uvicorn writes one warning per refused request for a bad or oversized request head
+    and past the connection cap: lines anyone can provoke, throttled like ours."""
+
+    FLOOD_MESSAGES = frozenset({"Invalid HTTP request received.", "Exceeded concurrency limit."})
+
+    def __init__(self, interval: float) -> None:
+        super().__init__()
+        self.throttle = Throttle(interval)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message not in self.FLOOD_MESSAGES:
+            return True
+        left_out = self.throttle.admit(message)
+        if left_out:
+            record.msg, record.args = f"{message} ({left_out} more since the last line)", ()
+        return left_out is not None
 
 
 unauthenticated = Throttled()

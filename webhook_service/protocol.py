@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import logging
 import sys
 from functools import cache
 from typing import Any, Literal
@@ -27,7 +28,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from glisk_pipeline.settings import load_settings
+from glisk_pipeline.settings import Settings, load_settings
+from webhook_service.logs import ThrottledUvicornWarnings
 
 Phase = Literal["head", "body"] | None
 TIMEOUT_RESPONSE = (
@@ -59,14 +61,22 @@ def return_large_buffers_to_the_os() -> None:
 
 
 @cache
+def settings() -> Settings:
+    # uvicorn builds the protocol from an import string in every worker, so the values
+    # come from the settings (already validated by `python -m webhook_service`).
+    return load_settings()
+
+
 def read_timeout_seconds() -> float:
-    # uvicorn builds the protocol from an import string in every worker, so the value
-    # comes from the settings (already validated by `python -m webhook_service`).
-    return load_settings().WEBHOOK_READ_TIMEOUT_SECONDS
+    return settings().WEBHOOK_READ_TIMEOUT_SECONDS
 
 
-# uvicorn imports this module in every worker process before serving.
+# uvicorn imports this module in every worker process before serving (after it set up
+# its logging, so the filter stays).
 return_large_buffers_to_the_os()
+logging.getLogger("uvicorn.error").addFilter(
+    ThrottledUvicornWarnings(settings().WEBHOOK_REJECTED_LOG_SECONDS)
+)
 
 
 class DeadlineH11Protocol(H11Protocol):
