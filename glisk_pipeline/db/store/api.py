@@ -21,7 +21,7 @@ from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
 from glisk_pipeline.db.store.results import Source, StoreError, StoreResult
-from glisk_pipeline.db.store.upserts import upsert_author, upsert_events
+from glisk_pipeline.db.store.upserts import upsert_author, upsert_authors, upsert_events
 
 T = TypeVar("T")
 
@@ -125,7 +125,8 @@ class MintStore:
         farcaster_handle: str | None = None,
         prompt_text: str | None = None,
     ) -> int:
-        """Create or update an author; returns its id. Wallets compare case-insensitively."""
+        """Create or update an author; returns its id. Wallets compare case-insensitively;
+        a field passed as None keeps its stored value."""
         values = {
             "wallet_address": wallet_address.lower(),
             "twitter_handle": twitter_handle,
@@ -133,6 +134,15 @@ class MintStore:
             "prompt_text": prompt_text,
         }
         return self._transaction(lambda conn: upsert_author(conn, values, pg=self._pg))
+
+    def register_authors(self, rows: Iterable[dict[str, str | None]]) -> int:
+        """Register many authors in ONE transaction (all or none; `glisk authors import`);
+        each row as register_author's keyword arguments plus `wallet_address`. Returns
+        how many wallets were new."""
+        batch = [{**row, "wallet_address": str(row["wallet_address"]).lower()} for row in rows]
+        if not batch:
+            return 0
+        return self._transaction(lambda conn: upsert_authors(conn, batch, pg=self._pg))
 
     def last_processed_block(self) -> int | None:
         with self.engine.connect() as conn:
