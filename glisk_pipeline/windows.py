@@ -14,7 +14,7 @@ final, so a partition never has to be revisited because its blocks changed.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 # The name of the Dagster partition set whose keys these are (defs/partitions.py).
 PARTITIONS_NAME = "block_ranges"
@@ -41,6 +41,12 @@ def window_of(block: int, size: int) -> tuple[int, int]:
     """The aligned window holding `block`."""
     start = block - block % size
     return start, start + size - 1
+
+
+def keys_of_blocks(blocks: Iterable[int], size: int) -> list[str]:
+    """The keys of the windows holding `blocks`, ascending, each once: what to
+    re-materialize when a check finds something wrong in those blocks."""
+    return [partition_key(*window_of(b, size)) for b in sorted({b - b % size for b in blocks})]
 
 
 def key_range_bounds(first_key: str, last_key: str, start_block: int = 0) -> tuple[int, int]:

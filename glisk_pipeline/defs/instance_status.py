@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance
-from dagster._core.storage.partition_status_cache import AssetPartitionStatus
+from dagster import AssetKey, AssetPartitionStatus, DagsterInstance
 
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.windows import PARTITIONS_NAME
