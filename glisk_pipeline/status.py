@@ -18,24 +18,16 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from glisk_pipeline.db.schema import mint_events, webhook_blocks
-from glisk_pipeline.db.store.reconcile import last_processed_block
+from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive UTC text; PostgreSQL an aware timestamp
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+from glisk_pipeline.tip import WebhookView, read_view, silence
 
 
 def read_tables(engine: Engine) -> dict[str, Any]:
     """What the tables say: checkpoint, the webhook's last delivery, rows by source."""
+    view, checkpoint = read_view(engine)
     with engine.connect() as conn:
-        checkpoint = last_processed_block(conn)
-        last_block, last_at = conn.execute(
-            select(func.max(webhook_blocks.c.block_number), func.max(webhook_blocks.c.received_at))
-        ).one()
         by_source = dict(
             conn.execute(
                 select(mint_events.c.source, func.count())
@@ -48,8 +40,7 @@ def read_tables(engine: Engine) -> dict[str, Any]:
         ).scalar_one()
     return {
         "last_processed_block": checkpoint,
-        "webhook_last_block": last_block,
-        "webhook_last_delivery_at": _utc(last_at) if last_at is not None else None,
+        "webhook": view,
         "rows": {
             "webhook": int(by_source.get("webhook", 0)),
             "backfill": int(by_source.get("backfill", 0)),
@@ -77,7 +68,8 @@ def collect(
     checkpoint = tables["last_processed_block"]
     # no checkpoint yet: everything from GLISK_START_BLOCK is still to do
     covered = checkpoint if checkpoint is not None else settings.GLISK_START_BLOCK - 1
-    hook_block = tables["webhook_last_block"]
+    view: WebhookView = tables["webhook"]
+    hook_block = view.last_block
     times = block_times(client, [head, covered] + ([hook_block] if hook_block is not None else []))
 
     def seconds_behind(block: int) -> int | None:
@@ -114,8 +106,8 @@ def collect(
             f"checkpoint {behind} blocks behind the final block "
             f"(GLISK_LAG_WARN_BLOCKS={settings.GLISK_LAG_WARN_BLOCKS})"
         )
-    if hook_block is not None:
-        arrived: datetime = tables["webhook_last_delivery_at"]
+    if hook_block is not None and view.last_delivery_at is not None:
+        arrived = view.last_delivery_at
         age = max(0, int((now - arrived).total_seconds()))
         status["webhook"] = {
             "last_block": hook_block,
@@ -124,12 +116,9 @@ def collect(
             "behind_head_blocks": head - hook_block,
             "behind_head_seconds": seconds_behind(hook_block),
         }
-        if age > settings.GLISK_WEBHOOK_SILENCE_SECONDS and head > hook_block:
-            status["problems"].append(
-                f"webhook silent: no delivery for {age} s while the chain advanced "
-                f"{head - hook_block} blocks (GLISK_WEBHOOK_SILENCE_SECONDS="
-                f"{settings.GLISK_WEBHOOK_SILENCE_SECONDS})"
-            )
+        silent = silence(view, head, now, settings.GLISK_WEBHOOK_SILENCE_SECONDS)
+        if silent is not None:
+            status["problems"].append(f"webhook silent: {silent}")
     return status
 
 

@@ -241,7 +241,8 @@ def test_status_reports_lags_and_exits_3_past_a_threshold(
     use(monkeypatch, cli_env, GLISK_CONFIRMATIONS="20", GLISK_WEBHOOK_SILENCE_SECONDS="300")
     assert status.main(["--json"]) == 3
     (problem,) = json.loads(capsys.readouterr().out)["problems"]
-    assert problem.startswith("webhook silent: no delivery for 6") and "52 blocks" in problem
+    assert problem.startswith("webhook silent: no webhook delivery for 6")
+    assert "advanced 52 blocks" in problem
 
 
 def test_status_errors_are_one_line(cli_env, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -306,3 +307,18 @@ def test_glisk_lists_its_commands() -> None:
     assert out.returncode == 0
     for name in ("status", "authors", "recover"):
         assert f"  {name}" in out.stdout
+
+
+def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> None:
+    from glisk_pipeline.tip import MAX_BLOCKS_PER_TICK, REORG_OVERLAP, tip_range
+
+    assert tip_range(head=500, checkpoint=None, start_block=100, filled_to=None) == (100, 500)
+    assert tip_range(head=500, checkpoint=299, start_block=100, filled_to=None) == (300, 500)
+    # the next tick re-reads a little below where the last one stopped
+    assert tip_range(head=900, checkpoint=299, start_block=100, filled_to=500) == (
+        500 + 1 - REORG_OVERLAP,
+        900,
+    )
+    assert tip_range(head=299, checkpoint=299, start_block=100, filled_to=None) is None
+    low, high = tip_range(head=10**7, checkpoint=0, start_block=0, filled_to=None)  # type: ignore[misc]
+    assert high - low + 1 == MAX_BLOCKS_PER_TICK
