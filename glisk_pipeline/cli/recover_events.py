@@ -106,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_ERROR
-        store = MintStore(engine, settings.default_author_wallet, settings.GLISK_START_BLOCK)
+        store = MintStore(
+            engine,
+            settings.default_author_wallet,
+            settings.GLISK_START_BLOCK,
+            webhook_blocks_retention=settings.GLISK_WEBHOOK_BLOCKS_RETENTION,
+        )
         client.check_chain_id(settings.expected_chain_id)
         start = args.from_block
         if start is None:

@@ -33,12 +33,22 @@ RETRYABLE_SQLSTATES = {"40P01", "40001", "23502"}
 
 class MintStore:
     """Writes decoded records. `default_author_wallet` receives the tokens of authors that
-    are not registered in `authors`; `start_block` anchors last_processed_block."""
+    are not registered in `authors`; `start_block` anchors last_processed_block;
+    `webhook_blocks_retention` (None: keep all) prunes webhook_blocks rows that many blocks
+    below the checkpoint whenever a reconcile moves it."""
 
-    def __init__(self, engine: Engine, default_author_wallet: str, start_block: int = 0):
+    def __init__(
+        self,
+        engine: Engine,
+        default_author_wallet: str,
+        start_block: int = 0,
+        *,
+        webhook_blocks_retention: int | None = None,
+    ):
         self.engine = engine
         self.default_author_wallet = default_author_wallet.lower()
         self.start_block = start_block
+        self.webhook_blocks_retention = webhook_blocks_retention
         self._pg = engine.dialect.name == "postgresql"
 
     def store(
@@ -113,6 +123,8 @@ class MintStore:
             reconcile.record_range(
                 conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
             )
+            if self.webhook_blocks_retention is not None:
+                reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
             return result
 
         return self._transaction(work)
