@@ -43,6 +43,21 @@ def window_of(block: int, size: int) -> tuple[int, int]:
     return start, start + size - 1
 
 
+def key_problem(key: str, *, size: int, final_block: int) -> str | None:
+    """Why `key` must not be a block_ranges partition (None: it may): not a key, not an
+    aligned window of `size` blocks, or not entirely final. Keys added by hand in the UI or
+    the API are checked against this when their run starts."""
+    try:
+        start, end = parse_key(key)
+    except ValueError as exc:
+        return str(exc)
+    if start % size or end - start + 1 != size:
+        return f"not an aligned window of GLISK_PARTITION_SIZE={size} blocks"
+    if end > final_block:
+        return f"not final yet (final block {final_block})"
+    return None
+
+
 def keys_of_blocks(blocks: Iterable[int], size: int) -> list[str]:
     """The keys of the windows holding `blocks`, ascending, each once: what to
     re-materialize when a check finds something wrong in those blocks."""

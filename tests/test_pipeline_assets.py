@@ -143,20 +143,42 @@ def test_reconciliation_marks_a_webhook_only_row_removed(pipeline: Pipeline) -> 
     assert p.mismatches(lo, hi) == []
 
 
+def run_partition(instance: DagsterInstance, p: Pipeline, key: str):  # type: ignore[no-untyped-def]
+    """mint_events alone for one partition; its failure is returned, not raised."""
+    return materialize(
+        [mint_events],
+        instance=instance,
+        resources=p.resources(),
+        partition_key=key,
+        raise_on_error=False,
+    )
+
+
 def test_partition_not_final_yet_fails(pipeline: Pipeline) -> None:  # noqa: F811
     p = pipeline
     with instance_for_test() as instance:
         head = p.devchain.anvil.block_number()
         key = f"{head - head % SIZE:012d}-{head - head % SIZE + SIZE - 1:012d}"
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-        result = materialize(
-            [mint_events],
-            instance=instance,
-            resources=p.resources(),
-            partition_key=key,
-            raise_on_error=False,
-        )
+        result = run_partition(instance, p, key)
         assert not result.success
+        # the hand-added key is removed, with the reason in the failure
+        assert key not in instance.get_dynamic_partitions(PARTITIONS_NAME)
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        message = failure.step_failure_data.error.message
+        assert f"{key}: not final yet" in message and "removed" in message
+
+
+def test_misaligned_hand_added_key_is_removed(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        first = p.start_block - p.start_block % SIZE + 7  # 7 blocks off the grid
+        key = f"{first:012d}-{first + SIZE - 1:012d}"
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+        result = run_partition(instance, p, key)
+        assert not result.success
+        assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
+        assert p.mismatches(p.start_block, p.devchain.anvil.block_number()) != []  # untouched
 
 
 def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: F811

@@ -29,7 +29,7 @@ from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
 from glisk_pipeline.settings import load_settings
 from glisk_pipeline.stats import rebuild
-from glisk_pipeline.windows import key_range_bounds
+from glisk_pipeline.windows import PARTITIONS_NAME, key_problem, key_range_bounds
 
 PREVIEW_ROWS = 10
 PREVIEW_SCHEMA = TableSchema(
@@ -100,11 +100,7 @@ def mint_events(
         # Partitions are only added once final; this guards hand-added keys, whose blocks
         # could still change after we reconcile them.
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
-        if end > final:
-            raise Failure(
-                f"blocks {start}-{end} are not final yet (final block {final}); "
-                "the partition will be materializable once the chain passes it"
-            )
+        _refuse_bad_keys(context, settings.GLISK_PARTITION_SIZE, final)
         for (lo, hi), key in windows:
             report = backfill_range(
                 client, store, settings.contract_address, lo, hi, on_chunk=log_chunk
@@ -136,6 +132,25 @@ def mint_events(
             "run_events_per_s": MetadataValue.float(round(totals.events_per_s, 1)),
         }
     )
+
+
+def _refuse_bad_keys(context: AssetExecutionContext, size: int, final: int) -> None:
+    """Partitions are added only aligned, final and ascending (chain_head_sensor); a key
+    added by hand that is misaligned or not final yet is removed from block_ranges, with
+    the reason, and the run fails before touching anything (a non-final window reconciled
+    now could change afterwards; left in the list, it would also mislead the sensor's
+    first tick about where the windows end). chain_head_sensor adds the right window once
+    it is final."""
+    bad = {
+        key: problem
+        for key in context.partition_keys
+        if (problem := key_problem(key, size=size, final_block=final)) is not None
+    }
+    for key in bad:
+        context.instance.delete_dynamic_partition(PARTITIONS_NAME, key)
+    if bad:
+        reasons = "; ".join(f"{key}: {problem}" for key, problem in bad.items())
+        raise Failure(f"removed block_ranges keys that must not be partitions: {reasons}")
 
 
 def _window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[str, object]:
