@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.factories import DEFAULT_AUTHOR
+from devtools.local_chain import DEFAULT_AUTHOR
 from tests.fixtures_chain import DevChain
 
 __all__ = ["cli_env"]

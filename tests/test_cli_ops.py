@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete, func, select, update
 
-from devtools.devchain import History, realistic_history
+from devtools.history import History, realistic_history
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.cli import authors as authors_cli
 from glisk_pipeline.cli import recover_events, status
 from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore
-from tests.factories import DEFAULT_AUTHOR, make_records
+from tests.factories import make_records
 from tests.fixtures_chain import DevChain
 
 GLISK = [sys.executable, "-m", "glisk_pipeline.cli"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore
-from tests.factories import DEFAULT_AUTHOR, make_records
+from tests.factories import make_records
 
 
 def blocks(engine: Engine) -> list[int]:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.cli.common import EXIT_ERROR, EXIT_OK, ArgumentParser, error, schema_problem
-from glisk_pipeline.db.engine import describe_db_error, make_engine
+from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.schema import authors
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.settings import ConfigError, load_settings, normalize_address
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return error(f"config error: {exc}")
-    engine = make_engine(settings.DATABASE_URL)
+    engine = engine_from_settings(settings)
     try:
         problem = schema_problem(engine)
         if problem is not None:

@@ -32,7 +32,7 @@ from glisk_pipeline.cli.common import (
     positive_int,
     schema_problem,
 )
-from glisk_pipeline.db.engine import describe_db_error, make_engine
+from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
 from glisk_pipeline.rpc import RpcClient, RpcError
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
-    engine = make_engine(settings.DATABASE_URL)
+    engine = engine_from_settings(settings)
     chunks_stored = 0  # decides between "error" and "partial"
 
     def on_chunk(chunk: ChunkReport) -> None:

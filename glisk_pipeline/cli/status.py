@@ -22,7 +22,7 @@ from glisk_pipeline.cli.common import (
     error,
     schema_problem,
 )
-from glisk_pipeline.db.engine import describe_db_error, make_engine
+from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"config error: {exc}")
     from glisk_pipeline.status import collect
 
-    engine = make_engine(settings.DATABASE_URL)
+    engine = engine_from_settings(settings)
     try:
         problem = schema_problem(engine)
         if problem is not None:

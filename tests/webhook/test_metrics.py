@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
+from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
+from devtools.history import Mint, mint_batches
 from devtools.replay import chain_deliveries, signed
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service

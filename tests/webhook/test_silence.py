@@ -15,14 +15,15 @@ from dagster._core.storage.tags import (
 )
 from sqlalchemy import Engine, func, select
 
-from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches, mint_tx
+from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
+from devtools.history import Mint, mint_batches, mint_tx
+from devtools.oracle import chain_mints, chain_rows, table_rows
 from devtools.replay import chain_deliveries
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.defs.assets import mint_events as mint_events_asset
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows
-from tests.chain_truth import chain_rows, table_rows
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import DEFAULT_AUTHOR, Service
 
@@ -37,6 +38,11 @@ def mint(devchain: DevChain, quantities: list[int], minter: int = 1) -> None:
             devchain.glisk,
             [Mint(DEV_ACCOUNTS[minter], DEV_ACCOUNTS[2], q, q * DEFAULT_MINT_PRICE)],
         )
+
+
+def on_chain(devchain: DevChain, from_block: int) -> set:
+    """The chain's mints from `from_block`, as rows to compare with the tables'."""
+    return chain_rows(chain_mints(devchain.anvil, devchain.glisk, from_block))
 
 
 def deliver(webhook: Service, devchain: DevChain, from_block: int) -> int:
@@ -84,17 +90,17 @@ def test_silence_is_filled_and_a_later_tip_reorg_is_corrected_once_final(
         mint(devchain, [1, 2, 3])
         assert deliver(webhook, devchain, start) == 3
         assert tick(3600).startswith("webhook alive")
-        assert table_rows(pg_engine) == chain_rows(devchain, start)
+        assert table_rows(pg_engine) == on_chain(devchain, start)
 
         # 2. Silent (Alchemy paused the endpoint) while mints continue.
         last_delivered = anvil.block_number()
         mint(devchain, [4, 5, 6, 7], minter=3)
         mined_at = time.time()
-        assert table_rows(pg_engine) != chain_rows(devchain, start)
+        assert table_rows(pg_engine) != on_chain(devchain, start)
         time.sleep(1.5)  # past a 1 s silence threshold
         message = tick(1)
         assert "no webhook delivery for" in message and "filled blocks" in message
-        assert table_rows(pg_engine) == chain_rows(devchain, start)  # every mint, one tick
+        assert table_rows(pg_engine) == on_chain(devchain, start)  # every mint, one tick
         with pg_engine.connect() as conn:
             filled_at = conn.execute(
                 select(func.max(mint_events.c.detected_at)).where(
@@ -106,7 +112,7 @@ def test_silence_is_filled_and_a_later_tip_reorg_is_corrected_once_final(
         print(f"detection lag while silent: {filled_at.timestamp() - mined_at:.2f} s")
 
         # 3. A tip reorg after the silence: the last two blocks replaced by one other mint.
-        lost = chain_rows(devchain, anvil.block_number() - 1)
+        lost = on_chain(devchain, anvil.block_number() - 1)
         replacement = mint_tx(
             devchain.glisk, DEV_ACCOUNTS[7], DEV_ACCOUNTS[8], 9, 9 * DEFAULT_MINT_PRICE
         )
@@ -133,7 +139,7 @@ def test_silence_is_filled_and_a_later_tip_reorg_is_corrected_once_final(
             },
         )
         assert result.success
-        assert table_rows(pg_engine) == chain_rows(devchain, start)
+        assert table_rows(pg_engine) == on_chain(devchain, start)
         with pg_engine.connect() as conn:
             removed = conn.execute(
                 select(func.count()).select_from(mint_events).where(mint_events.c.removed)
@@ -144,4 +150,4 @@ def test_silence_is_filled_and_a_later_tip_reorg_is_corrected_once_final(
         mint(devchain, [2])
         assert deliver(webhook, devchain, anvil.block_number()) == 1
         assert tick(3600).startswith("webhook alive") and cursor == ""
-        assert table_rows(pg_engine) == chain_rows(devchain, start)
+        assert table_rows(pg_engine) == on_chain(devchain, start)
