@@ -11,6 +11,7 @@ import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -161,19 +162,22 @@ class Settings(BaseSettings):
 
     @property
     def contract_address(self) -> str:
-        self.require("GLISK_NFT_CONTRACT_ADDRESS")
-        return self.GLISK_NFT_CONTRACT_ADDRESS  # type: ignore[return-value]
+        return self._required_address("GLISK_NFT_CONTRACT_ADDRESS")
 
     @property
     def default_author_wallet(self) -> str:
-        self.require("GLISK_DEFAULT_AUTHOR_WALLET")
-        return self.GLISK_DEFAULT_AUTHOR_WALLET  # type: ignore[return-value]
+        return self._required_address("GLISK_DEFAULT_AUTHOR_WALLET")
+
+    def _required_address(self, name: str) -> str:
+        self.require(name)
+        value: str = getattr(self, name)  # set: require() raised otherwise
+        return value
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings; turn pydantic's multi-line report into one line naming the variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

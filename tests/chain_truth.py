@@ -18,7 +18,7 @@ def chain_rows(devchain: DevChain, from_block: int = 0, to_block: int | None = N
     }
 
 
-def _row(r) -> tuple:  # type: ignore[no-untyped-def]
+def _row(r) -> tuple:
     return (
         r.tx_hash, r.log_index, r.block_number, r.block_hash, r.minter, r.author_wallet,
         r.start_token_id, r.quantity, r.total_paid,

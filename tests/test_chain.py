@@ -108,7 +108,7 @@ def _broken(log: dict, **changes) -> dict:
         ),
     ],
 )
-def test_malformed_logs_raise_typed_errors(minted: list[dict], change, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_logs_raise_typed_errors(minted: list[dict], change, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode_rpc_log(change(minted[0]))
 
@@ -117,5 +117,5 @@ def test_record_is_never_half_filled() -> None:
     with pytest.raises(DecodeError):
         decode_webhook_log({"topics": None}, {"number": 1})
     with pytest.raises(DecodeError):
-        decode_rpc_log("not a log")  # type: ignore[arg-type]
+        decode_rpc_log("not a log")
     assert MintRecord.__slots__  # frozen, slotted: no attribute can be added later

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -10,7 +11,7 @@ from sqlalchemy.engine import make_url
 from glisk_pipeline.settings import normalize_database_url
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -26,14 +27,14 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     # JIT off for our sessions: generate_series' fixed 1000-row estimate makes the store's
     # statements look costly enough to JIT-compile, which cost ~350 ms per bulk statement
     # and ~0.5 ms per webhook delivery (measured) and never paid back.
-    connect_args = dict(kwargs.pop("connect_args", None) or {})  # type: ignore[call-overload]
+    connect_args = dict(kwargs.pop("connect_args", None) or {})
     options = str(connect_args.get("options", ""))
     if "jit=" not in options:
         connect_args["options"] = f"{options} -c jit=off".strip()
     return create_engine(url, connect_args=connect_args, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     dbapi_conn.isolation_level = None  # see the "begin" listener above
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
