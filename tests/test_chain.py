@@ -9,6 +9,7 @@ import pytest
 from devtools.devchain import (
     DEV_ACCOUNTS,
     Mint,
+    artifact,
     chain_logs,
     decode_mint,
     mint_batches,
@@ -16,7 +17,9 @@ from devtools.devchain import (
 )
 from devtools.replay import as_webhook
 from glisk_pipeline.chain import (
+    BATCH_MINTED_ABI,
     BATCH_MINTED_TOPIC0,
+    EVENT_SIGNATURE,
     DecodeError,
     MintRecord,
     decode_rpc_log,
@@ -39,9 +42,21 @@ def minted(devchain: DevChain) -> list[dict]:
 
 
 def test_topic0_is_the_event_signature_hash() -> None:
+    assert EVENT_SIGNATURE == "BatchMinted(address,address,uint256,uint256,uint256)"
     assert BATCH_MINTED_TOPIC0 == (
         "0x20c0d4a5bab7118059cf1d2fd0403c4f29a05e446d435b347f90b80778374c54"
     )
+
+
+def test_event_abi_is_the_contracts() -> None:
+    """The decoder's ABI (and so its slicing layout) is the one the contract compiles to."""
+    (compiled,) = [e for e in artifact("GliskNFT")["abi"] if e.get("name") == "BatchMinted"]
+    fields = ("name", "type", "indexed")
+    assert compiled["type"] == BATCH_MINTED_ABI["type"] == "event"
+    assert compiled["anonymous"] is BATCH_MINTED_ABI["anonymous"] is False
+    assert [tuple(i[f] for f in fields) for i in compiled["inputs"]] == [
+        tuple(i[f] for f in fields) for i in BATCH_MINTED_ABI["inputs"]
+    ]
 
 
 def test_rpc_logs_decode_like_the_oracle(minted: list[dict]) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from glisk_pipeline.settings import ConfigError, Network, load_settings
 
-ADDR = "0x" + "Ab" * 20
+ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # EIP-55 checksummed (anvil's account 0)
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +50,19 @@ def test_bad_value_names_the_variable(monkeypatch, name, value, needle) -> None:
         load_settings()
     message = str(err.value)
     assert needle in message and "\n" not in message
+
+
+def test_addresses_in_any_case_but_a_wrong_checksum(monkeypatch) -> None:
+    for accepted in (ADDR.lower(), "0x" + ADDR[2:].upper(), ADDR):
+        monkeypatch.setenv("GLISK_DEFAULT_AUTHOR_WALLET", accepted)
+        assert load_settings().default_author_wallet == ADDR.lower()
+    typo = ADDR[:-1] + "7"  # one character off: the checksum no longer matches
+    monkeypatch.setenv("GLISK_DEFAULT_AUTHOR_WALLET", typo)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(err.value) == (
+        "GLISK_DEFAULT_AUTHOR_WALLET: mixed-case address with a wrong EIP-55 checksum (a typo?)"
+    )
 
 
 def test_network_case_insensitive_and_chain_ids(monkeypatch) -> None:
