@@ -103,7 +103,7 @@ def _topic_address(topic: str, field: str) -> str:
     return "0x" + topic[26:]
 
 
-def _decode(
+def decode_fields(
     *,
     address: Any,
     topics: Any,
@@ -114,6 +114,10 @@ def _decode(
     block_hash: Any,
     block_timestamp: Any,
 ) -> MintRecord:
+    """Decode a BatchMinted log from its fields, whatever shape carried them: hex strings
+    (0x, any case) or integers for the numbers. Every field is checked; a DecodeError
+    names the first bad one. `decode_rpc_log` and `decode_webhook_log` pick the fields
+    out of their raw dicts; the webhook sidecar hands over its validated model's fields."""
     if not isinstance(topics, list) or len(topics) != 4:
         n = len(topics) if isinstance(topics, list) else "no"
         raise DecodeError(f"topics: BatchMinted has 4 topics, got {n}")
@@ -158,7 +162,7 @@ def decode_rpc_log(log: dict[str, Any]) -> MintRecord:
         raise DecodeError("log: expected an object")
     if log.get("blockTimestamp") is None:
         raise DecodeError("blockTimestamp: missing (fetch the block header first)")
-    return _decode(
+    return decode_fields(
         address=log.get("address"),
         topics=log.get("topics"),
         data=log.get("data"),
@@ -177,7 +181,7 @@ def decode_webhook_log(log: dict[str, Any], block: dict[str, Any]) -> MintRecord
         raise DecodeError("log: expected an object")
     account = log.get("account") or {}
     transaction = log.get("transaction") or {}
-    return _decode(
+    return decode_fields(
         address=account.get("address") if isinstance(account, dict) else None,
         topics=log.get("topics"),
         data=log.get("data"),

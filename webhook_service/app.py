@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from glisk_pipeline.settings import Settings, load_settings
 from webhook_service import logs
 from webhook_service.deps import build_service
-from webhook_service.payloads import AlchemyDelivery
+from webhook_service.models import AlchemyDelivery
 from webhook_service.routes import router
 
 

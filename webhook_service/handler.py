@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from glisk_pipeline.db.store import StoreError, StoreResult, TokenConflictError
 from webhook_service import metrics
+from webhook_service.delivery import BlockDelivery, interpret
 from webhook_service.deps import Service
 from webhook_service.logs import log
-from webhook_service.payloads import (
-    BlockDelivery,
+from webhook_service.models import (
     DuplicateBody,
     ErrorBody,
     ErrorCode,
@@ -31,7 +31,6 @@ from webhook_service.payloads import (
     PayloadError,
     StoredEvent,
     SuccessBody,
-    interpret,
     parse_delivery,
 )
 from webhook_service.signature import SIGNATURE_HEADER, verify

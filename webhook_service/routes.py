@@ -10,7 +10,7 @@ from glisk_pipeline.db.migrate import current_revision
 from webhook_service import metrics
 from webhook_service.deps import Service, get_service
 from webhook_service.handler import handle_delivery, json_response
-from webhook_service.payloads import DuplicateBody, ErrorBody, HealthBody, SuccessBody
+from webhook_service.models import DuplicateBody, ErrorBody, HealthBody, SuccessBody
 
 router = APIRouter()
 ServiceDep = Annotated[Service, Depends(get_service)]

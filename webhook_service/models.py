@@ -1,10 +1,11 @@
-"""Bodies in and out of POST /webhooks/alchemy, and what a delivery means for the store.
+"""Bodies in and out of POST /webhooks/alchemy: pydantic models only.
 
 In: Alchemy's Custom Webhook (GraphQL) delivery. Each log in `event.data.block.logs` is
 either the GraphQL shape (`account.address`, `index`, `transaction{hash,status}`) or the
 eth_getLogs shape (`address`, `transactionHash`, hex `logIndex`, `removed`), told apart by
 its keys. Parsing is pydantic's Rust JSON parser straight from the raw bytes: one pass,
 and `sequenceNumber` (a string above 2^53, or a JSON integer of any size) stays exact.
+What a delivery means for the store is delivery.py's business.
 
 Bounds on numbers are the database's column ranges: an out-of-range value must be a 400
 here, not a database error (a 500) later.
@@ -12,7 +13,6 @@ here, not a database error (a 500) later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,22 +26,12 @@ from pydantic import (
     ValidationError,
 )
 
-from glisk_pipeline.chain import (
-    BATCH_MINTED_TOPIC0,
-    INT32_MAX,
-    INT64_MAX,
-    MAX_TIMESTAMP,
-    DecodeError,
-    MintRecord,
-    decode_rpc_log,
-    decode_webhook_log,
-)
+from glisk_pipeline.chain import INT32_MAX, INT64_MAX, MAX_TIMESTAMP
 
 # The database columns' ranges, as the decoder knows them (one place).
 MAX_BIGINT = INT64_MAX  # BIGINT columns: block_number, start_token_id
 MAX_INT = INT32_MAX  # INTEGER column: log_index
 MAX_SEQUENCE = 10**78 - 1  # NUMERIC(78, 0)
-LOGS_PATH = "event.data.block.logs"
 
 
 class PayloadError(ValueError):
@@ -159,113 +149,6 @@ def parse_delivery(body: bytes) -> AlchemyDelivery:
         # Drop the union tag ("graphql"/"rpc") from the path: it is not a field name.
         loc = ".".join(str(p) for p in err["loc"] if p not in ("graphql", "rpc"))
         raise PayloadError(f"{loc or 'body'}: {err['msg']}") from None
-
-
-# --- what a delivery means ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BlockDelivery:
-    """The matching mints of one delivery, and the block they (or the heartbeat) belong to.
-    `block_number`/`block_hash` are None when the delivery names no block."""
-
-    block_number: int | None
-    block_hash: str | None
-    sequence_number: int | None
-    records: list[MintRecord]
-    ignored: int  # logs that were not BatchMinted logs of our contract
-    webhook_id: str = ""  # sequence numbers are per webhook
-    created_at: datetime | None = None
-
-
-def _matches(log: GraphqlLog | RpcLog, contract: str) -> bool:
-    """Our contract, the BatchMinted signature, a successful transaction, still canonical.
-    Cheap string checks only: decoding happens for the logs that pass."""
-    if isinstance(log, GraphqlLog):
-        address, ok = log.account.address, log.transaction.status == 1
-    else:
-        address, ok = log.address, not log.removed
-    return (
-        ok
-        and address.lower() == contract
-        and bool(log.topics)
-        and (log.topics[0].lower() == BATCH_MINTED_TOPIC0)
-    )
-
-
-def interpret(delivery: AlchemyDelivery, contract: str) -> BlockDelivery:
-    """The records to store. Raises PayloadError for a matching log that does not decode
-    or that contradicts the delivery's block; every other log is ignored, never stored."""
-    block = delivery.event.data.block
-    number, block_hash, timestamp = block.number, block.hash, block.timestamp
-    records: list[MintRecord] = []
-    ignored = 0
-    for i, log in enumerate(block.logs):
-        if not _matches(log, contract):
-            ignored += 1
-            continue
-        where = f"{LOGS_PATH}.{i}"
-        if isinstance(log, RpcLog):
-            # An eth_getLogs log carries its own block; it must agree with the envelope.
-            number = _agree(number, log.blockNumber, f"{where}.blockNumber")
-            block_hash = _agree(
-                block_hash and block_hash.lower(),
-                log.blockHash and log.blockHash.lower(),
-                f"{where}.blockHash",
-            )
-            timestamp = _agree(timestamp, log.blockTimestamp, f"{where}.blockTimestamp")
-        for value, name in ((number, "number"), (block_hash, "hash"), (timestamp, "timestamp")):
-            if value is None:
-                raise PayloadError(f"event.data.block.{name}: required for a BatchMinted log")
-        try:
-            record = _decode(log, number, block_hash, timestamp)
-        except DecodeError as exc:
-            raise PayloadError(f"{where}: {exc}") from None
-        if record.start_token_id + record.quantity - 1 > MAX_BIGINT:
-            raise PayloadError(f"{where}.topics.3: startTokenId out of range")
-        records.append(record)
-    return BlockDelivery(
-        block_number=number,
-        block_hash=block_hash.lower() if block_hash else None,
-        sequence_number=delivery.event.sequenceNumber,
-        records=records,
-        ignored=ignored,
-        webhook_id=delivery.webhookId or "",
-        created_at=delivery.createdAt,
-    )
-
-
-def _agree(envelope: Any, own: Any, field: str) -> Any:
-    if own is None:
-        return envelope
-    if envelope is not None and own != envelope:
-        raise PayloadError(f"{field}: differs from the delivery's block")
-    return own
-
-
-def _decode(log: GraphqlLog | RpcLog, number: int, block_hash: str, ts: int) -> MintRecord:
-    block = {"number": number, "hash": block_hash, "timestamp": ts}
-    if isinstance(log, GraphqlLog):
-        raw = {
-            "account": {"address": log.account.address},
-            "topics": log.topics,
-            "data": log.data,
-            "index": log.index,
-            "transaction": {"hash": log.transaction.hash},
-        }
-        return decode_webhook_log(raw, block)
-    return decode_rpc_log(
-        {
-            "address": log.address,
-            "topics": log.topics,
-            "data": log.data,
-            "transactionHash": log.transactionHash,
-            "logIndex": log.logIndex,
-            "blockNumber": number,
-            "blockHash": block_hash,
-            "blockTimestamp": ts,
-        }
-    )
 
 
 # --- bodies out -----------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""The one store's public face: `MintStore`, each call one transaction (retried whole).
+
+Every face (webhook, Dagster asset, CLI) hands it decoded `MintRecord`s. Each call is ONE
+transaction that writes the events, their token rows and the author links, or nothing.
+What is new is decided by the database (see upserts.py), which view of a block a webhook
+delivery may apply by the ordering rules (ordering.py), and what the chain contradicts by
+reconciliation (reconcile.py). PostgreSQL in production; SQLite is the embedded default.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.db.store import reconcile
+from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
+from glisk_pipeline.db.store.results import Source, StoreError, StoreResult
+from glisk_pipeline.db.store.upserts import upsert_author, upsert_events
+
+T = TypeVar("T")
+
+# SQLSTATEs worth retrying the whole transaction for: deadlock, serialization failure,
+# and a NOT NULL author_id: two writers creating the default author at once, where the
+# loser's statement snapshot cannot see the winner's row yet (its retry does).
+RETRYABLE_SQLSTATES = {"40P01", "40001", "23502"}
+
+
+class MintStore:
+    """Writes decoded records. `default_author_wallet` receives the tokens of authors that
+    are not registered in `authors`; `start_block` anchors last_processed_block."""
+
+    def __init__(self, engine: Engine, default_author_wallet: str, start_block: int = 0):
+        self.engine = engine
+        self.default_author_wallet = default_author_wallet.lower()
+        self.start_block = start_block
+        self._pg = engine.dialect.name == "postgresql"
+
+    def store(
+        self, records: Iterable[MintRecord], *, source: Source, revive: bool = True
+    ) -> StoreResult:
+        """Store records that are not there yet; report each as stored/restored/duplicate.
+        `revive=False` leaves rows marked removed alone: for blocks that are not final,
+        where the caller's view may be an older fork than the one that removed them."""
+        batch = _dedupe(records)
+        return self._transaction(lambda conn: self._upsert(conn, batch, source, revive))
+
+    def store_block_delivery(
+        self,
+        *,
+        block_number: int,
+        block_hash: str,
+        sequence_number: int,
+        records: Iterable[MintRecord],
+        webhook_id: str = "",
+        created_at: datetime | None = None,
+    ) -> StoreResult:
+        """Apply one webhook delivery for a block: its logs stored, and rows of the same
+        block under another hash (a reorg) marked removed, unless it is older than what
+        was already applied for this block, or the block is final (`stale`; the rules are
+        in ordering.py)."""
+        batch = _dedupe(records)
+        block_hash = block_hash.lower()
+        claim = Claim(webhook_id, block_number, block_hash, sequence_number, created_at)
+
+        def work(conn: Connection) -> StoreResult:
+            refused = claim_block(conn, claim, pg=self._pg)
+            if refused is not None:
+                return StoreResult(stale=True, stale_reason=refused)
+            removed = reconcile.remove_stale(
+                conn, batch, block_number, block_number, block_hash, pg=self._pg
+            )
+            result = self._upsert(conn, batch, "webhook")
+            result.removed = removed
+            return result
+
+        return self._transaction(work)
+
+    def reconcile_range(
+        self,
+        records: Iterable[MintRecord],
+        *,
+        start_block: int,
+        end_block: int,
+        source: Source = "backfill",
+    ) -> StoreResult:
+        """Make the table equal the chain for a final range [start_block, end_block]:
+        rows whose log is not in `records` (the canonical logs of the whole range) are
+        marked removed, missing ones are stored, and the range is recorded as processed,
+        all in one transaction (so the checkpoint moves with the data)."""
+        batch = _dedupe(records)
+        outside = [r for r in batch if not start_block <= r.block_number <= end_block]
+        if outside:
+            raise StoreError(
+                f"record in block {outside[0].block_number} is outside the range "
+                f"{start_block}-{end_block} being reconciled"
+            )
+
+        def work(conn: Connection) -> StoreResult:
+            if self._pg:
+                # Exclusive against webhook deliveries (which take it shared) and other
+                # reconciles: a delivery deciding "not final" must not interleave with a
+                # reconcile making the block final; the checkpoint update is serialised.
+                conn.execute(PG_FINAL_LOCK)
+            removed = reconcile.remove_stale(conn, batch, start_block, end_block, pg=self._pg)
+            result = self._upsert(conn, batch, source)
+            result.removed = removed
+            reconcile.record_range(
+                conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
+            )
+            return result
+
+        return self._transaction(work)
+
+    def register_author(
+        self,
+        wallet_address: str,
+        *,
+        twitter_handle: str | None = None,
+        farcaster_handle: str | None = None,
+        prompt_text: str | None = None,
+    ) -> int:
+        """Create or update an author; returns its id. Wallets compare case-insensitively."""
+        values = {
+            "wallet_address": wallet_address.lower(),
+            "twitter_handle": twitter_handle,
+            "farcaster_handle": farcaster_handle,
+            "prompt_text": prompt_text,
+        }
+        return self._transaction(lambda conn: upsert_author(conn, values, pg=self._pg))
+
+    def last_processed_block(self) -> int | None:
+        with self.engine.connect() as conn:
+            return reconcile.last_processed_block(conn)
+
+    def _upsert(
+        self, conn: Connection, batch: list[MintRecord], source: Source, revive: bool = True
+    ) -> StoreResult:
+        return upsert_events(
+            conn,
+            batch,
+            source,
+            pg=self._pg,
+            default_wallet=self.default_author_wallet,
+            revive=revive,
+        )
+
+    def _transaction(self, work: Callable[[Connection], T], attempts: int = 4) -> T:
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts:
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+def _dedupe(records: Iterable[MintRecord]) -> list[MintRecord]:
+    """One record per (tx_hash, log_index), sorted: a stable lock order across writers
+    avoids deadlocks, and ON CONFLICT DO UPDATE may not touch a row twice."""
+    unique = {r.key: r for r in records}
+    return [unique[k] for k in sorted(unique)]

@@ -1,0 +1,160 @@
+"""Which view of a block a webhook delivery may apply: the ordering rules, in one place.
+
+Alchemy may deliver several views of one block (a reorg, a retry, two webhooks on the same
+contract). The rule, written once as SQL and run by both dialects:
+- a block that a backfill has reconciled as final is never changed (the chain decided;
+  a late retry must not undo it): at or below the contiguous checkpoint, or inside any
+  processed range (ranges above a gap count too);
+- no view applied yet: apply;
+- within one webhook, its sequenceNumber orders deliveries (the later or equal applies);
+- across webhooks (each numbers its own), a view that agrees with the applied hash
+  applies (nothing to undo), otherwise the later createdAt (Alchemy's clock) wins; a
+  missing createdAt never wins.
+The applied view is recorded in webhook_blocks, one row per block (the claim row).
+
+PostgreSQL reads (and locks) the claim row, decides and records the claim in one round
+trip per delivery. SQLite, which has no data-modifying CTE and serialises writers,
+decides with the same CASE, then records the claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import BindParameter, Connection, bindparam, text
+
+from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK, webhook_blocks
+
+FINAL = "block already reconciled from the chain as final"
+OLDER = "an older view of this block than the one already applied"
+
+# Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
+# "not final" must not interleave with a reconcile making the block final.
+PG_FINAL_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('glisk.final'))")
+_PG_FINAL_LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('glisk.final'))")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A webhook delivery's view of a block."""
+
+    webhook_id: str
+    block_number: int
+    block_hash: str
+    sequence_number: int
+    created_at: datetime | None
+
+
+def claim_block(conn: Connection, claim: Claim, *, pg: bool) -> str | None:
+    """Record this delivery as the one applied for its block, or say why it must not be
+    applied (FINAL or OLDER). Runs inside the caller's transaction."""
+    params = {
+        "block": claim.block_number,
+        "key": LAST_PROCESSED_BLOCK,
+        "webhook_id": claim.webhook_id,
+        "hash": claim.block_hash,
+        "seq": claim.sequence_number,
+        # one clock for both dialects: SQLite keeps the wall time it is given, so an aware
+        # time is stored (and compared, as text) in UTC; a naive one is taken as UTC
+        "created": claim.created_at and _utc(claim.created_at),
+    }
+    if pg:
+        # The lock first, in its own statement: our final check must see a reconcile
+        # that committed while we waited (a statement's snapshot predates its locks).
+        conn.execute(_PG_FINAL_LOCK_SHARED)
+        verdict, claimed = conn.execute(_PG_CLAIM, params).one()
+        return FINAL if verdict == "final" else None if claimed else OLDER
+    verdict = conn.execute(_SQLITE_VERDICT, params).scalar_one()
+    if verdict != "apply":
+        return FINAL if verdict == "final" else OLDER
+    return None if conn.execute(_SQLITE_CLAIM, params).first() is not None else OLDER
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# Is the block final and reconciled?
+_FINAL_CHECK = """
+    :block <= COALESCE(
+        (SELECT CAST(value AS bigint) FROM system_state WHERE key = :key), -1)
+    OR EXISTS (SELECT 1 FROM processed_ranges
+               WHERE end_block >= :block AND start_block <= :block)
+"""
+
+
+def _verdict(seq: str, created: str) -> str:
+    """THE rule (see the module docstring), over `cur` (the block's claim row, if any).
+    `seq`/`created` are the parameters as each dialect compares them: PostgreSQL needs
+    casts; SQLite compares the stored forms (sequence numbers as zero-padded text, times
+    as fixed-width UTC text), whose text order is the numeric and time order."""
+    return f"""CASE
+        WHEN ({_FINAL_CHECK}) THEN 'final'
+        WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'apply'
+        WHEN (SELECT webhook_id FROM cur) = :webhook_id THEN
+            CASE WHEN {seq} >= (SELECT sequence_number FROM cur)
+                 THEN 'apply' ELSE 'older' END
+        WHEN (SELECT block_hash FROM cur) = :hash THEN 'apply'
+        WHEN {created} > (SELECT created_at FROM cur) THEN 'apply'
+        ELSE 'older'
+    END"""
+
+
+def _typed() -> tuple[BindParameter[int], BindParameter[datetime]]:
+    return (
+        bindparam("seq", type_=webhook_blocks.c.sequence_number.type),
+        bindparam("created", type_=webhook_blocks.c.created_at.type),
+    )
+
+
+# Record the applied view. The row may have appeared since it was read (two first
+# deliveries at once): within one webhook the database settles that race by sequenceNumber.
+_UPSERT_CLAIM = """
+ON CONFLICT (block_number) DO UPDATE SET
+    webhook_id = excluded.webhook_id, block_hash = excluded.block_hash,
+    sequence_number = excluded.sequence_number, created_at = excluded.created_at,
+    received_at = CURRENT_TIMESTAMP
+WHERE webhook_blocks.webhook_id <> excluded.webhook_id
+   OR excluded.sequence_number >= webhook_blocks.sequence_number
+"""
+
+_PG_CLAIM = text(
+    f"""
+WITH cur AS (
+    SELECT webhook_id, block_hash, sequence_number, created_at
+    FROM webhook_blocks WHERE block_number = :block FOR UPDATE
+),
+verdict AS (
+    SELECT {_verdict("CAST(:seq AS numeric)", "CAST(:created AS timestamptz)")} AS v
+),
+claimed AS (
+    INSERT INTO webhook_blocks
+        (block_number, webhook_id, block_hash, sequence_number, created_at)
+    SELECT :block, :webhook_id, :hash, CAST(:seq AS numeric), CAST(:created AS timestamptz)
+    FROM verdict WHERE v = 'apply'
+    {_UPSERT_CLAIM}
+    RETURNING 1
+)
+SELECT v, EXISTS (SELECT 1 FROM claimed) FROM verdict
+"""
+).bindparams(*_typed())
+
+_SQLITE_VERDICT = text(
+    f"""
+WITH cur AS (
+    SELECT webhook_id, block_hash, sequence_number, created_at
+    FROM webhook_blocks WHERE block_number = :block
+)
+SELECT {_verdict(":seq", ":created")} AS v
+"""
+).bindparams(*_typed())
+
+_SQLITE_CLAIM = text(
+    f"""
+INSERT INTO webhook_blocks (block_number, webhook_id, block_hash, sequence_number, created_at)
+VALUES (:block, :webhook_id, :hash, :seq, :created)
+{_UPSERT_CLAIM}
+RETURNING block_number
+"""
+).bindparams(*_typed())

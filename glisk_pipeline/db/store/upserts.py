@@ -1,0 +1,295 @@
+"""The upserts of events, their token rows and authors, in each dialect's best form.
+
+Exactly-once is the database's job, not ours: UNIQUE(tx_hash, log_index) and
+UNIQUE(token_id) with ON CONFLICT decide what is new, so two writers racing on the same
+log can neither duplicate it nor fail. No read-then-write check decides a duplicate.
+A removed row that comes back (re-included after a reorg) is revived with its tokens.
+
+PostgreSQL takes every chunk as one statement over `unnest`ed arrays: one round trip
+whatever the size, token rows generated server-side with generate_series. SQLite runs the
+same logic row by row; it serialises writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.db.schema import authors, mint_events, tokens
+from glisk_pipeline.db.store.results import (
+    EventOutcome,
+    Outcome,
+    Source,
+    StoreResult,
+    TokenConflictError,
+)
+
+# Rows per statement on PostgreSQL: large enough to amortise the round trip, small enough
+# to keep one statement's memory modest. All chunks of a call share one transaction.
+PG_CHUNK = 5_000
+
+
+def upsert_events(
+    conn: Connection,
+    batch: list[MintRecord],
+    source: Source,
+    *,
+    pg: bool,
+    default_wallet: str,
+    revive: bool = True,
+) -> StoreResult:
+    """Store the events of `batch` that are not there yet (reviving removed ones unless
+    `revive=False`), with their token rows; report each as stored/restored/duplicate."""
+    result = StoreResult()
+    if not batch:
+        return result
+    if pg:
+        # PostgreSQL resolves (and creates) the default author inside the upsert itself
+        for start in range(0, len(batch), PG_CHUNK):
+            chunk = batch[start : start + PG_CHUNK]
+            result.events.extend(_upsert_pg(conn, chunk, source, default_wallet, revive))
+    else:
+        default_author = _default_author_id(conn, default_wallet)
+        result.events.extend(_upsert_sqlite(conn, batch, source, default_author, revive))
+    return result
+
+
+def upsert_author(conn: Connection, values: dict[str, Any], *, pg: bool) -> int:
+    """Create or update the author keyed by values["wallet_address"]; returns its id."""
+    insert = pg_insert if pg else sqlite_insert
+    stmt = insert(authors).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[authors.c.wallet_address],
+        set_={k: stmt.excluded[k] for k in values if k != "wallet_address"},
+    ).returning(authors.c.id)
+    return int(conn.execute(stmt).scalar_one())
+
+
+# One statement per chunk: upsert the events, insert their tokens, report what was written.
+# ON CONFLICT ... WHERE removed revives a removed row; a live row is left alone (duplicate).
+# `xmax = 0` tells a fresh insert from a revived row.
+_PG_UPSERT = text(
+    """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        CAST(:tx_hash AS text[]), CAST(:log_index AS int[]), CAST(:block_number AS bigint[]),
+        CAST(:block_hash AS text[]), CAST(:block_ts AS bigint[]), CAST(:contract AS text[]),
+        CAST(:minter AS text[]), CAST(:author AS text[]), CAST(:start_token AS bigint[]),
+        CAST(:quantity AS int[]), CAST(:total_paid AS numeric[])
+    ) AS t(tx_hash, log_index, block_number, block_hash, block_ts, contract_address,
+           minter, author_wallet, start_token_id, quantity, total_paid)
+),
+upserted AS (
+    INSERT INTO mint_events AS m (
+        tx_hash, log_index, block_number, block_hash, block_timestamp, contract_address,
+        minter, author_wallet, start_token_id, quantity, total_paid, source, removed)
+    SELECT tx_hash, log_index, block_number, block_hash, to_timestamp(block_ts),
+           contract_address, minter, author_wallet, start_token_id, quantity, total_paid,
+           :source, false
+    FROM incoming
+    ORDER BY tx_hash, log_index
+    ON CONFLICT (tx_hash, log_index) DO UPDATE SET
+        block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash,
+        block_timestamp = EXCLUDED.block_timestamp,
+        contract_address = EXCLUDED.contract_address, minter = EXCLUDED.minter,
+        author_wallet = EXCLUDED.author_wallet, start_token_id = EXCLUDED.start_token_id,
+        quantity = EXCLUDED.quantity, total_paid = EXCLUDED.total_paid,
+        source = EXCLUDED.source, removed = false, detected_at = now()
+    WHERE m.removed AND CAST(:revive AS boolean)
+    RETURNING m.id, m.tx_hash, m.log_index, m.start_token_id, m.quantity, m.minter,
+              m.author_wallet, m.block_timestamp, (m.xmax = 0) AS inserted
+),
+new_default AS (
+    -- the default author, created the first time it is needed
+    INSERT INTO authors (wallet_address)
+    SELECT CAST(:default_wallet AS varchar)
+    WHERE NOT EXISTS (SELECT 1 FROM authors WHERE wallet_address = :default_wallet)
+    ON CONFLICT (wallet_address) DO NOTHING
+    RETURNING id
+),
+default_author AS (
+    SELECT id FROM new_default
+    UNION ALL
+    SELECT id FROM authors WHERE wallet_address = :default_wallet
+),
+new_tokens AS (
+    INSERT INTO tokens (token_id, mint_event_id, minter_address, author_id, status,
+                        mint_timestamp)
+    SELECT u.start_token_id + g.i, u.id, u.minter,
+           COALESCE(a.id, (SELECT id FROM default_author LIMIT 1)),
+           'detected', u.block_timestamp
+    FROM upserted u
+    CROSS JOIN LATERAL generate_series(0, u.quantity - 1) AS g(i)
+    LEFT JOIN authors a ON a.wallet_address = u.author_wallet
+    ORDER BY 1
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING mint_event_id
+)
+SELECT u.id, u.tx_hash, u.log_index, u.inserted, u.quantity, u.start_token_id,
+       COALESCE(n.written, 0) AS tokens
+FROM upserted u
+LEFT JOIN (SELECT mint_event_id, count(*) AS written FROM new_tokens GROUP BY 1) n
+       ON n.mint_event_id = u.id
+"""
+)
+
+
+def _upsert_pg(
+    conn: Connection, chunk: list[MintRecord], source: Source, default_wallet: str, revive: bool
+) -> list[EventOutcome]:
+    if len(chunk) > 200:
+        # keep the sort of a big chunk's token rows in memory
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+    rows = conn.execute(
+        _PG_UPSERT,
+        {
+            "tx_hash": [r.tx_hash for r in chunk],
+            "log_index": [r.log_index for r in chunk],
+            "block_number": [r.block_number for r in chunk],
+            "block_hash": [r.block_hash for r in chunk],
+            "block_ts": [r.block_timestamp for r in chunk],
+            "contract": [r.contract_address for r in chunk],
+            "minter": [r.minter for r in chunk],
+            "author": [r.author_wallet for r in chunk],
+            "start_token": [r.start_token_id for r in chunk],
+            "quantity": [r.quantity for r in chunk],
+            "total_paid": [str(r.total_paid) for r in chunk],
+            "source": source,
+            "revive": revive,
+            "default_wallet": default_wallet,
+        },
+    ).all()
+    written = {(row.tx_hash, row.log_index): row for row in rows}
+    _check_tokens((row.quantity, row.tokens, row.start_token_id) for row in rows)
+    return [_outcome(r, written.get(r.key)) for r in chunk]
+
+
+def _default_author_id(conn: Connection, wallet: str) -> int:
+    found = conn.execute(
+        select(authors.c.id).where(authors.c.wallet_address == wallet)
+    ).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    conn.execute(
+        sqlite_insert(authors)
+        .values(wallet_address=wallet)
+        .on_conflict_do_nothing(index_elements=[authors.c.wallet_address])
+    )
+    return int(
+        conn.execute(select(authors.c.id).where(authors.c.wallet_address == wallet)).scalar_one()
+    )
+
+
+def _upsert_sqlite(
+    conn: Connection, chunk: list[MintRecord], source: Source, default_author: int, revive: bool
+) -> list[EventOutcome]:
+    wallets = {r.author_wallet for r in chunk}
+    author_ids = dict(
+        conn.execute(
+            select(authors.c.wallet_address, authors.c.id).where(
+                authors.c.wallet_address.in_(wallets)
+            )
+        ).all()
+    )
+    insert_event = (
+        sqlite_insert(mint_events)
+        .on_conflict_do_nothing(index_elements=["tx_hash", "log_index"])
+        .returning(mint_events.c.id)
+    )
+    outcomes = []
+    token_rows = []
+    for r in chunk:
+        values = _event_values(r, source)
+        event_id = conn.execute(insert_event.values(**values)).scalar_one_or_none()
+        outcome: Outcome = "stored"
+        if event_id is None and revive:  # present: revive it if it had been removed
+            outcome = "restored"
+            event_id = conn.execute(
+                update(mint_events)
+                .where(
+                    mint_events.c.tx_hash == r.tx_hash,
+                    mint_events.c.log_index == r.log_index,
+                    mint_events.c.removed,
+                )
+                .values(**values, detected_at=func.now())
+                .returning(mint_events.c.id)
+            ).scalar_one_or_none()
+        if event_id is None:
+            outcomes.append(EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids))
+            continue
+        outcomes.append(EventOutcome(r.tx_hash, r.log_index, outcome, event_id, r.token_ids))
+        author_id = author_ids.get(r.author_wallet, default_author)
+        token_rows.extend(
+            {
+                "token_id": token_id,
+                "mint_event_id": event_id,
+                "minter_address": r.minter,
+                "author_id": author_id,
+                "mint_timestamp": values["block_timestamp"],
+            }
+            for token_id in r.token_ids
+        )
+    if token_rows:
+        inserted = conn.execute(
+            sqlite_insert(tokens).on_conflict_do_nothing(index_elements=["token_id"]),
+            token_rows,
+        ).rowcount
+        if inserted != len(token_rows):
+            taken = _taken_token_ids(conn, token_rows)
+            raise TokenConflictError(_conflict_message(taken))
+    return outcomes
+
+
+def _event_values(r: MintRecord, source: Source) -> dict[str, object]:
+    return {
+        "tx_hash": r.tx_hash,
+        "log_index": r.log_index,
+        "block_number": r.block_number,
+        "block_hash": r.block_hash,
+        "block_timestamp": datetime.fromtimestamp(r.block_timestamp, UTC),
+        "contract_address": r.contract_address,
+        "minter": r.minter,
+        "author_wallet": r.author_wallet,
+        "start_token_id": r.start_token_id,
+        "quantity": r.quantity,
+        "total_paid": r.total_paid,
+        "source": source,
+        "removed": False,
+    }
+
+
+def _outcome(r: MintRecord, row) -> EventOutcome:  # type: ignore[no-untyped-def]
+    if row is None:
+        return EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids)
+    return EventOutcome(
+        r.tx_hash, r.log_index, "stored" if row.inserted else "restored", row.id, r.token_ids
+    )
+
+
+def _check_tokens(rows: Iterable[tuple[int, int, int]]) -> None:
+    for quantity, written, start in rows:
+        if written != quantity:
+            raise TokenConflictError(
+                f"event minting tokens {start}..{start + quantity - 1} wrote {written} of "
+                f"{quantity} token rows: the others are held by another live event"
+            )
+
+
+def _taken_token_ids(conn: Connection, token_rows: list[dict[str, object]]) -> list[int]:
+    ids = [row["token_id"] for row in token_rows]
+    mine = {row["token_id"]: row["mint_event_id"] for row in token_rows}
+    held = conn.execute(
+        select(tokens.c.token_id, tokens.c.mint_event_id).where(tokens.c.token_id.in_(ids))
+    ).all()
+    return sorted(t for t, event in held if mine[t] != event)
+
+
+def _conflict_message(taken: list[int]) -> str:
+    shown = ", ".join(map(str, taken[:10])) + (" ..." if len(taken) > 10 else "")
+    return f"token ids already held by another live event: {shown}"
