@@ -1,7 +1,8 @@
 """The one JSON-RPC client: `eth_getLogs` over a block range that adapts to provider limits.
 
-Providers disagree on everything (FIELD-NOTES lists the messages seen in the wild), so the
-rules are data, kept together in `classify()`:
+Providers disagree on everything (Alchemy, Infura, QuickNode and the public Base RPC each
+word their limits differently; tests/test_rpc.py holds their messages), so the rules are
+data, kept together in `classify()`:
 - range errors ("too many results", "block range too large", a timeout on a wide query):
   retry the same start with the range the provider suggests when it names one, else half;
   a hard cap stated in the message ("up to a 10 block range") becomes a ceiling;
