@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 import structlog
@@ -77,7 +78,7 @@ async def handle_delivery(request: Request, service: Service) -> Response:
     else:  # every answered delivery, duplicates (409 or 200) included, logs its outcome once
         ms = round((time.perf_counter() - started) * 1e3, 2)
         log.info("delivery", outcome=answer.outcome, status=answer.status, ms=ms)
-    metrics.DELIVERIES.labels(answer.outcome).inc()
+    metrics.observe_outcome(answer.outcome)
     metrics.LATENCY.observe(time.perf_counter() - started)
     return json_response(answer.status, answer.body)
 
@@ -159,6 +160,8 @@ def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
 
 
 def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -> Answer:
+    fresh = {(e.tx_hash, e.log_index) for e in result.events if e.outcome != "duplicate"}
+    metrics.observe_delivery(wanted.block_number, (r for r in wanted.records if r.key in fresh))
     if result.stale:
         message = f"stale delivery: {result.stale_reason}"
         return Answer(200, SuccessBody(message=message), "stale")
@@ -191,7 +194,8 @@ def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -
         return Answer(duplicate_status, body, "duplicate")
     events = [
         StoredEvent(
-            mint_event_id=e.mint_event_id,  # type: ignore[arg-type] - set for stored rows
+            # set for every stored row (and StoredEvent would reject a None)
+            mint_event_id=cast(int, e.mint_event_id),
             tx_hash=e.tx_hash,
             log_index=e.log_index,
             token_ids=list(e.token_ids),
@@ -199,5 +203,5 @@ def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -
         for e in new
     ]
     message = f"{len(events)} events stored" + (f", {len(dups)} already stored" if dups else "")
-    body = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
-    return Answer(200, body, "stored")
+    stored = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
+    return Answer(200, stored, "stored")

@@ -64,21 +64,31 @@ HEX_QUANTITY = re.compile(r"0[xX][0-9a-fA-F]{1,20}")
 DECIMAL = re.compile(r"[0-9]{1,78}")
 
 
-def quantity(maximum: int) -> Any:
-    """A JSON integer or a 0x-hex string, 0..maximum; the published schema says both."""
-    return Annotated[
-        int,
-        BeforeValidator(_quantity),
-        Field(ge=0, le=maximum),
-        WithJsonSchema(
-            {
-                "anyOf": [
-                    {"type": "integer", "minimum": 0, "maximum": maximum},
-                    {"type": "string", "pattern": f"^{HEX_QUANTITY.pattern}$"},
-                ]
-            }
-        ),
-    ]
+def _quantity_schema(maximum: int) -> WithJsonSchema:
+    """A JSON integer or a 0x-hex string, 0..maximum: the published schema says both."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": maximum},
+                {"type": "string", "pattern": f"^{HEX_QUANTITY.pattern}$"},
+            ]
+        }
+    )
+
+
+# Quantities of the eth_getLogs log shape, each bounded by its column.
+LogIndexQuantity = Annotated[
+    int, BeforeValidator(_quantity), Field(ge=0, le=MAX_INT), _quantity_schema(MAX_INT)
+]
+BlockQuantity = Annotated[
+    int, BeforeValidator(_quantity), Field(ge=0, le=MAX_BIGINT), _quantity_schema(MAX_BIGINT)
+]
+TimestampQuantity = Annotated[
+    int,
+    BeforeValidator(_quantity),
+    Field(ge=0, le=MAX_TIMESTAMP),
+    _quantity_schema(MAX_TIMESTAMP),
+]
 
 
 # Alchemy sends sequenceNumber as a string of digits (it exceeds 2^53); an integer is
@@ -105,13 +115,12 @@ def _storable_text(value: str) -> str:
     return value
 
 
-# A string that reaches a VARCHAR(n) column: at most n characters and no NUL.
-def column_text(max_length: int) -> Any:
-    return Annotated[
-        str,
-        Field(max_length=max_length, json_schema_extra={"pattern": "^[^\\u0000]*$"}),
-        AfterValidator(_storable_text),
-    ]
+# webhook_blocks.webhook_id, VARCHAR(128): at most 128 characters and no NUL.
+WebhookId = Annotated[
+    str,
+    Field(max_length=MAX_WEBHOOK_ID, json_schema_extra={"pattern": "^[^\\u0000]*$"}),
+    AfterValidator(_storable_text),
+]
 
 
 class _In(BaseModel):
@@ -149,10 +158,10 @@ class RpcLog(_In):
     topics: list[str]
     data: str
     transactionHash: str
-    logIndex: quantity(MAX_INT)
-    blockNumber: quantity(MAX_BIGINT) | None = None
+    logIndex: LogIndexQuantity
+    blockNumber: BlockQuantity | None = None
     blockHash: Hash32 | None = None
-    blockTimestamp: quantity(MAX_TIMESTAMP) | None = None
+    blockTimestamp: TimestampQuantity | None = None
     removed: bool = False
 
 
@@ -185,7 +194,7 @@ class Event(_In):
 
 
 class AlchemyDelivery(_In):
-    webhookId: column_text(MAX_WEBHOOK_ID)  # webhook_blocks.webhook_id
+    webhookId: WebhookId
     id: str
     createdAt: datetime | None = None  # orders deliveries of different webhooks
     type: Literal["GRAPHQL"]
