@@ -11,10 +11,11 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Engine, func, select
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreResult, TokenConflictError
 from glisk_pipeline.db.store.upserts import COPY_MIN_RECORDS
-from tests.factories import DEFAULT_AUTHOR, make_records
+from tests.factories import make_records
 from tests.race import race
 
 # make_records puts 3 logs in each block from block 100: a multiple of 3 is whole blocks

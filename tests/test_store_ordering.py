@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import Engine, select
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore
-from tests.factories import DEFAULT_AUTHOR
 
 BLOCK = 500
 H1, H2 = "0x" + "a1" * 32, "0x" + "b2" * 32

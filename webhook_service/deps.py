@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy import Engine
 
-from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.engine import engine_from_settings
 from glisk_pipeline.db.migrate import head_revision
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.settings import Settings
@@ -18,11 +18,9 @@ from glisk_pipeline.settings import Settings
 # The sidecar refuses to start without these (one line naming the first missing one).
 REQUIRED = ("ALCHEMY_WEBHOOK_SECRET", "GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
 
-# A delivery holds one connection for ~1-5 ms; 10 (+10 burst) per worker covers hundreds of
-# deliveries/s. Waits and statements are capped well under Alchemy's 5 s delivery timeout,
-# so a sick database answers 500 (retried later) instead of a timeout.
-POOL_SIZE = 10
-MAX_OVERFLOW = 10
+# Each worker's pool: DATABASE_POOL_SIZE (+ DATABASE_MAX_OVERFLOW in bursts). Waits and
+# statements are capped well under Alchemy's 5 s delivery timeout, so a sick database
+# answers 500 (retried later) instead of a timeout.
 POOL_TIMEOUT_S = 2
 PG_CONNECT_TIMEOUT_S = 2
 PG_STATEMENT_TIMEOUT_MS = 3000
@@ -53,17 +51,13 @@ def check_settings(settings: Settings) -> None:
 
 def build_service(settings: Settings) -> Service:
     check_settings(settings)
-    kwargs: dict[str, object] = {
-        "pool_size": POOL_SIZE,
-        "max_overflow": MAX_OVERFLOW,
-        "pool_timeout": POOL_TIMEOUT_S,
-    }
+    kwargs: dict[str, object] = {"pool_timeout": POOL_TIMEOUT_S}
     if settings.DATABASE_URL.startswith("postgresql"):
         kwargs["connect_args"] = {
             "connect_timeout": PG_CONNECT_TIMEOUT_S,
             "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
         }
-    engine = make_engine(settings.DATABASE_URL, **kwargs)
+    engine = engine_from_settings(settings, **kwargs)
     return Service(
         settings=settings,
         engine=engine,
