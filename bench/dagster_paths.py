@@ -72,7 +72,7 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
         meta = {k: v.value for k, v in event.metadata.items()}
         stored_ev, stored_tok = stored_counts(db)
         mismatches = oracle_problems(db, chain.history.mints)
-    events = meta["logs_found"]
+    events = meta["run_logs_found"]  # the whole run (logs_found is each window's own)
     tokens = stored_tok
     return {
         "events": events,
@@ -80,7 +80,7 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
         "rpc_calls": meta["rpc_calls"],
         "partitions": len(keys),
         "seconds": round(t.s, 3),
-        "asset_duration_s": meta["duration_s"],  # the asset's own timing of backfill_range
+        "asset_duration_s": meta["run_duration_s"],  # the asset's own timing of its ingest
         "events_per_s": rate(events, t.s),
         "tokens_per_s": rate(tokens, t.s),
         "stored_events": stored_ev,
@@ -161,7 +161,6 @@ def sensor_cold_start(
     launched totals estimated with it."""
     from dagster import build_sensor_context, instance_for_test, materialize
 
-    from bench.b1_backfill import _stored
     from bench.b2_webhook import CONTRACT
     from bench.sparse_shim import SparseChain, synthetic_logs
     from glisk_pipeline.defs.assets import mint_events
@@ -213,7 +212,7 @@ def sensor_cold_start(
                         )
                         if not result.success:
                             raise RuntimeError(f"cold start run {request.run_key} failed")
-                stored_ev, _ = _stored(db)
+                stored_ev, _ = stored_counts(db)
             if len(keys) != n_windows or stored_ev != n_events:
                 raise RuntimeError(f"cold start {label}: {len(keys)} windows, {stored_ev} events")
             out[label] = {"runs": len(tick.run_requests), "seconds": round(t.s, 2)}

@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     # long history cannot run into the 60 s sensor timeout; the cursor resumes next tick.
     GLISK_SENSOR_MAX_PARTITIONS_PER_TICK: int = Field(default=100, ge=1)
 
+    # Operating it: thresholds of `glisk status` (exit 3 past them), the freshness check
+    # and the silence sensor.
+    # final block - last_processed_block: the sensor adds a window once it is complete, so
+    # a healthy index trails by up to one window plus its run; warn past two windows, error
+    # past a day of Base (43,200 blocks at one every 2 s).
+    GLISK_LAG_WARN_BLOCKS: int = Field(default=20_000, ge=0)
+    GLISK_LAG_ERROR_BLOCKS: int = Field(default=43_200, ge=0)
+    # No webhook delivery for this long while the chain advanced: the webhook is silent
+    # (Alchemy pauses an endpoint after repeated failures and never replays the gap).
+    GLISK_WEBHOOK_SILENCE_SECONDS: int = Field(default=300, ge=1)
+    # webhook_blocks rows more than this many blocks below the checkpoint are pruned: a final
+    # block's delivery can no longer change anything (the reconcile decides it).
+    GLISK_WEBHOOK_BLOCKS_RETENTION: int = Field(default=1_000, ge=0)
+
     # Webhook sidecar.
     WEBHOOK_DUPLICATE_STATUS: int = 409
     WEBHOOK_MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)

@@ -65,7 +65,7 @@ async def handle_delivery(request: Request, service: Service) -> Response:
         level = log.error if exc.status >= 500 else log.warning
         level("delivery rejected", outcome=exc.outcome, status=exc.status, reason=exc.message)
     elapsed = time.perf_counter() - started
-    metrics.DELIVERIES.labels(answer.outcome).inc()
+    metrics.observe_outcome(answer.outcome)
     metrics.LATENCY.observe(elapsed)
     if answer.status < 400:
         log.info(
@@ -145,6 +145,8 @@ def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
 
 
 def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -> Answer:
+    fresh = {(e.tx_hash, e.log_index) for e in result.events if e.outcome != "duplicate"}
+    metrics.observe_delivery(wanted.block_number, (r for r in wanted.records if r.key in fresh))
     if result.stale:
         message = f"stale delivery: {result.stale_reason}"
         return Answer(200, SuccessBody(message=message), "stale")

@@ -21,7 +21,7 @@ from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
 from glisk_pipeline.db.store.results import Source, StoreError, StoreResult
-from glisk_pipeline.db.store.upserts import stage, upsert_author, upsert_events
+from glisk_pipeline.db.store.upserts import stage, upsert_author, upsert_authors, upsert_events
 
 T = TypeVar("T")
 
@@ -33,12 +33,22 @@ RETRYABLE_SQLSTATES = {"40P01", "40001", "23502"}
 
 class MintStore:
     """Writes decoded records. `default_author_wallet` receives the tokens of authors that
-    are not registered in `authors`; `start_block` anchors last_processed_block."""
+    are not registered in `authors`; `start_block` anchors last_processed_block;
+    `webhook_blocks_retention` (None: keep all) prunes webhook_blocks rows that many blocks
+    below the checkpoint whenever a reconcile moves it."""
 
-    def __init__(self, engine: Engine, default_author_wallet: str, start_block: int = 0):
+    def __init__(
+        self,
+        engine: Engine,
+        default_author_wallet: str,
+        start_block: int = 0,
+        *,
+        webhook_blocks_retention: int | None = None,
+    ):
         self.engine = engine
         self.default_author_wallet = default_author_wallet.lower()
         self.start_block = start_block
+        self.webhook_blocks_retention = webhook_blocks_retention
         self._pg = engine.dialect.name == "postgresql"
 
     def store(
@@ -119,6 +129,8 @@ class MintStore:
             reconcile.record_range(
                 conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
             )
+            if self.webhook_blocks_retention is not None:
+                reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
             return result
 
         return self._transaction(work)
@@ -131,7 +143,8 @@ class MintStore:
         farcaster_handle: str | None = None,
         prompt_text: str | None = None,
     ) -> int:
-        """Create or update an author; returns its id. Wallets compare case-insensitively."""
+        """Create or update an author; returns its id. Wallets compare case-insensitively;
+        a field passed as None keeps its stored value."""
         values = {
             "wallet_address": wallet_address.lower(),
             "twitter_handle": twitter_handle,
@@ -139,6 +152,15 @@ class MintStore:
             "prompt_text": prompt_text,
         }
         return self._transaction(lambda conn: upsert_author(conn, values, pg=self._pg))
+
+    def register_authors(self, rows: Iterable[dict[str, str | None]]) -> int:
+        """Register many authors in ONE transaction (all or none; `glisk authors import`);
+        each row as register_author's keyword arguments plus `wallet_address`. Returns
+        how many wallets were new."""
+        batch = [{**row, "wallet_address": str(row["wallet_address"]).lower()} for row in rows]
+        if not batch:
+            return 0
+        return self._transaction(lambda conn: upsert_authors(conn, batch, pg=self._pg))
 
     def last_processed_block(self) -> int | None:
         with self.engine.connect() as conn:

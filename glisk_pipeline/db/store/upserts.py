@@ -120,14 +120,33 @@ def upsert_events(
 
 
 def upsert_author(conn: Connection, values: dict[str, Any], *, pg: bool) -> int:
-    """Create or update the author keyed by values["wallet_address"]; returns its id."""
+    """Create or update the author keyed by values["wallet_address"]; returns its id.
+    Fields absent from `values` (or None) keep what the row holds: re-adding a wallet
+    without its handles does not erase them."""
+    given = {k: v for k, v in values.items() if v is not None}
     insert = pg_insert if pg else sqlite_insert
-    stmt = insert(authors).values(**values)
+    stmt = insert(authors).values(**given)
+    # An empty SET is not valid SQL: a no-op update still lets RETURNING see the row.
+    updates = {k: stmt.excluded[k] for k in given if k != "wallet_address"} or {
+        "wallet_address": stmt.excluded.wallet_address
+    }
     stmt = stmt.on_conflict_do_update(
-        index_elements=[authors.c.wallet_address],
-        set_={k: stmt.excluded[k] for k in values if k != "wallet_address"},
+        index_elements=[authors.c.wallet_address], set_=updates
     ).returning(authors.c.id)
     return int(conn.execute(stmt).scalar_one())
+
+
+def upsert_authors(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> int:
+    """Upsert every row (as upsert_author); returns how many wallets were new."""
+    wallets = [row["wallet_address"] for row in rows]
+    existing = set(
+        conn.execute(
+            select(authors.c.wallet_address).where(authors.c.wallet_address.in_(wallets))
+        ).scalars()
+    )
+    for row in rows:
+        upsert_author(conn, row, pg=pg)
+    return len(set(wallets) - existing)
 
 
 # One statement per chunk: upsert the events, insert their tokens, report what was written.
