@@ -92,7 +92,7 @@ def compare(records: Iterable[MintRecord], rows: Iterable[dict[str, object]]) ->
                 report.differs.append(replace(finding, detail="differs: " + ", ".join(wrong)))
             else:
                 report.present += 1
-    for key, row in sorted(by_key.items(), key=lambda kv: (kv[1]["block_number"], kv[0])):  # type: ignore[return-value]
+    for key, row in sorted(by_key.items(), key=lambda kv: (kv[1]["block_number"], kv[0])):
         if key not in seen and not row["removed"]:
             report.not_on_chain.append(Finding(int(row["block_number"]), key[0], key[1]))  # type: ignore[call-overload]
     return report
@@ -105,7 +105,7 @@ def table_rows(engine: Engine, from_block: int, to_block: int) -> list[dict[str,
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     for row in rows:  # the record's form: unix seconds
-        row["block_timestamp"] = int(row["block_timestamp"].timestamp())  # type: ignore[attr-defined]
+        row["block_timestamp"] = int(row["block_timestamp"].timestamp())
     return rows
 
 

@@ -23,7 +23,7 @@ def _env(name: str) -> EnvVar | None:
     return EnvVar(name) if os.environ.get(name) else None
 
 
-def _env_int(name: str) -> EnvVar | None:
+def _env_int(name: str) -> int | None:  # an IntEnvVar is an int to the type checker
     return EnvVar.int(name) if os.environ.get(name) else None
 
 

@@ -11,7 +11,9 @@ import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from eth_utils import is_checksum_address, is_checksum_formatted_address
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -47,10 +49,16 @@ ALCHEMY_HOSTS = {
 
 
 def normalize_address(value: str) -> str:
-    """Lowercase 0x-hex, the one form every writer stores."""
+    """Lowercase 0x-hex, the one form every writer stores. A mixed-case address must carry
+    a valid EIP-55 checksum (eth-utils checks it): one mistyped character in a pasted
+    address then fails here, instead of filtering a contract that does not exist."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value.strip()):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    return value.strip().lower()
+    address = value.strip()
+    # all-lowercase or all-uppercase carries no checksum; mixed case is one (EIP-55)
+    if is_checksum_formatted_address(address) and not is_checksum_address(address):
+        raise ValueError("mixed-case address with a wrong EIP-55 checksum (a typo?)")
+    return address.lower()
 
 
 def normalize_database_url(url: str) -> str:
@@ -186,19 +194,22 @@ class Settings(BaseSettings):
 
     @property
     def contract_address(self) -> str:
-        self.require("GLISK_NFT_CONTRACT_ADDRESS")
-        return self.GLISK_NFT_CONTRACT_ADDRESS  # type: ignore[return-value]
+        return self._required_address("GLISK_NFT_CONTRACT_ADDRESS")
 
     @property
     def default_author_wallet(self) -> str:
-        self.require("GLISK_DEFAULT_AUTHOR_WALLET")
-        return self.GLISK_DEFAULT_AUTHOR_WALLET  # type: ignore[return-value]
+        return self._required_address("GLISK_DEFAULT_AUTHOR_WALLET")
+
+    def _required_address(self, name: str) -> str:
+        self.require(name)
+        value: str = getattr(self, name)  # set: require() raised otherwise
+        return value
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings; turn pydantic's multi-line report into one line naming the variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

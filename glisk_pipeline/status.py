@@ -28,7 +28,7 @@ def read_tables(engine: Engine) -> dict[str, Any]:
     """What the tables say: checkpoint, the webhook's last delivery, rows by source."""
     view, checkpoint = read_view(engine)
     with engine.connect() as conn:
-        by_source = dict(
+        by_source: dict[str, int] = dict(
             conn.execute(
                 select(mint_events.c.source, func.count())
                 .where(~mint_events.c.removed)

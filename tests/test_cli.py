@@ -35,7 +35,7 @@ def run(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_full_run_equals_chain(env, history, devchain, pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_full_run_equals_chain(env, history, devchain, pg_engine) -> None:
     out = run(env, "--from-block", "0", "--to-block", str(history.to_block), "--batch-size", "100")
     assert out.returncode == 0, out.stderr
     n = history.to_block // 100 + 1
@@ -47,7 +47,7 @@ def test_full_run_equals_chain(env, history, devchain, pg_engine) -> None:  # ty
     assert again.returncode == 0 and "Nothing to do" in again.stdout
 
 
-def test_dry_run_writes_nothing(env, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_writes_nothing(env, history, pg_engine) -> None:
     out = run(env, "--from-block", "0", "--dry-run", "-v")
     assert out.returncode == 0, out.stderr
     n = len(history.mints)
@@ -57,13 +57,13 @@ def test_dry_run_writes_nothing(env, history, pg_engine) -> None:  # type: ignor
         assert conn.execute(select(func.count()).select_from(mint_events)).scalar_one() == 0
 
 
-def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, pg_engine) -> None:
     proc = subprocess.Popen(
         [*CLI, "--from-block", "0", "--to-block", str(history.to_block), "--batch-size", "4"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     seen = 0
-    for line in proc.stdout:  # type: ignore[union-attr]
+    for line in proc.stdout:
         seen += line.startswith("Processing blocks")
         if seen == 10:
             proc.send_signal(signal.SIGINT)
@@ -103,7 +103,7 @@ def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, 
 )
 def test_errors_and_exit_codes(
     env, history, monkeypatch, capsys, changes, args, code, needle
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # in-process: the same main() as the subprocess runs, without 2 s of imports per case
     for key, value in {**env, **changes}.items():
         monkeypatch.setenv(key, value)
@@ -112,7 +112,7 @@ def test_errors_and_exit_codes(
     assert needle in err and "Traceback" not in err and "pw-secret" not in err
 
 
-def test_bad_argument_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_bad_argument_is_a_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         recover_events.main(["--to-block", "soon"])
     # 1, not argparse's 2: the CLI's contract reserves 2 for "partial"
@@ -121,7 +121,7 @@ def test_bad_argument_is_a_usage_error(capsys) -> None:  # type: ignore[no-untyp
 
 def test_blocks_past_the_final_head_are_added_but_not_checkpointed(
     env, history, devchain, pg_engine
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from glisk_pipeline.db.store import MintStore
 
     env = {**env, "GLISK_CONFIRMATIONS": "100"}

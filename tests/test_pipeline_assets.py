@@ -47,7 +47,7 @@ def add_all_partitions(instance: DagsterInstance, p: Pipeline) -> list[str]:
     return keys
 
 
-def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: str):  # type: ignore[no-untyped-def]
+def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: str):
     return materialize(
         ASSETS,
         instance=instance,
@@ -56,7 +56,7 @@ def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: 
     )
 
 
-def metadata(result, key: str):  # type: ignore[no-untyped-def]
+def metadata(result, key: str):
     (event, *_) = result.asset_materializations_for_node("mint_events")
     return event.metadata[key].value
 

@@ -16,7 +16,7 @@ from tests.factories import make_records
 from tests.race import race
 
 
-def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]
+def count(engine: Engine, table, *where) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
@@ -114,11 +114,11 @@ def test_concurrent_writers_on_overlapping_records(store: MintStore, engine: Eng
     records = make_records(600)
     slices = [records[0:400], records[200:600], records[100:500], records[::-1]]
 
-    def write(batch) -> None:  # type: ignore[no-untyped-def]
+    def write(batch) -> None:
         for start in range(0, len(batch), 50):
             store.store(batch[start : start + 50], source="webhook")
 
-    race([lambda s=s: write(s) for s in slices])  # type: ignore[misc]
+    race([lambda s=s: write(s) for s in slices])
     assert count(engine, mint_events) == 600
     assert count(engine, tokens) == sum(r.quantity for r in records)
 
@@ -212,7 +212,7 @@ def test_rows_are_lowercase_hex_everywhere(store: MintStore, engine: Engine) -> 
         conn.execute(authors.insert().values(wallet_address="0x" + "AB" * 20))
 
 
-def _swap_blocks(records):  # type: ignore[no-untyped-def]
+def _swap_blocks(records):
     """A reorg that swaps two transactions between blocks 100 and 101, and with them
     their token ids (ids follow chain order)."""
     tx1, tx2 = records
@@ -329,7 +329,7 @@ def test_sequence_numbers_are_per_webhook(store: MintStore, engine: Engine) -> N
     assert not other.stale and other.stored == 1
 
 
-def _deliver(store: MintStore, record, *, block_hash, seq, webhook="wh_a", at=None, logs=True):  # type: ignore[no-untyped-def]
+def _deliver(store: MintStore, record, *, block_hash, seq, webhook="wh_a", at=None, logs=True):
     from datetime import UTC, datetime
 
     return store.store_block_delivery(

@@ -22,7 +22,7 @@ from tests.race import race
 BULK = 3 * COPY_MIN_RECORDS
 
 
-def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]
+def count(engine: Engine, table, *where) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
@@ -35,11 +35,11 @@ def live_keys(engine: Engine) -> set[tuple[str, int]]:
     return {(tx, index) for tx, index in rows}
 
 
-def first_block(records: list) -> int:  # type: ignore[type-arg]
+def first_block(records: list) -> int:
     return records[0].block_number
 
 
-def last_block(records: list) -> int:  # type: ignore[type-arg]
+def last_block(records: list) -> int:
     return records[-1].block_number
 
 

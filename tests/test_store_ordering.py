@@ -94,7 +94,7 @@ CASES = [
 ]
 
 
-def _deliver(store: MintStore, view: View):  # type: ignore[no-untyped-def]
+def _deliver(store: MintStore, view: View):
     return store.store_block_delivery(
         block_number=BLOCK,
         block_hash=view.block_hash,

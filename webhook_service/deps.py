@@ -69,4 +69,5 @@ def build_service(settings: Settings) -> Service:
 
 
 def get_service(request: Request) -> Service:
-    return request.app.state.service
+    service: Service = request.app.state.service  # set by the app's lifespan
+    return service

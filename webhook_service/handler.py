@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 import structlog
@@ -179,7 +180,8 @@ def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -
         return Answer(duplicate_status, body, "duplicate")
     events = [
         StoredEvent(
-            mint_event_id=e.mint_event_id,  # type: ignore[arg-type] - set for stored rows
+            # set for every stored row (and StoredEvent would reject a None)
+            mint_event_id=cast(int, e.mint_event_id),
             tx_hash=e.tx_hash,
             log_index=e.log_index,
             token_ids=list(e.token_ids),
@@ -187,5 +189,5 @@ def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -
         for e in new
     ]
     message = f"{len(events)} events stored" + (f", {len(dups)} already stored" if dups else "")
-    body = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
-    return Answer(200, body, "stored")
+    stored = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
+    return Answer(200, stored, "stored")

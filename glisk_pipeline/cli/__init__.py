@@ -9,4 +9,4 @@ makes httpx fall back to its stub, as it does when they are missing.
 
 import sys
 
-sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"

@@ -117,7 +117,7 @@ def list_authors(engine: Engine) -> list[dict[str, object]]:
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query.order_by(authors.c.id))]
     for row in rows:
-        row["created_at"] = row["created_at"].isoformat()  # type: ignore[union-attr]
+        row["created_at"] = row["created_at"].isoformat()
     return rows
 
 

@@ -239,13 +239,13 @@ def mint_stats(context: AssetExecutionContext, database: DatabaseResource) -> Ma
                 records=[
                     TableRecord(
                         {
-                            "author_wallet": str(r.author_wallet),
-                            "events": int(r.events),
-                            "tokens": int(r.tokens),
-                            "total_paid": str(r.total_paid),
+                            "author_wallet": str(r["author_wallet"]),
+                            "events": int(r["events"]),
+                            "tokens": int(r["tokens"]),
+                            "total_paid": str(r["total_paid"]),
                         }
                     )
-                    for r in top.itertuples(index=False)
+                    for r in top.to_dict("records")
                 ],
                 schema=TableSchema(
                     columns=[

@@ -10,7 +10,7 @@ a final window makes its rows equal the chain.
 # No `from __future__ import annotations`: Dagster reads the context and resource
 # parameter annotations at definition time and needs real classes, not strings.
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -113,7 +113,7 @@ def uncovered_windows(
     return missing
 
 
-def _shown(items: list) -> MetadataValue:  # type: ignore[type-arg]
+def _shown(items: Sequence[object]) -> MetadataValue:
     return MetadataValue.text(
         "\n".join(map(str, items[:SHOWN])) + ("\n..." if items[SHOWN:] else "")
     )

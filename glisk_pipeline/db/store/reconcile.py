@@ -102,7 +102,7 @@ def remove_stale(
             mint_events.c.block_hash,
         ).where(mint_events.c.block_number.between(lo, hi), ~mint_events.c.removed)
     ).all()
-    stale = {
+    stale_ids = {
         row.id for row in live if tuple(row[1:]) not in canonical and row.block_hash != keep_hash
     }
     wanted = {r.key: r.block_hash for r in batch}
@@ -119,12 +119,12 @@ def remove_stale(
                 ~mint_events.c.removed,
             )
         ).all()
-        stale |= {
+        stale_ids |= {
             row.id
             for row in rows
             if wanted.get((row.tx_hash, row.log_index), row.block_hash) != row.block_hash
         }
-    return _remove_ids(conn, sorted(stale))
+    return _remove_ids(conn, sorted(stale_ids))
 
 
 def _remove_ids(conn: Connection, ids: Sequence[int]) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -130,10 +130,10 @@ def upsert_author(conn: Connection, values: dict[str, Any], *, pg: bool) -> int:
     updates = {k: stmt.excluded[k] for k in given if k != "wallet_address"} or {
         "wallet_address": stmt.excluded.wallet_address
     }
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[authors.c.wallet_address], set_=updates
     ).returning(authors.c.id)
-    return int(conn.execute(stmt).scalar_one())
+    return int(conn.execute(upsert).scalar_one())
 
 
 def upsert_authors(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> int:
@@ -288,7 +288,7 @@ def _upsert_sqlite(
         .returning(mint_events.c.id)
     )
     outcomes = []
-    token_rows = []
+    token_rows: list[dict[str, object]] = []
     for r in chunk:
         values = _event_values(r, source)
         event_id = conn.execute(insert_event.values(**values)).scalar_one_or_none()
@@ -349,7 +349,7 @@ def _event_values(r: MintRecord, source: Source) -> dict[str, object]:
     }
 
 
-def _outcome(r: MintRecord, row) -> EventOutcome:  # type: ignore[no-untyped-def]
+def _outcome(r: MintRecord, row: Row[Any] | None) -> EventOutcome:
     if row is None:
         return EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids)
     return EventOutcome(
