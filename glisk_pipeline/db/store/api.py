@@ -21,7 +21,7 @@ from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
 from glisk_pipeline.db.store.results import Source, StoreError, StoreResult
-from glisk_pipeline.db.store.upserts import upsert_author, upsert_authors, upsert_events
+from glisk_pipeline.db.store.upserts import stage, upsert_author, upsert_authors, upsert_events
 
 T = TypeVar("T")
 
@@ -58,7 +58,9 @@ class MintStore:
         `revive=False` leaves rows marked removed alone: for blocks that are not final,
         where the caller's view may be an older fork than the one that removed them."""
         batch = _dedupe(records)
-        return self._transaction(lambda conn: self._upsert(conn, batch, source, revive))
+        return self._transaction(
+            lambda conn: self._upsert(conn, batch, source, revive, stage(conn, batch, pg=self._pg))
+        )
 
     def store_block_delivery(
         self,
@@ -82,10 +84,11 @@ class MintStore:
             refused = claim_block(conn, claim, pg=self._pg)
             if refused is not None:
                 return StoreResult(stale=True, stale_reason=refused)
+            staged = stage(conn, batch, pg=self._pg)
             removed = reconcile.remove_stale(
-                conn, batch, block_number, block_number, block_hash, pg=self._pg
+                conn, batch, block_number, block_number, block_hash, pg=self._pg, staged=staged
             )
-            result = self._upsert(conn, batch, "webhook")
+            result = self._upsert(conn, batch, "webhook", staged=staged)
             result.removed = removed
             return result
 
@@ -112,13 +115,16 @@ class MintStore:
             )
 
         def work(conn: Connection) -> StoreResult:
+            staged = stage(conn, batch, pg=self._pg)  # before the lock: it needs none
             if self._pg:
                 # Exclusive against webhook deliveries (which take it shared) and other
                 # reconciles: a delivery deciding "not final" must not interleave with a
                 # reconcile making the block final; the checkpoint update is serialised.
                 conn.execute(PG_FINAL_LOCK)
-            removed = reconcile.remove_stale(conn, batch, start_block, end_block, pg=self._pg)
-            result = self._upsert(conn, batch, source)
+            removed = reconcile.remove_stale(
+                conn, batch, start_block, end_block, pg=self._pg, staged=staged
+            )
+            result = self._upsert(conn, batch, source, staged=staged)
             result.removed = removed
             reconcile.record_range(
                 conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
@@ -161,7 +167,12 @@ class MintStore:
             return reconcile.last_processed_block(conn)
 
     def _upsert(
-        self, conn: Connection, batch: list[MintRecord], source: Source, revive: bool = True
+        self,
+        conn: Connection,
+        batch: list[MintRecord],
+        source: Source,
+        revive: bool = True,
+        staged: bool = False,
     ) -> StoreResult:
         return upsert_events(
             conn,
@@ -170,6 +181,7 @@ class MintStore:
             pg=self._pg,
             default_wallet=self.default_author_wallet,
             revive=revive,
+            staged=staged,
         )
 
     def _transaction(self, work: Callable[[Connection], T], attempts: int = 4) -> T:
