@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     WEBHOOK_HOST: str = "127.0.0.1"
     WEBHOOK_PORT: int = Field(default=8000, ge=1, le=65535)
     WEBHOOK_WORKERS: int = Field(default=2, ge=1)
+    # Per worker: connections of the async pool that stores deliveries (PostgreSQL).
+    WEBHOOK_DB_POOL_MIN: int = Field(default=4, ge=1)
+    WEBHOOK_DB_POOL_MAX: int = Field(default=8, ge=1)
+    # Every delivery is answered within this many seconds whatever the database does
+    # (Alchemy gives up after 5 s and retries; a late 200 would count as a failure).
+    WEBHOOK_ANSWER_BUDGET_SECONDS: float = Field(default=4.0, gt=0, lt=5)
 
     @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
     @classmethod
@@ -115,6 +121,13 @@ class Settings(BaseSettings):
     def _duplicate_status(cls, value: int) -> int:
         if value not in (200, 409):
             raise ValueError("must be 409 (the spec) or 200 (never retried by Alchemy)")
+        return value
+
+    @field_validator("WEBHOOK_DB_POOL_MAX")
+    @classmethod
+    def _pool_max(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("WEBHOOK_DB_POOL_MIN", 1):
+            raise ValueError("must be at least WEBHOOK_DB_POOL_MIN")
         return value
 
     @field_validator("DATABASE_URL")

@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure()
         service = build_service(settings or load_settings())
+        await service.open()
         app.state.service = service
         logs.log.info(
             "webhook sidecar ready",
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             duplicate_status=service.duplicate_status,
         )
         yield
-        service.engine.dispose()
+        await service.close()
 
     app = FastAPI(
         title="glisk webhook sidecar",

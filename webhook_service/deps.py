@@ -1,38 +1,46 @@
 """What the routes depend on, built once per worker process at start-up.
 
-One engine per process: its pool is shared by the threadpool that runs the store calls.
+PostgreSQL (production): deliveries go through an async psycopg pool, one prepared call
+of the store's delivery function each, on the event loop (no threadpool hop). The
+SQLAlchemy engine is kept for /readyz only (one connection). SQLite (the embedded
+default): the synchronous store, run in the threadpool.
+
+Every database wait is bounded below the answer budget (WEBHOOK_ANSWER_BUDGET_SECONDS,
+under Alchemy's 5 s delivery timeout): libpq socket timeouts and keepalives, the pool's
+checkout timeout, the server's statement_timeout, and the handler's own deadline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 from fastapi import Request
+from psycopg import AsyncConnection
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
-from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.engine import libpq_conninfo, make_engine, pg_time_limits
 from glisk_pipeline.db.migrate import head_revision
 from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
 from glisk_pipeline.settings import Settings
 
 # The sidecar refuses to start without these (one line naming the first missing one).
 REQUIRED = ("ALCHEMY_WEBHOOK_SECRET", "GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
 
-# A delivery holds one connection for ~1-5 ms; 10 (+10 burst) per worker covers hundreds of
-# deliveries/s. Waits and statements are capped well under Alchemy's 5 s delivery timeout,
-# so a sick database answers 500 (retried later) instead of a timeout.
-POOL_SIZE = 10
-MAX_OVERFLOW = 10
-POOL_TIMEOUT_S = 2
-PG_CONNECT_TIMEOUT_S = 2
-PG_STATEMENT_TIMEOUT_MS = 3000
+# SQLite: the engine's pool serves the threadpool that runs the store calls.
+SQLITE_POOL_SIZE = 10
+SQLITE_MAX_OVERFLOW = 10
 
 
 @dataclass(frozen=True)
 class Service:
     settings: Settings
     engine: Engine
-    store: MintStore
+    store: MintStore  # SQLite deliveries (and nothing else on PostgreSQL)
+    deliveries: AsyncDeliveryStore | None  # PostgreSQL deliveries
     signing_keys: tuple[bytes, ...]
     contract: str
     head_revision: str
@@ -45,6 +53,19 @@ class Service:
     def max_body_bytes(self) -> int:
         return self.settings.WEBHOOK_MAX_BODY_BYTES
 
+    @property
+    def answer_budget_s(self) -> float:
+        return self.settings.WEBHOOK_ANSWER_BUDGET_SECONDS
+
+    async def open(self) -> None:
+        if self.deliveries is not None:
+            await self.deliveries.pool.open(wait=False)  # a down database: /readyz says so
+
+    async def close(self) -> None:
+        if self.deliveries is not None:
+            await self.deliveries.pool.close(timeout=1)
+        self.engine.dispose()
+
 
 def check_settings(settings: Settings) -> None:
     """Raise ConfigError naming the first variable the sidecar cannot run without."""
@@ -53,25 +74,55 @@ def check_settings(settings: Settings) -> None:
 
 def build_service(settings: Settings) -> Service:
     check_settings(settings)
-    kwargs: dict[str, object] = {
-        "pool_size": POOL_SIZE,
-        "max_overflow": MAX_OVERFLOW,
-        "pool_timeout": POOL_TIMEOUT_S,
-    }
+    budget = settings.WEBHOOK_ANSWER_BUDGET_SECONDS
+    deliveries = None
     if settings.DATABASE_URL.startswith("postgresql"):
-        kwargs["connect_args"] = {
-            "connect_timeout": PG_CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
-        }
-    engine = make_engine(settings.DATABASE_URL, **kwargs)
+        engine = make_engine(
+            settings.DATABASE_URL,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=budget / 2,
+            connect_args=pg_time_limits(budget),
+        )
+        deliveries = AsyncDeliveryStore(
+            make_delivery_pool(settings), settings.default_author_wallet
+        )
+    else:
+        engine = make_engine(
+            settings.DATABASE_URL,
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_MAX_OVERFLOW,
+            pool_timeout=budget / 2,
+        )
     return Service(
         settings=settings,
         engine=engine,
         store=MintStore(engine, settings.default_author_wallet, settings.GLISK_START_BLOCK),
+        deliveries=deliveries,
         signing_keys=settings.webhook_signing_keys,
         contract=settings.contract_address,
         head_revision=head_revision(),
     )
+
+
+def make_delivery_pool(settings: Settings) -> AsyncConnectionPool:
+    """The worker's delivery pool (not opened yet). Autocommit: the delivery function is
+    its own transaction, so a delivery is one round trip (no BEGIN/COMMIT)."""
+    budget = settings.WEBHOOK_ANSWER_BUDGET_SECONDS
+    return AsyncConnectionPool(
+        libpq_conninfo(settings.DATABASE_URL),
+        min_size=settings.WEBHOOK_DB_POOL_MIN,
+        max_size=settings.WEBHOOK_DB_POOL_MAX,
+        kwargs={"autocommit": True, **pg_time_limits(budget)},
+        configure=_configure,
+        timeout=budget / 2,  # waiting for a free connection
+        open=False,
+        name="glisk-webhook",
+    )
+
+
+async def _configure(conn: AsyncConnection) -> None:
+    set_json_loads(orjson.loads, conn)
 
 
 def get_service(request: Request) -> Service:

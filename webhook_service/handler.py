@@ -2,14 +2,19 @@
 
 Order matters: size (413) -> signature (401) -> content type and JSON (400) -> filter ->
 store. Nothing an unauthenticated sender controls reaches the JSON parser or the database.
-The store call is synchronous SQLAlchemy and runs in the threadpool, so the event loop
-keeps accepting (and cheaply rejecting) other requests meanwhile.
+On PostgreSQL the store call is one awaited call of the delivery function on the async
+pool; on SQLite the synchronous store runs in the threadpool. Either way it has
+WEBHOOK_ANSWER_BUDGET_SECONDS: past it the delivery is answered 500 (Alchemy retries) and
+the call is abandoned (its one statement commits whole or not at all).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 import structlog
@@ -34,6 +39,8 @@ from webhook_service.models import (
     parse_delivery,
 )
 from webhook_service.signature import SIGNATURE_HEADER, verify
+
+T = TypeVar("T")
 
 
 class Rejected(Exception):
@@ -102,7 +109,10 @@ async def _handle(request: Request, service: Service) -> Answer:
         # A heartbeat that names no block: nothing to record, nothing to undo.
         return Answer(200, SuccessBody(message="no matching events"), "no_match")
     try:
-        result = await run_in_threadpool(_store, service, wanted)
+        result = await within_budget(_store(service, wanted), service.answer_budget_s)
+    except OverBudget:
+        log.error("database did not answer in time", budget_s=service.answer_budget_s)
+        raise Rejected(500, "INTERNAL_ERROR", "database unavailable", "error") from None
     except TokenConflictError as exc:
         # Another live event holds these token ids: typically a reorg whose later blocks
         # have not been re-delivered yet. Not a duplicate: a non-200 makes Alchemy retry.
@@ -128,9 +138,57 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
-    if wanted.block_number is None or wanted.block_hash is None or wanted.sequence_number is None:
-        # No sequenceNumber: nothing to order reorgs by; store the logs idempotently.
+class OverBudget(Exception):
+    """The database did not answer within the budget."""
+
+
+async def within_budget(work: Awaitable[T], seconds: float) -> T:
+    """`work`'s result, or OverBudget after `seconds`. The work is cancelled but not
+    awaited: psycopg's clean-up of a cancelled query (a cancel request, then closing the
+    connection) can itself wait on a dead socket, and must not delay the answer."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:  # the client went away: so does the work
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    raise OverBudget
+
+
+def _retrieve(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # consumed: it was answered 500 already
+
+
+async def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
+    if service.deliveries is not None:  # PostgreSQL: on the event loop
+        if not _names_block(wanted):
+            return await service.deliveries.store(wanted.records)
+        return await service.deliveries.store_block_delivery(
+            block_number=wanted.block_number,  # type: ignore[arg-type] - see _names_block
+            block_hash=wanted.block_hash,  # type: ignore[arg-type]
+            sequence_number=wanted.sequence_number,  # type: ignore[arg-type]
+            records=wanted.records,
+            webhook_id=wanted.webhook_id,
+            created_at=wanted.created_at,
+        )
+    return await run_in_threadpool(_store_sync, service, wanted)
+
+
+def _names_block(wanted: BlockDelivery) -> bool:
+    """Without a block and a sequenceNumber there is nothing to order reorgs by: the logs
+    are stored idempotently."""
+    return not (
+        wanted.block_number is None or wanted.block_hash is None or wanted.sequence_number is None
+    )
+
+
+def _store_sync(service: Service, wanted: BlockDelivery) -> StoreResult:
+    if not _names_block(wanted):
         return service.store.store(wanted.records, source="webhook")
     # Also for deliveries without matches: a re-sent block with no mints still has to
     # mark the rows of the hash it replaces removed.

@@ -23,19 +23,18 @@ from glisk_pipeline.db.schema import (
     tokens,
 )
 
-# The rows the chain contradicts (see remove_stale), marked removed; their token
-# rows are deleted by key afterwards. A UNION of index lookups: an OR would scan the table.
-_PG_REMOVE = text(
-    """
-WITH incoming AS (
-    SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
-                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)
-)
+
+def pg_remove_sql(lo: str, hi: str, keep_hash: str) -> str:
+    """The rows the chain contradicts (see remove_stale), marked removed, RETURNING
+    (id, start, quantity): their token rows are deleted by key afterwards. Reads the CTE
+    `incoming` (tx_hash, log_index, block_hash) the caller puts in front; the arguments
+    are SQL expressions. A UNION of index lookups: an OR would scan the table."""
+    return f"""
 UPDATE mint_events m SET removed = true
 FROM (
     SELECT e.id FROM mint_events e
-    WHERE e.block_number BETWEEN :lo AND :hi AND NOT e.removed
-      AND e.block_hash IS DISTINCT FROM CAST(:keep_hash AS text)
+    WHERE e.block_number BETWEEN {lo} AND {hi} AND NOT e.removed
+      AND e.block_hash IS DISTINCT FROM {keep_hash}
       AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
                       AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
     UNION
@@ -46,6 +45,15 @@ FROM (
 WHERE m.id = x.id
 RETURNING m.id, m.start_token_id AS start, m.quantity
 """
+
+
+_PG_REMOVE = text(
+    """
+WITH incoming AS (
+    SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
+                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)
+)"""
+    + pg_remove_sql(":lo", ":hi", "CAST(:keep_hash AS text)")
 )
 
 
