@@ -98,14 +98,18 @@ def service_env(database_url: str, contract: str, **extra: str) -> dict[str, str
 
 
 class TcpProxy:
-    """A loopback TCP forwarder: the service reaches PostgreSQL through it, and down()
-    makes the database unreachable (live connections cut, new ones refused)."""
+    """A loopback TCP forwarder: the service reaches PostgreSQL through it. down() makes
+    the database unreachable (live connections cut, new ones refused); blackhole() makes
+    it stall (nothing forwarded either way, nothing closed: new connections are accepted
+    and hang), as a dead route or a frozen server does; up() resumes forwarding."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.enabled = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._socks: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -123,8 +127,12 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
+    def blackhole(self) -> None:
+        self._flowing.clear()
+
     def up(self) -> None:
         self.enabled = True
+        self._flowing.set()
 
     def close(self) -> None:
         self.down()
@@ -150,10 +158,14 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            while data := src.recv(65536):
+            while True:
+                self._flowing.wait()  # stalled: stop reading, so the kernel holds the rest
+                data = src.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
