@@ -125,5 +125,6 @@ async def _configure(conn: AsyncConnection) -> None:
     set_json_loads(orjson.loads, conn)
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    # async: FastAPI runs a plain-def dependency in the threadpool, a hop per request
     return request.app.state.service

@@ -25,13 +25,17 @@ from devtools.replay import signed
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
 DEFAULT_AUTHOR = "0x" + "de" * 20
+DEFAULT_ARGV = [sys.executable, "-m", "webhook_service"]
 
 
 class Service:
-    """`python -m webhook_service` on a free port, as deployed. stdout (the JSON log)
-    goes to `log_path`; stop() kills exactly its process group."""
+    """`python -m webhook_service` on a free port, as deployed (or `argv`, another server
+    answering /healthz; "{port}" in it is replaced). stdout (the JSON log) goes to
+    `log_path`; stop() kills exactly its process group."""
 
-    def __init__(self, env: Mapping[str, str], workdir: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str], workdir: Path, argv: list[str] | None = None
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"webhook-{self.port}.log"
@@ -45,7 +49,7 @@ class Service:
         }
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "webhook_service"],
+                [a.format(port=self.port) for a in argv or DEFAULT_ARGV],
                 cwd=workdir,  # no stray .env
                 env=full_env,
                 stdout=out,
