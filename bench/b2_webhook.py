@@ -11,10 +11,11 @@ duplicate and bad-signature paths."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,31 +72,61 @@ CONTENDERS = {"lower_bound": lower_bound, "sidecar": service}
 
 
 def head_to_head(n: dict[str, int], concs: tuple[int, ...], warmup: int) -> dict[str, Any]:
-    """Both contenders on the same deliveries: per workload, per contender, per number of
-    connections, a closed-loop phase of distinct deliveries; then exactly-once checked."""
+    """Both contenders on the same deliveries, each on its own fresh database, both
+    running throughout and measured in alternation (a shared machine's load drifts: the
+    two see the same conditions): per workload and number of connections, a closed-loop
+    phase of distinct deliveries; then every log checked stored exactly once."""
     out: dict[str, Any] = {}
     for workload, shape in WORKLOADS.items():
         factory = Factory(CONTRACT, **shape)
         warm = factory.make(warmup)
         phases = {conc: factory.make(n[workload]) for conc in concs}
-        out[workload] = {}
-        for name, start in CONTENDERS.items():
-            with throwaway_db(f"b2{name[:2]}") as db, start(db) as svc:
-                url = svc.url + PATH
-                _run(closed_loop(url, warm, 8))  # connections, plans, pools
-                row: dict[str, Any] = {
-                    f"conns_{conc}": _run(closed_loop(url, reqs, conc)).summary()
-                    for conc, reqs in phases.items()
-                }
-                row["verify"] = verify(db, factory)
-            out[workload][name] = row
-        lb, sc = out[workload]["lower_bound"], out[workload]["sidecar"]
+        rows: dict[str, dict[str, Any]] = {name: {} for name in CONTENDERS}
+        with ExitStack() as stack:
+            dbs, servers = {}, {}
+            for name, start in CONTENDERS.items():
+                dbs[name] = stack.enter_context(throwaway_db(f"b2{name[:2]}"))
+                servers[name] = stack.enter_context(start(dbs[name]))
+                _run(closed_loop(servers[name].url + PATH, warm, 8))  # connections, plans
+            for conc, reqs in phases.items():
+                for name in CONTENDERS:
+                    rows[name][f"conns_{conc}"] = _measured(servers[name], reqs, conc)
+            for name in CONTENDERS:
+                rows[name]["verify"] = verify(dbs[name], factory)
+        lb, sc = rows["lower_bound"], rows["sidecar"]
         hi, lo = f"conns_{max(concs)}", f"conns_{min(concs)}"
-        out[workload]["ratios"] = {
-            f"sidecar_over_lower_bound_{c}": round(sc[c]["per_s"] / lb[c]["per_s"], 2)
-            for c in (lo, hi)
-        } | {"sidecar_high_over_low_conns": round(sc[hi]["per_s"] / sc[lo]["per_s"], 2)}
+        out[workload] = {
+            **rows,
+            "deliveries_per_phase": n[workload],
+            "ratios": {
+                f"sidecar_over_lower_bound_{c}": round(sc[c]["per_s"] / lb[c]["per_s"], 2)
+                for c in (lo, hi)
+            }
+            | {"sidecar_high_over_low_conns": round(sc[hi]["per_s"] / sc[lo]["per_s"], 2)},
+        }
     return out
+
+
+def _measured(server: Service, reqs: list[Request], conc: int) -> dict[str, Any]:
+    """A closed-loop phase, with the CPU the server's processes spent per request."""
+    cpu = group_cpu_s(server.proc.pid)
+    phase = _run(closed_loop(server.url + PATH, reqs, conc))
+    per_request = (group_cpu_s(server.proc.pid) - cpu) / max(1, phase.sent)
+    return {**phase.summary(), "server_cpu_ms_per_request": round(per_request * 1e3, 3)}
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in process group `pgid` (uvicorn's
+    supervisor and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _errors(phase: Phase, ok: int) -> int:

@@ -24,11 +24,27 @@ from glisk_pipeline.db.schema import (
 )
 
 
-def pg_remove_sql(lo: str, hi: str, keep_hash: str) -> str:
+def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
     """The rows the chain contradicts (see remove_stale), marked removed, RETURNING
     (id, start, quantity): their token rows are deleted by key afterwards. Reads the CTE
     `incoming` (tx_hash, log_index, block_hash) the caller puts in front; the arguments
-    are SQL expressions. A UNION of index lookups: an OR would scan the table."""
+    are SQL expressions. A UNION of index lookups: an OR would scan the table.
+    `probe`: look each incoming log up by its key (a webhook delivery's 1-3 logs). The
+    planner takes a set-returning function for 100 rows and, on a table of some
+    thousands, joins by scanning it: 0.7 ms per delivery at 3,000 rows, growing with it
+    (measured); OFFSET 0 keeps the lookup a per-row index probe."""
+    moved = (
+        """SELECT e.id FROM incoming c
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.block_hash FROM mint_events e
+        WHERE e.tx_hash = c.tx_hash AND e.log_index = c.log_index AND NOT e.removed
+        OFFSET 0) e
+    WHERE e.block_hash <> c.block_hash"""
+        if probe
+        else """SELECT e.id FROM incoming c
+    JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
+    WHERE e.block_hash <> c.block_hash AND NOT e.removed"""
+    )
     return f"""
 UPDATE mint_events m SET removed = true
 FROM (
@@ -38,9 +54,7 @@ FROM (
       AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
                       AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
     UNION
-    SELECT e.id FROM incoming c
-    JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
-    WHERE e.block_hash <> c.block_hash AND NOT e.removed
+    {moved}
 ) AS x
 WHERE m.id = x.id
 RETURNING m.id, m.start_token_id AS start, m.quantity

@@ -80,6 +80,8 @@ DECLARE
     v_verdict text;
     v_claimed boolean;
     v_removed int := 0;
+    v_removed_ids bigint[];
+    v_token_ids bigint[];
     v_events json := '[]';
     v_bad json;
 BEGIN
@@ -97,15 +99,15 @@ BEGIN
             SELECT * FROM jsonb_to_recordset(doc->'events')
                 AS t(tx_hash text, log_index int, block_hash text)
         ),
-        removed AS ({pg_remove_sql("v_block", "v_block", "v_hash")}),
-        dropped AS (
-            -- by primary key, never a scan
-            DELETE FROM tokens t
-            USING (SELECT r.id, r.start + g.i AS token_id FROM removed r
-                   CROSS JOIN LATERAL generate_series(0, r.quantity - 1) AS g(i)) x
-            WHERE t.token_id = x.token_id AND t.mint_event_id = x.id
-        )
-        SELECT count(*) INTO v_removed FROM removed;
+        removed AS ({pg_remove_sql("v_block", "v_block", "v_hash", probe=True)})
+        SELECT count(DISTINCT id), array_agg(DISTINCT id), array_agg(token_id)
+        FROM removed CROSS JOIN LATERAL generate_series(start, start + quantity - 1)
+             AS g(token_id)
+        INTO v_removed, v_removed_ids, v_token_ids;
+        IF v_removed > 0 THEN  -- their token rows, by primary key (never a scan)
+            DELETE FROM tokens
+            WHERE token_id = ANY (v_token_ids) AND mint_event_id = ANY (v_removed_ids);
+        END IF;
     END IF;
     IF jsonb_array_length(doc->'events') > 0 THEN
         IF jsonb_array_length(doc->'events') > 200 THEN
