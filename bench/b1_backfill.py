@@ -9,33 +9,32 @@ import subprocess
 import sys
 from typing import Any
 
-from sqlalchemy import text
-
-from bench.common import Chain, Timer, bench_chain, rate, throwaway_db
+from bench.common import (
+    Chain,
+    Timer,
+    bench_chain,
+    oracle_problems,
+    rate,
+    stored_counts,
+    throwaway_db,
+)
 from bench.contenders import baseline, ceiling, project
 from bench.dagster_paths import materialize_range
-from glisk_pipeline.db.engine import make_engine
+from devtools.oracle import ChainMint
 
 
-def _stored(
-    db: str, events_table: str = "mint_events", tokens_table: str = "tokens"
-) -> tuple[int, int]:
-    engine = make_engine(db)
-    try:
-        with engine.connect() as conn:
-            ev = conn.execute(text(f"SELECT count(*) FROM {events_table}")).scalar_one()
-            tok = conn.execute(text(f"SELECT count(*) FROM {tokens_table}")).scalar_one()
-    finally:
-        engine.dispose()
-    return ev, tok
-
-
-def _timed(name: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+def _timed(
+    name: str, fn: Any, *args: Any, oracle: list[ChainMint] | None = None, **kw: Any
+) -> dict[str, Any]:
+    """Time fn into a fresh database; with `oracle` (the chain's mints of the range), also
+    compare its mint_events/tokens with the chain, after the timing."""
     with throwaway_db(name) as db:
         with Timer() as t:
             counts = fn(*args[:1], db, *args[1:], **kw)
         tables = ("ceil_events", "ceil_tokens") if fn is ceiling else ("mint_events", "tokens")
-        stored_ev, stored_tok = _stored(db, *tables)
+        stored_ev, stored_tok = stored_counts(db, *tables)
+        if oracle is not None:
+            counts = {**counts, "oracle_mismatches": oracle_problems(db, oracle)}
     return {
         **counts,
         "seconds": round(t.s, 3),
@@ -76,7 +75,7 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
         args = (chain.anvil.url, chain.contract, lo, hi)
         result["workload"]["tokens"] = h.tokens_minted
         c: dict[str, Any] = {}
-        c["project"] = _timed("project", project, *args)
+        c["project"] = _timed("project", project, *args, oracle=h.mints)
         c["ceiling_idempotent"] = _timed("ceil_idem", ceiling, *args, idempotent=True)
         c["ceiling_raw"] = _timed("ceil_raw", ceiling, *args, idempotent=False)
         sub_hi = h.mints[min(baseline_events, len(h.mints)) - 1].block_number
@@ -90,10 +89,14 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
                 raise RuntimeError(f"{name}: stored {row['stored_events']} of {expected} events")
         if c["project"]["events"] != len(h.mints):
             raise RuntimeError("project path missed events")
+        if c["project"]["oracle_mismatches"]:
+            raise RuntimeError(f"project path: {c['project']['oracle_mismatches']}")
         # After the others: it completes the last partition window with empty blocks.
         c["materialize"] = materialize_range(chain, lo, hi)
         if c["materialize"]["events"] != c["project"]["events"]:
             raise RuntimeError("materialize and the bare path saw different events")
+        if c["materialize"]["oracle_mismatches"]:
+            raise RuntimeError(f"materialize: {c['materialize']['oracle_mismatches']}")
         result["contenders"] = c
         p = c["project"]
         result["ratios"] = {
@@ -111,7 +114,7 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
         }
         memory = {f"{len(h.mints)}_events": peak_rss(chain, lo, hi)}
         if big_batches > n_batches:
-            from devtools.devchain import realistic_history
+            from devtools.history import realistic_history
 
             more = realistic_history(
                 chain.anvil,

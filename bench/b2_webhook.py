@@ -21,9 +21,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench.common import DEFAULT_AUTHOR, throwaway_db
+from bench.common import throwaway_db
 from bench.deliveries import KEY, WORKLOADS, Factory, forged
 from bench.loadgen import Phase, Request, closed_loop, fixed_rate
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.engine import make_engine
 from tests.webhook.helpers import REPO, Service  # the tests' runner, stopped by PID
 

@@ -1,5 +1,6 @@
 """B3: how cost grows. Sparse 1M-block ranges (against bench.sparse_shim), webhook latency
-with 0 vs 1M existing rows, and chain_head_sensor ticks vs existing partitions."""
+with 0 vs 1M existing rows, chain_head_sensor ticks vs existing partitions, and a sensor
+cold start over 200 windows in range runs vs one run per window."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import text
 from bench.b2_webhook import CONTRACT, PATH, service
 from bench.common import Timer, throwaway_db
 from bench.contenders import project
-from bench.dagster_paths import sensor_ticks
+from bench.dagster_paths import sensor_cold_start, sensor_ticks
 from bench.deliveries import Factory
 from bench.loadgen import fixed_rate
 from bench.sparse_shim import SparseChain, synthetic_logs
@@ -77,9 +78,13 @@ def run(
     seconds: float = 5.0,
     warmup: int = 200,
     sensor_partitions: tuple[int, ...] = (10, 1_000, 10_000),
+    cold_windows: int = 200,
+    cold_per_run: int = 50,
+    cold_process_samples: int = 3,
 ) -> dict[str, Any]:
     return {
         "sparse": sparse(n_blocks, n_events),
         "webhook_vs_rows": webhook_vs_rows(rows, seconds, warmup),
         "sensor": sensor_ticks(sensor_partitions),
+        "sensor_cold_start": sensor_cold_start(cold_windows, cold_per_run, cold_process_samples),
     }

@@ -16,14 +16,16 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from devtools.devchain import DEFAULT_MINT_PRICE, Anvil, History, deploy, realistic_history
+from devtools.anvil import DEFAULT_MINT_PRICE, Anvil, deploy
+from devtools.history import History, realistic_history
+from devtools.oracle import ChainMint, compare_with_chain
+from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.migrate import upgrade
 
 ADMIN_URL = os.environ.get(
     "GLISK_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_AUTHOR = "0x" + "de" * 20
 
 
 def _admin(sql: str) -> None:
@@ -89,3 +91,27 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
 
 def rate(count: float, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+def stored_counts(
+    db: str, events_table: str = "mint_events", tokens_table: str = "tokens"
+) -> tuple[int, int]:
+    """(events, tokens) rows in a benchmark database (table names differ per contender)."""
+    engine = make_engine(db)
+    try:
+        with engine.connect() as conn:
+            ev = conn.execute(text(f"SELECT count(*) FROM {events_table}")).scalar_one()
+            tok = conn.execute(text(f"SELECT count(*) FROM {tokens_table}")).scalar_one()
+    finally:
+        engine.dispose()
+    return ev, tok
+
+
+def oracle_problems(db: str, mints: list[ChainMint]) -> list[str]:
+    """The chain-vs-tables oracle over a benchmark database's mint_events and tokens (empty:
+    the contender stored exactly what the chain holds). Run after the timing."""
+    engine = make_engine(db)
+    try:
+        return compare_with_chain(engine, mints, with_stats=False)
+    finally:
+        engine.dispose()

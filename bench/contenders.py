@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import DeclarativeBase, Session
 from web3 import Web3
 
-from bench.common import DEFAULT_AUTHOR
-from devtools.devchain import artifact
+from devtools.anvil import artifact
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.schema import authors, mint_events, tokens

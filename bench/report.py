@@ -102,4 +102,25 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 "< 1 s at 10k" if n == "10000" else "",
                 tick < 1 if n == "10000" else None,
             )
+        if cold := b3.get("sensor_cold_start"):
+            per_run, windows = cold["per_run"], cold["windows"]
+            for label in ("range_runs", "one_per_window"):
+                row = cold[label]
+                launched = row.get("launched_estimate_s")
+                add(
+                    f"B3 sensor cold start, {windows} windows, {label.replace('_', ' ')}: "
+                    "runs · s in process" + (" · s launched (est.)" if launched else ""),
+                    f"{row['runs']} · {row['seconds']}" + (f" · {launched}" if launched else ""),
+                    f"≤ {-(-windows // per_run)} runs" if label == "range_runs" else "",
+                    row["runs"] <= -(-windows // per_run) if label == "range_runs" else None,
+                )
+            add(
+                "B3 sensor cold start, one-per-window / range time (in process)",
+                f"{cold['in_process_time_ratio']}×",
+            )
+            if "launched_estimate_ratio" in cold:
+                add(
+                    "B3 sensor cold start, one-per-window / range time (launched, est.)",
+                    f"{cold['launched_estimate_ratio']}× ({cold['process_run_s']} s a process run)",
+                )
     return "\n".join(lines)

@@ -42,6 +42,9 @@ SMOKE: dict[str, dict[str, Any]] = {
         "seconds": 0.2,
         "warmup": 10,
         "sensor_partitions": (3, 30),
+        "cold_windows": 4,
+        "cold_per_run": 3,
+        "cold_process_samples": 0,  # ~7 s a process: not in the test suite
     },
 }
 RUNNERS = {"b1": b1_backfill.run, "b2": b2_webhook.run, "b3": b3_scaling.run}

@@ -49,6 +49,7 @@ defs = Definitions(
             partition_size=_env_int("GLISK_PARTITION_SIZE"),
             confirmations=_env_int("GLISK_CONFIRMATIONS"),
             sensor_max_partitions_per_tick=_env_int("GLISK_SENSOR_MAX_PARTITIONS_PER_TICK"),
+            partitions_per_run=_env_int("GLISK_PARTITIONS_PER_RUN"),
         ),
     },
 )

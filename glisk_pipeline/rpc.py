@@ -1,7 +1,8 @@
 """The one JSON-RPC client: `eth_getLogs` over a block range that adapts to provider limits.
 
-Providers disagree on everything (FIELD-NOTES lists the messages seen in the wild), so the
-rules are data, kept together in `classify()`:
+Providers disagree on everything (Alchemy, Infura, QuickNode and the public Base RPC each
+word their limits differently; tests/test_rpc.py holds their messages), so the rules are
+data, kept together in `classify()`:
 - range errors ("too many results", "block range too large", a timeout on a wide query):
   retry the same start with the range the provider suggests when it names one, else half;
   a hard cap stated in the message ("up to a 10 block range") becomes a ceiling;
@@ -12,7 +13,8 @@ rules are data, kept together in `classify()`:
 After successes with few logs the range grows again, so sparse history costs few calls.
 
 Responses are parsed with orjson into plain dicts: web3's per-log formatters cost ~10x
-more than the whole decode (FIELD-NOTES). web3 is not needed for anything else here.
+more than the whole decode (fetch+decode of 5,000 logs: raw HTTP + slicing ~100k logs/s,
+`w3.eth.get_logs` ~11k logs/s). web3 is not needed for anything else here.
 """
 
 from __future__ import annotations

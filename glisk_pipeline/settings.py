@@ -12,11 +12,17 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 DEFAULT_SQLITE_PATH = Path(".glisk") / "glisk.db"
+# Connections per process (each uvicorn worker, each Dagster run, the CLI): a webhook
+# delivery holds one for ~1-5 ms and a run uses one at a time, so 5 (+5 in bursts) carries
+# hundreds of deliveries/s per worker while keeping replicas x workers x 10 within the
+# server's max_connections (PostgreSQL's default: 100).
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 5
 
 
 class ConfigError(ValueError):
@@ -74,6 +80,8 @@ class Settings(BaseSettings):
 
     # Storage and chain access.
     DATABASE_URL: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    DATABASE_POOL_SIZE: int = Field(default=DEFAULT_POOL_SIZE, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=DEFAULT_MAX_OVERFLOW, ge=0)
     RPC_URL: SecretStr | None = None  # may embed a provider key: treated as a secret
     GLISK_START_BLOCK: int = Field(default=0, ge=0)
     GLISK_PARTITION_SIZE: int = Field(default=10_000, ge=1)
@@ -84,22 +92,22 @@ class Settings(BaseSettings):
     RPC_MAX_ATTEMPTS: int = Field(default=6, ge=1)
 
     # Dagster pipeline (the partition size above is shared with it).
-    # Partitions per run of a UI backfill (BackfillPolicy.multi_run): 50 windows of 10,000
-    # blocks is ~11 days of Base per run, a year of catch-up ~32 runs.
+    # Partitions per run of a UI backfill (BackfillPolicy.multi_run) and of the sensor's
+    # catch-up runs: 50 windows of 10,000 blocks is ~11 days of Base per run, a year of
+    # catch-up ~32 runs.
     GLISK_PARTITIONS_PER_RUN: int = Field(default=50, ge=1)
-    # New windows the sensor adds (and runs it requests) per tick, so a first tick on a
+    # New windows the sensor adds (in runs of the above) per tick, so a first tick on a
     # long history cannot run into the 60 s sensor timeout; the cursor resumes next tick.
     GLISK_SENSOR_MAX_PARTITIONS_PER_TICK: int = Field(default=100, ge=1)
 
     # Webhook sidecar.
     WEBHOOK_DUPLICATE_STATUS: int = 409
     WEBHOOK_MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    # Loopback by default, so a bare `python -m webhook_service` on a laptop is not exposed
+    # to the network; the image, compose file and Kubernetes manifests set 0.0.0.0.
     WEBHOOK_HOST: str = "127.0.0.1"
     WEBHOOK_PORT: int = Field(default=8000, ge=1, le=65535)
     WEBHOOK_WORKERS: int = Field(default=2, ge=1)
-    # Per worker: connections of the async pool that stores deliveries (PostgreSQL).
-    WEBHOOK_DB_POOL_MIN: int = Field(default=4, ge=1)
-    WEBHOOK_DB_POOL_MAX: int = Field(default=8, ge=1)
     # Every delivery is answered within this many seconds whatever the database does
     # (Alchemy gives up after 5 s and retries; a late 200 would count as a failure).
     WEBHOOK_ANSWER_BUDGET_SECONDS: float = Field(default=4.0, gt=0, lt=5)
@@ -121,13 +129,6 @@ class Settings(BaseSettings):
     def _duplicate_status(cls, value: int) -> int:
         if value not in (200, 409):
             raise ValueError("must be 409 (the spec) or 200 (never retried by Alchemy)")
-        return value
-
-    @field_validator("WEBHOOK_DB_POOL_MAX")
-    @classmethod
-    def _pool_max(cls, value: int, info: ValidationInfo) -> int:
-        if value < info.data.get("WEBHOOK_DB_POOL_MIN", 1):
-            raise ValueError("must be at least WEBHOOK_DB_POOL_MIN")
         return value
 
     @field_validator("DATABASE_URL")

@@ -6,8 +6,6 @@ import random
 
 from glisk_pipeline.chain import MintRecord
 
-DEFAULT_AUTHOR = "0x" + "de" * 20
-
 
 def address(i: int) -> str:
     return "0x" + f"{i:040x}"

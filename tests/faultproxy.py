@@ -1,5 +1,6 @@
 """A small fault-injecting JSON-RPC proxy in front of anvil: real HTTP on loopback that
-behaves like real providers do at their limits (messages copied from FIELD-NOTES).
+behaves like real providers do at their limits (messages copied from what Alchemy, Infura,
+QuickNode and the public Base RPC answer).
 
 Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
 - `limit_range(n, style)`: ranges wider than n blocks fail as that provider says it;

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from devtools.devchain import DEFAULT_MINT_PRICE, Anvil, deploy
+from devtools.anvil import DEFAULT_MINT_PRICE, Anvil, deploy
+from devtools.oracle import ChainMint, chain_mints
 
 __all__ = ["DevChain", "anvil", "deployed_chain", "devchain", "glisk_contract"]
 
@@ -25,6 +26,10 @@ class DevChain:
     anvil: Anvil
     glisk: str
     decoy: str
+
+    def mints(self) -> list[ChainMint]:
+        """Every genuine BatchMinted of the GliskNFT so far, as the oracle reads the chain."""
+        return chain_mints(self.anvil, self.glisk)
 
 
 @pytest.fixture(scope="session")

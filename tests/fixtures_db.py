@@ -75,6 +75,19 @@ def pg_engine(pg_engine_session: Engine) -> Engine:
 
 
 @pytest.fixture
+def fresh_databases() -> Iterator[tuple[str, str]]:
+    """Two new, empty databases, dropped afterwards: (app URL, Dagster storage URL). The
+    Dagster one names the psycopg2 driver: with SQLAlchemy 2.1 a plain postgresql:// URL
+    picks psycopg 3, and dagster-postgres' `NOTIFY run_events, %(notify_id)s` then fails."""
+    app, dagster = f"glisk_app_{uuid.uuid4().hex[:8]}", f"glisk_dagster_{uuid.uuid4().hex[:8]}"
+    app_url = create_database(app)
+    dagster_url = make_url(create_database(dagster)).set(drivername="postgresql+psycopg2")
+    yield app_url, dagster_url.render_as_string(hide_password=False)
+    drop_database(app)
+    drop_database(dagster)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'glisk.db'}"
     upgrade(url)

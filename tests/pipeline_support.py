@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine
 
-from devtools.demo import compare_with_chain
-from devtools.devchain import History, chain_logs, decode_mint, realistic_history
+from devtools.history import History, realistic_history
+from devtools.local_chain import DEFAULT_AUTHOR
+from devtools.oracle import chain_mints, compare_with_chain
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from tests.fixtures_chain import DevChain
 
-DEFAULT_AUTHOR = "0x" + "d0" * 20
 SIZE = 100  # blocks per partition: small, so a short chain has many partitions
 
 
@@ -48,11 +48,10 @@ class Pipeline:
         }
 
     def mismatches(self, from_block: int, to_block: int) -> list[str]:
-        """compare_with_chain restricted to mint_events/tokens of a block range (mint_stats
-        is not built in these tests: its figures are expected to read zero)."""
-        logs = chain_logs(self.devchain.anvil, self.devchain.glisk, from_block, to_block)
-        mints = [decode_mint(log) for log in logs]
-        return [p for p in compare_with_chain(self.engine, mints) if not p.startswith("mint_stats")]
+        """The oracle's mismatches over mint_events/tokens of a block range (mint_stats is not
+        built in these tests)."""
+        mints = chain_mints(self.devchain.anvil, self.devchain.glisk, from_block, to_block)
+        return compare_with_chain(self.engine, mints, with_stats=False)
 
 
 @pytest.fixture

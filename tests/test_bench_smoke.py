@@ -15,6 +15,7 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
     assert b1["baseline_subset"]["stored_events"] == b1["baseline_subset"]["events"] > 0
     assert b1["materialize"]["events"] == b1["materialize"]["stored_events"]
     assert b1["materialize"]["stored_events"] == b1["project"]["events"]
+    assert b1["project"]["oracle_mismatches"] == b1["materialize"]["oracle_mismatches"] == []
     assert results["b1"]["ratios"]["materialize_over_bare"] > 0
     assert results["b2"]["verify"]["exactly_once"]
     for workload in ("small", "heavy"):
@@ -32,3 +33,5 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
         "30_partitions",
         "30_partitions_no_cursor",
     }
+    cold = results["b3"]["sensor_cold_start"]  # 4 windows, 3 per run: a range and a single
+    assert (cold["range_runs"]["runs"], cold["one_per_window"]["runs"]) == (2, 4)

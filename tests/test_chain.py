@@ -6,14 +6,9 @@ import copy
 
 import pytest
 
-from devtools.devchain import (
-    DEV_ACCOUNTS,
-    Mint,
-    chain_logs,
-    decode_mint,
-    mint_batches,
-    random_address,
-)
+from devtools.anvil import DEV_ACCOUNTS, random_address
+from devtools.history import Mint, mint_batches
+from devtools.oracle import chain_logs, decode_mint
 from devtools.replay import as_webhook
 from glisk_pipeline.chain import (
     BATCH_MINTED_TOPIC0,

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, func, select
 
-from devtools.devchain import History, realistic_history
+from devtools.history import History, realistic_history
+from devtools.local_chain import DEFAULT_AUTHOR
+from devtools.oracle import chain_rows, table_rows, token_ids
 from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.schema import mint_events
-from tests.chain_truth import chain_rows, table_rows, token_ids
-from tests.factories import DEFAULT_AUTHOR
 from tests.fixtures_chain import DevChain
 
 CLI = [sys.executable, "-m", "glisk_pipeline.cli.recover_events"]
@@ -53,7 +53,7 @@ def test_full_run_equals_chain(env, history, devchain, pg_engine) -> None:  # ty
     n = history.to_block // 100 + 1
     assert f"Processing blocks 0 - 99 (batch 1/{n})" in out.stdout
     assert f"{len(history.mints)} events found, {len(history.mints)} stored" in out.stdout
-    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert table_rows(pg_engine) == chain_rows(devchain.mints())
     # a second run without --from-block resumes after the checkpoint: nothing left to do
     again = run(env, "--to-block", str(history.to_block))
     assert again.returncode == 0 and "Nothing to do" in again.stdout
@@ -87,7 +87,7 @@ def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, 
     assert resumed.returncode == 0, resumed.stderr
     first = int(resumed.stdout.split("Recovering blocks ")[1].split()[0])
     assert first > 0  # resumed from the checkpoint, not from scratch
-    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert table_rows(pg_engine) == chain_rows(devchain.mints())
     assert token_ids(pg_engine) == list(range(1, history.tokens_minted + 1))
 
 
@@ -137,7 +137,7 @@ def test_blocks_past_the_final_head_are_added_but_not_checkpointed(
     env = {**env, "GLISK_CONFIRMATIONS": "100"}
     out = run(env, "--from-block", "0", "--to-block", "latest", "--batch-size", "1000")
     assert out.returncode == 0, out.stderr
-    assert table_rows(pg_engine) == chain_rows(devchain)  # everything added
+    assert table_rows(pg_engine) == chain_rows(devchain.mints())  # everything added
     checkpoint = MintStore(pg_engine, DEFAULT_AUTHOR).last_processed_block()
     assert checkpoint == devchain.anvil.block_number() - 100  # only the final part
     again = run(env)  # default --to-block final: nothing left

@@ -8,14 +8,14 @@ import time
 import pytest
 from sqlalchemy import Engine, func, select
 
-from devtools.devchain import History, chain_logs, realistic_history
+from devtools.history import History, realistic_history
+from devtools.local_chain import DEFAULT_AUTHOR
+from devtools.oracle import chain_logs, chain_rows, table_rows, token_ids
 from glisk_pipeline.chain import decode_rpc_log
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.ingest import backfill_range, prefetch
 from glisk_pipeline.rpc import RpcClient
-from tests.chain_truth import chain_rows, table_rows, token_ids
-from tests.factories import DEFAULT_AUTHOR
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain
 
@@ -32,7 +32,7 @@ def test_backfill_equals_chain_and_is_idempotent(devchain, history, engine: Engi
     with RpcClient(devchain.anvil.url) as client:
         report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
         again = backfill_range(client, store, devchain.glisk, 0, history.to_block)
-    expected = chain_rows(devchain)
+    expected = chain_rows(devchain.mints())
     assert table_rows(engine) == expected and len(expected) == len(history.mints)
     assert token_ids(engine) == list(range(1, history.tokens_minted + 1))
     assert (report.logs_found, report.stored, report.duplicates) == (len(expected),) * 2 + (0,)
@@ -48,7 +48,7 @@ def test_backfill_under_provider_limits_equals_chain(devchain, history, pg_engin
         proxy.script("429", "timeout", "truncate")
         with RpcClient(proxy.url, backoff_base=0.01, timeout=1.0) as client:
             report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
-    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert table_rows(pg_engine) == chain_rows(devchain.mints())
     assert report.rpc_retries == 3 and report.rpc_calls > report.rpc_retries
 
 
@@ -62,7 +62,7 @@ def test_reconciliation_removes_webhook_row_not_on_chain(devchain, history, pg_e
     with RpcClient(devchain.anvil.url) as client:
         report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
     assert report.removed == 1
-    assert table_rows(pg_engine) == chain_rows(devchain)
+    assert table_rows(pg_engine) == chain_rows(devchain.mints())
     assert 10**9 not in token_ids(pg_engine)
 
 

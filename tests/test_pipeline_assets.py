@@ -17,6 +17,7 @@ from dagster._core.storage.tags import (
 )
 from sqlalchemy import select, text, update
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.store import MintStore
@@ -29,7 +30,7 @@ from glisk_pipeline.defs.checks import (
 )
 from glisk_pipeline.stats import read_table
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
-from tests.pipeline_support import DEFAULT_AUTHOR, SIZE, Pipeline, pipeline  # noqa: F401
+from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
 ASSETS = [mint_events, *mint_event_checks]
 

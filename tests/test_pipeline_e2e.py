@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from devtools.demo import REPO_ROOT, DemoOptions, run_demo
+from devtools.anvil import REPO_ROOT
+from devtools.demo import DemoOptions, run_demo
 from glisk_pipeline.db.migrate import upgrade
-from tests.fixtures_db import create_database, drop_database
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def fresh_pg() -> Iterator[tuple[str, str]]:
-    """(app database URL, Dagster storage URL with the psycopg2 driver), both new."""
-    app, dagster = f"glisk_e2e_{uuid.uuid4().hex[:8]}", f"glisk_dagster_{uuid.uuid4().hex[:8]}"
-    app_url = create_database(app)
-    dagster_url = make_url(create_database(dagster)).set(drivername="postgresql+psycopg2")
-    upgrade(app_url)
-    yield app_url, dagster_url.render_as_string(hide_password=False)
-    drop_database(app)
-    drop_database(dagster)
+def fresh_pg(fresh_databases: tuple[str, str]) -> tuple[str, str]:
+    """fresh_databases with the app schema migrated."""
+    upgrade(fresh_databases[0])
+    return fresh_databases
 
 
 def test_backfill_over_graphql_on_postgres(fresh_pg: tuple[str, str]) -> None:

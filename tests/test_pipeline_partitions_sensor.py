@@ -1,12 +1,22 @@
-"""Partition keys (pure) and chain_head_sensor with build_sensor_context on real anvil."""
+"""Partition keys (pure) and chain_head_sensor with build_sensor_context on real anvil: the
+windows it adds, the range runs it requests, and a cold start over hundreds of windows
+materialized from those requests, equal to the chain."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from dagster import build_sensor_context, instance_for_test
+from dagster import (
+    AssetKey,
+    Definitions,
+    RunRequest,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
 
+from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.sensors import chain_head_sensor
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
@@ -17,6 +27,24 @@ from glisk_pipeline.windows import (
     window_of,
 )
 from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
+
+COLD_SIZE = 3  # blocks per window in the cold-start tests: the fixture's chain is ~250 windows
+PER_RUN = 50
+
+
+def requested_keys(requests: list[RunRequest], keys: list[str]) -> list[list[str]]:
+    """The partitions each request runs, read the way the run reads them: its partition key,
+    or its range tags resolved against the keys in insertion order."""
+    out = []
+    for r in requests:
+        if r.partition_key is not None:
+            assert r.partition_key_range is None
+            out.append([r.partition_key])
+        else:
+            span = r.partition_key_range
+            assert span is not None, r
+            out.append(keys[keys.index(span.start) : keys.index(span.end) + 1])
+    return out
 
 
 def test_keys_are_fixed_width_and_sort_like_blocks() -> None:
@@ -80,8 +108,12 @@ def test_sensor_adds_keys_requests_runs_and_advances_cursor(pipeline: Pipeline) 
         assert tick == -(-len(expected) // 3)
         assert added == expected  # ascending, no gaps, first window holds start_block
         assert instance.get_dynamic_partitions(PARTITIONS_NAME) == expected
-        assert [r.partition_key for r in runs] == expected
-        assert [r.run_key for r in runs] == expected  # stable: a repeat never runs twice
+        # 3 windows a tick, 50 a run: one range run per tick, covering the tick's windows
+        assert [k for keys in requested_keys(runs, expected) for k in keys] == expected
+        assert len(runs) == tick
+        assert [r.run_key for r in runs] == [  # stable: a repeat never runs twice
+            k[0] if len(k) == 1 else f"{k[0]}..{k[-1]}" for k in requested_keys(runs, expected)
+        ]
 
         # Confirmations move the horizon (a fresh instance: nothing added yet).
         with instance_for_test() as other:
@@ -122,3 +154,81 @@ def test_sensor_tick_with_thousands_of_partitions_plans_from_its_cursor(pipeline
         assert not result.dynamic_partitions_requests  # head is far below 500,000
         assert not result.run_requests
         assert result.cursor == cursor  # nothing new: the cursor is carried, not recomputed
+
+
+def test_cold_start_requests_range_runs_live_edge_one(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    resources = p.sensor_resources(
+        partition_size=COLD_SIZE, partitions_per_run=PER_RUN, sensor_max_partitions_per_tick=10**4
+    )
+    expected = new_windows(
+        start_block=p.start_block,
+        size=COLD_SIZE,
+        final_block=p.devchain.anvil.block_number(),
+        after_block=None,
+        limit=10**6,
+    )
+    assert len(expected) >= 200
+    with instance_for_test() as instance:
+        result = chain_head_sensor(build_sensor_context(instance=instance, resources=resources))
+        added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
+        assert added == expected
+        runs = requested_keys(result.run_requests, expected)
+        assert len(runs) == -(-len(expected) // PER_RUN)
+        assert all(1 <= len(keys) <= PER_RUN for keys in runs)
+        # contiguous, ascending, every new window exactly once
+        assert [k for keys in runs for k in keys] == expected
+        run_keys = [r.run_key for r in result.run_requests]
+        assert len(set(run_keys)) == len(run_keys)
+        assert run_keys[0] == f"{expected[0]}..{expected[PER_RUN - 1]}"
+
+        # At the live edge: one new window, one single-partition run keyed by its window.
+        instance.add_dynamic_partitions(PARTITIONS_NAME, added)
+        p.devchain.anvil.mine_empty(COLD_SIZE)
+        ctx = build_sensor_context(instance=instance, cursor=result.cursor, resources=resources)
+        edge = chain_head_sensor(ctx)
+        (new,) = [k for r in edge.dynamic_partitions_requests for k in r.partition_keys]
+        assert parse_key(new)[0] == parse_key(expected[-1])[1] + 1
+        (request,) = edge.run_requests
+        assert (request.partition_key, request.run_key, request.partition_key_range) == (
+            new,
+            new,
+            None,
+        )
+
+
+@pytest.mark.slow
+def test_cold_start_range_runs_materialize_the_chain(pipeline: Pipeline) -> None:  # noqa: F811
+    """The tick evaluated as the daemon does (requests resolved against the definitions and
+    the keys the same tick adds), every requested run executed in process on the same
+    instance: the tables equal the chain, every window materialized once."""
+    p = pipeline
+    resources = p.resources(
+        partition_size=COLD_SIZE, partitions_per_run=PER_RUN, sensor_max_partitions_per_tick=10**4
+    )
+    defs = Definitions(assets=[mint_events], sensors=[chain_head_sensor], resources=resources)
+    with instance_for_test() as instance:
+        ctx = build_sensor_context(
+            instance=instance, definitions=defs, resources={"chain": resources["chain"]}
+        )
+        tick = chain_head_sensor.evaluate_tick(ctx)
+        (add,) = tick.dynamic_partitions_requests
+        keys = list(add.partition_keys)
+        assert len(keys) >= 200
+        instance.add_dynamic_partitions(PARTITIONS_NAME, keys)  # the daemon's part of a tick
+        requests = tick.run_requests
+        assert len(requests) <= -(-len(keys) // PER_RUN)
+        for r in requests:
+            run = materialize(
+                [mint_events],
+                instance=instance,
+                resources=resources,
+                partition_key=r.partition_key,
+                tags=r.tags,
+            )
+            assert run.success
+        assert instance.get_materialized_partitions(AssetKey("mint_events")) == set(keys)
+        assert len(instance.get_run_records()) == len(requests)
+        assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
+        # The history's every mint is in the windows: none was left for a later tick.
+        assert parse_key(keys[-1])[1] >= p.history.mints[-1].block_number

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devtools.devchain import History, chain_logs, realistic_history
+from devtools.history import History, realistic_history
+from devtools.oracle import chain_logs
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.rpc import Kind, RpcClient, RpcError, classify, split_chunk
 from tests.faultproxy import FaultProxy
@@ -162,7 +163,7 @@ def test_sparse_history_costs_few_calls(devchain: DevChain) -> None:
         assert client.stats.calls <= 6 < head // 50
 
 
-# Provider messages as seen in the wild (FIELD-NOTES), as data.
+# Provider messages as seen in the wild (Alchemy, Infura, QuickNode, public Base RPC), as data.
 @pytest.mark.parametrize(
     ("status", "error", "kind", "suggested", "cap"),
     [

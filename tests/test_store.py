@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
-from tests.factories import DEFAULT_AUTHOR, make_records
+from tests.factories import make_records
 
 
 def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import Engine, select
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, StoreResult
 from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
-from tests.factories import DEFAULT_AUTHOR
 from tests.fixtures_db import async_pool
 
 BLOCK = 500

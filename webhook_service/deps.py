@@ -1,9 +1,8 @@
 """What the routes depend on, built once per worker process at start-up.
 
-PostgreSQL (production): deliveries go through an async psycopg pool, one prepared call
-of the store's delivery function each, on the event loop (no threadpool hop). The
-SQLAlchemy engine is kept for /readyz only (one connection). SQLite (the embedded
-default): the synchronous store, run in the threadpool.
+PostgreSQL (production): deliveries (and /readyz) go through an async psycopg pool, one
+prepared call of the store's delivery function each, on the event loop (no threadpool
+hop). SQLite (the embedded default): the synchronous store, run in the threadpool.
 
 Every database wait is bounded below the answer budget (WEBHOOK_ANSWER_BUDGET_SECONDS,
 under Alchemy's 5 s delivery timeout): libpq socket timeouts and keepalives, the pool's
@@ -20,19 +19,16 @@ from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
-from glisk_pipeline.db.engine import libpq_conninfo, make_engine, pg_time_limits
-from glisk_pipeline.db.migrate import head_revision
+from glisk_pipeline.db.engine import engine_from_settings, libpq_conninfo, pg_time_limits
+from glisk_pipeline.db.migrate import current_revision, head_revision
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
 from glisk_pipeline.settings import Settings
 
 # The sidecar refuses to start without these (one line naming the first missing one).
 REQUIRED = ("ALCHEMY_WEBHOOK_SECRET", "GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
-
-# SQLite: the engine's pool serves the threadpool that runs the store calls.
-SQLITE_POOL_SIZE = 10
-SQLITE_MAX_OVERFLOW = 10
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,14 @@ class Service:
         if self.deliveries is not None:
             await self.deliveries.pool.open(wait=False)  # a down database: /readyz says so
 
+    async def schema_revision(self) -> str | None:
+        """The database's Alembic revision (raises if it cannot be read)."""
+        if self.deliveries is None:
+            return await run_in_threadpool(current_revision, self.engine)
+        async with self.deliveries.pool.connection() as conn:
+            row = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()
+            return None if row is None else str(row[0])
+
     async def close(self) -> None:
         if self.deliveries is not None:
             await self.deliveries.pool.close(timeout=1)
@@ -76,24 +80,14 @@ def build_service(settings: Settings) -> Service:
     check_settings(settings)
     budget = settings.WEBHOOK_ANSWER_BUDGET_SECONDS
     deliveries = None
+    # Each worker's pool: DATABASE_POOL_SIZE (+ DATABASE_MAX_OVERFLOW in bursts). On
+    # PostgreSQL that is the async pool; the engine then never connects (/readyz, too,
+    # goes through the async pool), so a worker holds at most pool + overflow connections.
     if settings.DATABASE_URL.startswith("postgresql"):
-        engine = make_engine(
-            settings.DATABASE_URL,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=budget / 2,
-            connect_args=pg_time_limits(budget),
-        )
         deliveries = AsyncDeliveryStore(
             make_delivery_pool(settings), settings.default_author_wallet
         )
-    else:
-        engine = make_engine(
-            settings.DATABASE_URL,
-            pool_size=SQLITE_POOL_SIZE,
-            max_overflow=SQLITE_MAX_OVERFLOW,
-            pool_timeout=budget / 2,
-        )
+    engine = engine_from_settings(settings, pool_timeout=budget / 2)
     return Service(
         settings=settings,
         engine=engine,
@@ -111,8 +105,8 @@ def make_delivery_pool(settings: Settings) -> AsyncConnectionPool:
     budget = settings.WEBHOOK_ANSWER_BUDGET_SECONDS
     return AsyncConnectionPool(
         libpq_conninfo(settings.DATABASE_URL),
-        min_size=settings.WEBHOOK_DB_POOL_MIN,
-        max_size=settings.WEBHOOK_DB_POOL_MAX,
+        min_size=settings.DATABASE_POOL_SIZE,
+        max_size=settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW,
         kwargs={"autocommit": True, **pg_time_limits(budget)},
         configure=_configure,
         timeout=budget / 2,  # waiting for a free connection

@@ -19,7 +19,7 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.chain import DecodeError
-from glisk_pipeline.db.engine import describe_db_error, make_engine
+from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.migrate import current_revision, head_revision
 from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
-    engine = make_engine(settings.DATABASE_URL)
+    engine = engine_from_settings(settings)
     chunks_stored = 0  # decides between "error" and "partial"
 
     def on_chunk(chunk: ChunkReport) -> None:

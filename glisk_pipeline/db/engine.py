@@ -7,10 +7,34 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from glisk_pipeline.settings import normalize_database_url
+from glisk_pipeline.settings import (
+    DEFAULT_MAX_OVERFLOW,
+    DEFAULT_POOL_SIZE,
+    Settings,
+    normalize_database_url,
+)
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
+def engine_from_settings(settings: Settings, **kwargs: object) -> Engine:
+    """make_engine for DATABASE_URL with the pool size of DATABASE_POOL_SIZE and
+    DATABASE_MAX_OVERFLOW."""
+    return make_engine(
+        settings.DATABASE_URL,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        **kwargs,
+    )
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    **kwargs: object,
+) -> Engine:
+    """An engine for `url`. On PostgreSQL each process holds at most pool_size +
+    max_overflow connections: the deployment's connection budget counts on it."""
     url = normalize_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -23,6 +47,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     # JIT off for our sessions: generate_series' fixed 1000-row estimate makes the store's
     # statements look costly enough to JIT-compile, which cost ~350 ms per bulk statement
     # and ~0.5 ms per webhook delivery (measured) and never paid back.

@@ -57,8 +57,9 @@ with warnings.catch_warnings():
         partitions_def=block_ranges,
         # A UI backfill of hundreds of partitions becomes runs of up to N partitions, each run
         # fetching its whole block range at once. multi_run + parsing the bounds from
-        # partition_key_range, not single_run (FIELD-NOTES: single_run range runs over dynamic
-        # partitions have a history of bugs); tests/test_pipeline_e2e.py proves it.
+        # partition_key_range, not single_run: single_run range runs over dynamic partitions
+        # have a history of bugs (dagster issues #17693 and #15667, PR #19622 still open in
+        # 2025); tests/test_pipeline_e2e.py proves the multi_run path.
         backfill_policy=BackfillPolicy.multi_run(
             max_partitions_per_run=load_settings().GLISK_PARTITIONS_PER_RUN
         ),

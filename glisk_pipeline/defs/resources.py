@@ -18,7 +18,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
-from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.engine import engine_from_settings
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings, load_settings
@@ -46,7 +46,7 @@ class DatabaseResource(ConfigurableResource):
         )
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._engine = make_engine(self.settings().DATABASE_URL)
+        self._engine = engine_from_settings(self.settings())
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._engine is not None:
@@ -56,7 +56,7 @@ class DatabaseResource(ConfigurableResource):
     @property
     def engine(self) -> Engine:
         if self._engine is None:  # used outside a run (e.g. a direct call in a script)
-            self._engine = make_engine(self.settings().DATABASE_URL)
+            self._engine = engine_from_settings(self.settings())
         return self._engine
 
     def store(self) -> MintStore:
@@ -80,6 +80,7 @@ class ChainResource(ConfigurableResource):
     partition_size: int | None = None
     confirmations: int | None = None
     sensor_max_partitions_per_tick: int | None = None
+    partitions_per_run: int | None = None  # the sensor's range runs (the asset reads it too)
 
     def settings(self) -> Settings:
         return _settings(
@@ -91,6 +92,7 @@ class ChainResource(ConfigurableResource):
             GLISK_PARTITION_SIZE=self.partition_size,
             GLISK_CONFIRMATIONS=self.confirmations,
             GLISK_SENSOR_MAX_PARTITIONS_PER_TICK=self.sensor_max_partitions_per_tick,
+            GLISK_PARTITIONS_PER_RUN=self.partitions_per_run,
         )
 
     @contextmanager

@@ -1,8 +1,19 @@
 """`chain_head_sensor`: keeps block_ranges up with the chain's final head.
 
 Each tick reads the final block (one RPC call), adds the complete windows after the last
-one it added (ascending, at most GLISK_SENSOR_MAX_PARTITIONS_PER_TICK), and requests one
-run per new partition, keyed by the partition so a repeated request never runs twice.
+one it added (ascending, at most GLISK_SENSOR_MAX_PARTITIONS_PER_TICK), and requests runs
+over them: consecutive ranges of at most GLISK_PARTITIONS_PER_RUN windows, so a cold start
+over thousands of windows is tens of runs, not thousands, each paying Dagster's run
+start-up (7-9 s a run as a process on a 2-core machine, a pod each on Kubernetes). At the
+live edge a tick finds one window and requests one single-partition run, as before. Each
+request's run_key names its first and last window, so a repeated request never runs twice.
+
+A range request is what a multi_run backfill launches (the asset's BackfillPolicy): tags
+dagster/asset_partition_range_start|end, which the daemon copies onto the run and the asset
+reads as context.partition_key_range. A sensor's run request does not go through the
+backfill policy, so the sensor cuts the ranges itself, with the same setting. The keys are
+added by the tick's dynamic_partitions_requests, which the daemon applies before it creates
+the tick's runs.
 
 The cursor holds the end block of the last window added, so a tick costs the same with 10
 partitions or 100,000: existing keys are listed only when there is no cursor yet (first
@@ -24,6 +35,13 @@ from dagster import (
     sensor,
 )
 
+# Not re-exported by `dagster`; if they move, this import fails at load, loudly, where a
+# copied string would silently become a tag no run reads.
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource
@@ -33,6 +51,20 @@ from glisk_pipeline.windows import (
     new_windows,
     parse_key,
 )
+
+
+def range_requests(keys: list[str], per_run: int) -> list[RunRequest]:
+    """Runs over consecutive slices of `keys` (ascending), at most `per_run` keys each; a
+    slice of one key is a plain single-partition request."""
+    requests = []
+    for i in range(0, len(keys), per_run):
+        first, last = keys[i], keys[min(i + per_run, len(keys)) - 1]
+        if first == last:
+            requests.append(RunRequest(run_key=first, partition_key=first))
+        else:
+            tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+            requests.append(RunRequest(run_key=f"{first}..{last}", tags=tags))
+    return requests
 
 
 @dataclass(frozen=True)
@@ -69,7 +101,10 @@ def plan_tick(
     minimum_interval_seconds=30,
     # Off until an operator turns it on: it launches runs against a paid RPC provider.
     default_status=DefaultSensorStatus.STOPPED,
-    description="Adds the newly final block windows as partitions and requests their runs",
+    description=(
+        "Adds the newly final block windows as partitions and requests runs over them, "
+        "up to GLISK_PARTITIONS_PER_RUN windows per run"
+    ),
 )
 def chain_head_sensor(context: SensorEvaluationContext, chain: ChainResource) -> SensorResult:
     settings = chain.settings()
@@ -93,7 +128,7 @@ def chain_head_sensor(context: SensorEvaluationContext, chain: ChainResource) ->
         f"{plan.new_keys[0]} .. {plan.new_keys[-1]}"
     )
     return SensorResult(
-        run_requests=[RunRequest(run_key=key, partition_key=key) for key in plan.new_keys],
+        run_requests=range_requests(plan.new_keys, settings.GLISK_PARTITIONS_PER_RUN),
         dynamic_partitions_requests=[block_ranges.build_add_request(plan.new_keys)],
         cursor=plan.cursor,
     )

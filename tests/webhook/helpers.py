@@ -19,12 +19,12 @@ import httpx
 from sqlalchemy.engine import make_url
 
 # The dev chain's process helpers: a free loopback port, and die-with-parent for children.
-from devtools.devchain import _die_with_parent, _free_port
+from devtools.anvil import die_with_parent, free_port
+from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.replay import signed
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
-DEFAULT_AUTHOR = "0x" + "de" * 20
 DEFAULT_ARGV = [sys.executable, "-m", "webhook_service"]
 
 
@@ -36,7 +36,7 @@ class Service:
     def __init__(
         self, env: Mapping[str, str], workdir: Path, argv: list[str] | None = None
     ) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"webhook-{self.port}.log"
         full_env = {
@@ -56,7 +56,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.http = httpx.Client(base_url=self.url, timeout=10)
         deadline = time.monotonic() + 20

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, Mint, mint_batches
+from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
+from devtools.history import Mint, mint_batches
 from glisk_pipeline.db.schema import mint_events, webhook_blocks
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service

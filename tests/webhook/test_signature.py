@@ -12,7 +12,8 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
-from devtools.devchain import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, mint_batches
+from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
+from devtools.history import mint_batches
 from devtools.replay import chain_deliveries, delivery
 from glisk_pipeline.db.schema import mint_events, webhook_blocks
 from tests.fixtures_chain import DevChain

@@ -1,0 +1,91 @@
+"""The deployment roles as commands, and a runner that starts each as its own process.
+
+ROLES is the one list of what the image runs: the topology test starts exactly these
+commands (with a host and port added where a role listens), and tests/test_deploy_files.py
+checks that the Dockerfile, compose file, Helm values and manifests run the same ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from devtools.dagster_dev import session_pids
+
+REPO = Path(__file__).resolve().parent.parent
+WORKSPACE = "deploy/workspace.yaml"  # relative: the image's WORKDIR holds deploy/
+CODE_LOCATION = ["-m", "glisk_pipeline.definitions", "-a", "defs"]
+
+# role -> argv, without the listening host/port options (deployments add their own)
+ROLES: dict[str, list[str]] = {
+    "code-server": ["dagster", "code-server", "start", *CODE_LOCATION],
+    "webserver": ["dagster-webserver", "-w", WORKSPACE],
+    "daemon": ["dagster-daemon", "run", "-w", WORKSPACE],
+    "webhook": ["python", "-m", "webhook_service"],
+    "migrate": ["python", "-m", "glisk_pipeline.db.migrate", "upgrade"],
+    "cli": ["glisk"],
+}
+
+
+def local_argv(argv: Sequence[str]) -> list[str]:
+    """The same command with this virtualenv's interpreter and console scripts."""
+    first = sys.executable if argv[0] == "python" else str(Path(sys.executable).parent / argv[0])
+    return [first, *argv[1:]]
+
+
+class RoleProcess:
+    """One role as a process in its own session (its run workers and uvicorn workers stay
+    in it); output to a log file; stop() signals exactly the group its own PID leads."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        url: str = "",
+    ) -> None:
+        self.name, self.url = name, url  # url: where it answers HTTP, if it does
+        self.log_path = log_dir / f"{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                local_argv(argv),
+                cwd=REPO,
+                env=dict(env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid = self.proc.pid
+        self.killed = False  # stop() needed SIGKILL: the role ignored SIGTERM
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return f"--- {self.name} ---\n" + self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self, timeout: float = 20.0) -> list[int]:
+        """SIGTERM to the process group its PID leads, SIGKILL after `timeout`; returns
+        the PIDs of its session still alive afterwards (should be none)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while session_pids(self.pid) and time.monotonic() < deadline:
+            self.proc.poll()  # reap it, or it stays a zombie of ours
+            time.sleep(0.2)
+        if session_pids(self.pid):
+            self.killed = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            time.sleep(0.5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        return session_pids(self.pid)
