@@ -10,10 +10,11 @@ import pytest
 from psycopg import pq
 from sqlalchemy import Engine, func, select, text
 
+from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
 from glisk_pipeline.db.store.webhook_pg import BODY, FUNCTION, AsyncDeliveryStore
-from tests.factories import DEFAULT_AUTHOR, make_records
+from tests.factories import make_records
 from tests.fixtures_db import async_pool
 
 

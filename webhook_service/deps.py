@@ -110,6 +110,11 @@ def make_delivery_pool(settings: Settings) -> AsyncConnectionPool:
         kwargs={"autocommit": True, **pg_time_limits(budget)},
         configure=_configure,
         timeout=budget / 2,  # waiting for a free connection
+        # Replacing lost connections backs off exponentially (1, 2, 4 s...): after an
+        # outage of some seconds the next attempt could be as far away, and deliveries
+        # would wait for it. Given up after one budget instead, the next delivery that
+        # needs a connection starts a fresh attempt at once.
+        reconnect_timeout=budget,
         open=False,
         name="glisk-webhook",
     )

@@ -19,7 +19,7 @@ from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.schema import mint_events, tokens
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, TcpProxy, running, service_env
-from tests.webhook.test_deliveries import assert_tables_match_chain, chain_mints, mint_some
+from tests.webhook.test_deliveries import assert_tables_match_chain, mint_some
 
 STALL_S = 12
 ALCHEMY_TIMEOUT_S = 5  # Alchemy gives up on a delivery after 5 s
@@ -97,4 +97,4 @@ def test_a_stalled_database_gets_an_answer_in_time_and_the_retry_stores_once(
         client.close()
         proxy.close()
     assert all(q == n for q, n in _events_per_token_count(pg_engine))
-    assert_tables_match_chain(pg_engine, chain_mints(devchain), set())
+    assert_tables_match_chain(pg_engine, devchain.mints(), set())
