@@ -161,8 +161,8 @@ def sensor_cold_start(
     launched totals estimated with it."""
     from dagster import build_sensor_context, instance_for_test, materialize
 
-    from bench.b1_backfill import _stored
     from bench.b2_webhook import CONTRACT
+    from bench.common import stored_counts
     from bench.sparse_shim import SparseChain, synthetic_logs
     from glisk_pipeline.defs.assets import mint_events
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
@@ -213,7 +213,7 @@ def sensor_cold_start(
                         )
                         if not result.success:
                             raise RuntimeError(f"cold start run {request.run_key} failed")
-                stored_ev, _ = _stored(db)
+                stored_ev, _ = stored_counts(db)
             if len(keys) != n_windows or stored_ev != n_events:
                 raise RuntimeError(f"cold start {label}: {len(keys)} windows, {stored_ev} events")
             out[label] = {"runs": len(tick.run_requests), "seconds": round(t.s, 2)}
