@@ -42,12 +42,8 @@ def service(db: str, workers: int = 2) -> Iterator[Service]:
         "NETWORK": "LOCAL",
         "WEBHOOK_WORKERS": str(workers),
     }
-    with tempfile.TemporaryDirectory(prefix="glisk-bench-") as tmp:
-        svc = Service(env, Path(tmp))
-        try:
-            yield svc
-        finally:
-            svc.stop()
+    with _server(env) as svc:
+        yield svc
 
 
 @contextmanager
@@ -61,6 +57,12 @@ def lower_bound(db: str, workers: int = 2) -> Iterator[Service]:
     argv = [sys.executable, "-m", "uvicorn", "bench.lower_bound:app", "--host", "127.0.0.1"]
     argv += ["--port", "{port}", "--workers", str(workers), "--no-access-log"]
     argv += ["--log-level", "warning"]
+    with _server(env, argv) as svc:
+        yield svc
+
+
+@contextmanager
+def _server(env: dict[str, str], argv: list[str] | None = None) -> Iterator[Service]:
     with tempfile.TemporaryDirectory(prefix="glisk-bench-") as tmp:
         svc = Service(env, Path(tmp), argv)
         try:
