@@ -8,13 +8,14 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 setup:
 	@bash scripts/setup.sh
 
-## The whole test suite, on a fresh machine: installs, starts PostgreSQL, runs pytest.
-test: setup
+## The whole test suite, on a fresh machine: installs, lints and type-checks, starts
+## PostgreSQL, runs pytest.
+test: setup lint
 	@bash scripts/ensure_postgres.sh
 	$(VENV)/pytest $(PYTEST_ARGS)
 
 ## Everything but the slow end-to-end tests (for quick iteration).
-test-fast: setup
+test-fast: setup lint
 	@bash scripts/ensure_postgres.sh
 	$(VENV)/pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -30,9 +31,12 @@ dev: setup
 migrate: setup
 	$(VENV)/python -m glisk_pipeline.db.migrate
 
+## ruff (lint + format check) and mypy (over glisk_pipeline/ and webhook_service/, configured
+## in pyproject.toml); part of `make test`, so a red lint fails the test command.
 lint: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/mypy
 
 ## The webhook sidecar (uvicorn; host, port and workers from the settings).
 webhook: setup

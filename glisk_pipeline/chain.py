@@ -3,9 +3,11 @@
 `BatchMinted(address indexed minter, address indexed promptAuthor,
              uint256 indexed startTokenId, uint256 quantity, uint256 totalPaid)`
 
-Decoding is plain hex slicing: web3's event decoder (`ContractEvent.process_log`, web3 8)
-costs ~230 µs a log, `eth_abi.decode` ~37 µs, slicing + `int(x, 16)` ~1 µs. Both input
-shapes (an `eth_getLogs` log and an Alchemy Custom-Webhook GraphQL log) produce the same
+The event's ABI is the source of truth for its signature and topic0 (derived once, at
+import, with eth-utils, the web3 stack's ABI helpers). Decoding itself is plain hex slicing
+over that fixed layout: web3's event decoder (`ContractEvent.process_log`, web3 8) costs
+~230 µs a log, `eth_abi.decode` ~37 µs, slicing + `int(x, 16)` ~1 µs. Both input shapes
+(an `eth_getLogs` log and an Alchemy Custom-Webhook GraphQL log) produce the same
 `MintRecord`, so the webhook and the backfill write byte-identical rows for the same log.
 """
 
@@ -15,10 +17,25 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eth_hash.auto import keccak
+from eth_typing import ABIEvent
+from eth_utils import abi_to_signature, event_abi_to_log_topic
 
-EVENT_SIGNATURE = "BatchMinted(address,address,uint256,uint256,uint256)"
-BATCH_MINTED_TOPIC0 = "0x" + keccak(EVENT_SIGNATURE.encode()).hex()
+# As GliskNFT's compiled ABI declares it (a test compares the two). The slicing below
+# relies on this layout: three indexed 32-byte topics, two uint256 words of data.
+BATCH_MINTED_ABI: ABIEvent = {
+    "type": "event",
+    "name": "BatchMinted",
+    "anonymous": False,
+    "inputs": [
+        {"name": "minter", "type": "address", "indexed": True},
+        {"name": "promptAuthor", "type": "address", "indexed": True},
+        {"name": "startTokenId", "type": "uint256", "indexed": True},
+        {"name": "quantity", "type": "uint256", "indexed": False},
+        {"name": "totalPaid", "type": "uint256", "indexed": False},
+    ],
+}
+EVENT_SIGNATURE = abi_to_signature(BATCH_MINTED_ABI)
+BATCH_MINTED_TOPIC0 = "0x" + event_abi_to_log_topic(BATCH_MINTED_ABI).hex()
 # GliskNFT caps a batch at 50; anything far above that is not a GliskNFT log and would
 # make us write an absurd number of token rows.
 MAX_QUANTITY = 10_000

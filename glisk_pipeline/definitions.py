@@ -16,20 +16,21 @@ from glisk_pipeline.defs.assets import mint_events, mint_stats
 from glisk_pipeline.defs.checks import mint_event_checks
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.sensors import chain_head_sensor
+from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
 
 
 def _env(name: str) -> EnvVar | None:
     return EnvVar(name) if os.environ.get(name) else None
 
 
-def _env_int(name: str) -> EnvVar | None:
+def _env_int(name: str) -> int | None:  # an IntEnvVar is an int to the type checker
     return EnvVar.int(name) if os.environ.get(name) else None
 
 
 defs = Definitions(
     assets=[mint_events, mint_stats],
     asset_checks=mint_event_checks,
-    sensors=[chain_head_sensor],
+    sensors=[chain_head_sensor, webhook_silence_sensor],
     # One process per run, not one per step: the default multiprocess executor starts a
     # Python process per asset and per check (~5 s of imports each on 2 cores, measured),
     # which dwarfed the work; a range run's steps are sequential anyway.

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
 from glisk_pipeline.db.store import MintStore, StoreResult
@@ -173,7 +173,7 @@ def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield cast(T, item)  # neither _DONE nor an exception: one of `items`
     finally:
         stop.set()
         # Wait for the worker to finish the item in hand (bounded by the RPC client's

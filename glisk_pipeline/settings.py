@@ -11,7 +11,9 @@ import re
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from eth_utils import is_checksum_address, is_checksum_formatted_address
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -47,10 +49,16 @@ ALCHEMY_HOSTS = {
 
 
 def normalize_address(value: str) -> str:
-    """Lowercase 0x-hex, the one form every writer stores."""
+    """Lowercase 0x-hex, the one form every writer stores. A mixed-case address must carry
+    a valid EIP-55 checksum (eth-utils checks it): one mistyped character in a pasted
+    address then fails here, instead of filtering a contract that does not exist."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value.strip()):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    return value.strip().lower()
+    address = value.strip()
+    # all-lowercase or all-uppercase carries no checksum; mixed case is one (EIP-55)
+    if is_checksum_formatted_address(address) and not is_checksum_address(address):
+        raise ValueError("mixed-case address with a wrong EIP-55 checksum (a typo?)")
+    return address.lower()
 
 
 def normalize_database_url(url: str) -> str:
@@ -99,6 +107,20 @@ class Settings(BaseSettings):
     # New windows the sensor adds (in runs of the above) per tick, so a first tick on a
     # long history cannot run into the 60 s sensor timeout; the cursor resumes next tick.
     GLISK_SENSOR_MAX_PARTITIONS_PER_TICK: int = Field(default=100, ge=1)
+
+    # Operating it: thresholds of `glisk status` (exit 3 past them), the freshness check
+    # and the silence sensor.
+    # final block - last_processed_block: the sensor adds a window once it is complete, so
+    # a healthy index trails by up to one window plus its run; warn past two windows, error
+    # past a day of Base (43,200 blocks at one every 2 s).
+    GLISK_LAG_WARN_BLOCKS: int = Field(default=20_000, ge=0)
+    GLISK_LAG_ERROR_BLOCKS: int = Field(default=43_200, ge=0)
+    # No webhook delivery for this long while the chain advanced: the webhook is silent
+    # (Alchemy pauses an endpoint after repeated failures and never replays the gap).
+    GLISK_WEBHOOK_SILENCE_SECONDS: int = Field(default=300, ge=1)
+    # webhook_blocks rows more than this many blocks below the checkpoint are pruned: a final
+    # block's delivery can no longer change anything (the reconcile decides it).
+    GLISK_WEBHOOK_BLOCKS_RETENTION: int = Field(default=1_000, ge=0)
 
     # Webhook sidecar.
     WEBHOOK_DUPLICATE_STATUS: int = 409
@@ -175,19 +197,22 @@ class Settings(BaseSettings):
 
     @property
     def contract_address(self) -> str:
-        self.require("GLISK_NFT_CONTRACT_ADDRESS")
-        return self.GLISK_NFT_CONTRACT_ADDRESS  # type: ignore[return-value]
+        return self._required_address("GLISK_NFT_CONTRACT_ADDRESS")
 
     @property
     def default_author_wallet(self) -> str:
-        self.require("GLISK_DEFAULT_AUTHOR_WALLET")
-        return self.GLISK_DEFAULT_AUTHOR_WALLET  # type: ignore[return-value]
+        return self._required_address("GLISK_DEFAULT_AUTHOR_WALLET")
+
+    def _required_address(self, name: str) -> str:
+        self.require(name)
+        value: str = getattr(self, name)  # set: require() raised otherwise
+        return value
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings; turn pydantic's multi-line report into one line naming the variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

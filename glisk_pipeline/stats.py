@@ -77,16 +77,16 @@ def replace_table(engine: Engine, stats: pd.DataFrame) -> None:
     """Swap the table's contents in one transaction: readers see the old or the new set."""
     rows = [
         {
-            "day": r.day,
-            "author_wallet": r.author_wallet,
-            "events": int(r.events),
-            "tokens": int(r.tokens),
-            "minters": int(r.minters),
-            "total_paid": int(r.total_paid),
-            "first_block": int(r.first_block),
-            "last_block": int(r.last_block),
+            "day": r["day"],
+            "author_wallet": r["author_wallet"],
+            "events": int(r["events"]),
+            "tokens": int(r["tokens"]),
+            "minters": int(r["minters"]),
+            "total_paid": int(r["total_paid"]),
+            "first_block": int(r["first_block"]),
+            "last_block": int(r["last_block"]),
         }
-        for r in stats.itertuples(index=False)
+        for r in stats.to_dict("records")
     ]
     with engine.begin() as conn:
         conn.execute(delete(mint_stats))

@@ -14,7 +14,7 @@ final, so a partition never has to be revisited because its blocks changed.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 # The name of the Dagster partition set whose keys these are (defs/partitions.py).
 PARTITIONS_NAME = "block_ranges"
@@ -41,6 +41,27 @@ def window_of(block: int, size: int) -> tuple[int, int]:
     """The aligned window holding `block`."""
     start = block - block % size
     return start, start + size - 1
+
+
+def key_problem(key: str, *, size: int, final_block: int) -> str | None:
+    """Why `key` must not be a block_ranges partition (None: it may): not a key, not an
+    aligned window of `size` blocks, or not entirely final. Keys added by hand in the UI or
+    the API are checked against this when their run starts."""
+    try:
+        start, end = parse_key(key)
+    except ValueError as exc:
+        return str(exc)
+    if start % size or end - start + 1 != size:
+        return f"not an aligned window of GLISK_PARTITION_SIZE={size} blocks"
+    if end > final_block:
+        return f"not final yet (final block {final_block})"
+    return None
+
+
+def keys_of_blocks(blocks: Iterable[int], size: int) -> list[str]:
+    """The keys of the windows holding `blocks`, ascending, each once: what to
+    re-materialize when a check finds something wrong in those blocks."""
+    return [partition_key(*window_of(b, size)) for b in sorted({b - b % size for b in blocks})]
 
 
 def key_range_bounds(first_key: str, last_key: str, start_block: int = 0) -> tuple[int, int]:

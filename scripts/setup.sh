@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything the project needs into the work tree: a Python venv with the
-# pinned dependencies (via uv, ~15x faster than pip here) and the npm dev-chain tools
+# Installs everything the project needs into the work tree: a Python venv with exactly the
+# versions in uv.lock (via uv, ~15x faster than pip here) and the npm dev-chain tools
 # (anvil, solc). Idempotent and cheap when nothing changed.
+# After changing dependencies in pyproject.toml: `.venv/bin/uv lock`, and commit uv.lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +16,14 @@ fi
 if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 fi
-want="$(stamp pyproject.toml)"
+want="$(stamp pyproject.toml uv.lock)"
 if [ "$(cat .venv/.glisk-stamp 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python dependencies into .venv"
-  VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip install --quiet -e '.[dev]'
+  echo "setup: installing the locked Python dependencies into .venv"
+  # --locked: fail (naming the fix, `uv lock`) when pyproject.toml changed but uv.lock did
+  # not, rather than install versions nobody committed. uv finds .venv itself and keeps
+  # the interpreter it was made with (no shim involved); the sync is exact, so packages
+  # dropped from the lock leave the venv too.
+  .venv/bin/uv sync --quiet --locked --extra dev
   echo "$want" > .venv/.glisk-stamp
 fi
 

@@ -88,7 +88,7 @@ def fresh_databases() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+def sqlite_url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'glisk.db'}"
     upgrade(url)
     return url
@@ -102,7 +102,7 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request) -> Engine:  # type: ignore[no-untyped-def]
+def engine(request) -> Engine:
     """Both dialects: PostgreSQL (production) and SQLite (the embedded default)."""
     return request.getfixturevalue(
         "pg_engine" if request.param == "postgresql" else "sqlite_engine"

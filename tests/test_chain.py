@@ -6,12 +6,14 @@ import copy
 
 import pytest
 
-from devtools.anvil import DEV_ACCOUNTS, random_address
+from devtools.anvil import DEV_ACCOUNTS, artifact, random_address
 from devtools.history import Mint, mint_batches
 from devtools.oracle import chain_logs, decode_mint
 from devtools.replay import as_webhook
 from glisk_pipeline.chain import (
+    BATCH_MINTED_ABI,
     BATCH_MINTED_TOPIC0,
+    EVENT_SIGNATURE,
     DecodeError,
     MintRecord,
     decode_rpc_log,
@@ -34,9 +36,21 @@ def minted(devchain: DevChain) -> list[dict]:
 
 
 def test_topic0_is_the_event_signature_hash() -> None:
+    assert EVENT_SIGNATURE == "BatchMinted(address,address,uint256,uint256,uint256)"
     assert BATCH_MINTED_TOPIC0 == (
         "0x20c0d4a5bab7118059cf1d2fd0403c4f29a05e446d435b347f90b80778374c54"
     )
+
+
+def test_event_abi_is_the_contracts() -> None:
+    """The decoder's ABI (and so its slicing layout) is the one the contract compiles to."""
+    (compiled,) = [e for e in artifact("GliskNFT")["abi"] if e.get("name") == "BatchMinted"]
+    fields = ("name", "type", "indexed")
+    assert compiled["type"] == BATCH_MINTED_ABI["type"] == "event"
+    assert compiled["anonymous"] is BATCH_MINTED_ABI["anonymous"] is False
+    assert [tuple(i[f] for f in fields) for i in compiled["inputs"]] == [
+        tuple(i[f] for f in fields) for i in BATCH_MINTED_ABI["inputs"]
+    ]
 
 
 def test_rpc_logs_decode_like_the_oracle(minted: list[dict]) -> None:
@@ -103,7 +117,7 @@ def _broken(log: dict, **changes) -> dict:
         ),
     ],
 )
-def test_malformed_logs_raise_typed_errors(minted: list[dict], change, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_logs_raise_typed_errors(minted: list[dict], change, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode_rpc_log(change(minted[0]))
 
@@ -112,5 +126,5 @@ def test_record_is_never_half_filled() -> None:
     with pytest.raises(DecodeError):
         decode_webhook_log({"topics": None}, {"number": 1})
     with pytest.raises(DecodeError):
-        decode_rpc_log("not a log")  # type: ignore[arg-type]
+        decode_rpc_log("not a log")
     assert MintRecord.__slots__  # frozen, slotted: no attribute can be added later

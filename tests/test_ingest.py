@@ -27,7 +27,7 @@ def history(devchain: DevChain) -> History:
     )
 
 
-def test_backfill_equals_chain_and_is_idempotent(devchain, history, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+def test_backfill_equals_chain_and_is_idempotent(devchain, history, engine: Engine) -> None:
     store = MintStore(engine, DEFAULT_AUTHOR, start_block=0)
     with RpcClient(devchain.anvil.url) as client:
         report = backfill_range(client, store, devchain.glisk, 0, history.to_block)
@@ -40,7 +40,7 @@ def test_backfill_equals_chain_and_is_idempotent(devchain, history, engine: Engi
     assert store.last_processed_block() == history.to_block
 
 
-def test_backfill_under_provider_limits_equals_chain(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_backfill_under_provider_limits_equals_chain(devchain, history, pg_engine) -> None:
     store = MintStore(pg_engine, DEFAULT_AUTHOR)
     with FaultProxy(devchain.anvil.url) as proxy:
         proxy.limit_results(100, "alchemy")
@@ -52,7 +52,7 @@ def test_backfill_under_provider_limits_equals_chain(devchain, history, pg_engin
     assert report.rpc_retries == 3 and report.rpc_calls > report.rpc_retries
 
 
-def test_reconciliation_removes_webhook_row_not_on_chain(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_reconciliation_removes_webhook_row_not_on_chain(devchain, history, pg_engine) -> None:
     store = MintStore(pg_engine, DEFAULT_AUTHOR)
     real = decode_rpc_log(chain_logs(devchain.anvil, devchain.glisk)[0])
     ghost = dataclasses.replace(
@@ -66,7 +66,7 @@ def test_reconciliation_removes_webhook_row_not_on_chain(devchain, history, pg_e
     assert 10**9 not in token_ids(pg_engine)
 
 
-def test_dry_run_writes_nothing(devchain, history, pg_engine) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_writes_nothing(devchain, history, pg_engine) -> None:
     store = MintStore(pg_engine, DEFAULT_AUTHOR)
     with RpcClient(devchain.anvil.url) as client:
         report = backfill_range(client, store, devchain.glisk, 0, history.to_block, dry_run=True)
@@ -78,7 +78,7 @@ def test_dry_run_writes_nothing(devchain, history, pg_engine) -> None:  # type: 
 def test_prefetch_keeps_order_bounds_lookahead_and_propagates_errors() -> None:
     produced: list[int] = []
 
-    def numbers():  # type: ignore[no-untyped-def]
+    def numbers():
         for i in range(50):
             produced.append(i)
             yield i
@@ -97,7 +97,7 @@ def test_prefetch_keeps_order_bounds_lookahead_and_propagates_errors() -> None:
 def test_prefetch_stops_the_worker_when_the_consumer_stops() -> None:
     produced: list[int] = []
 
-    def endless():  # type: ignore[no-untyped-def]
+    def endless():
         i = 0
         while True:
             produced.append(i)

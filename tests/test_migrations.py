@@ -16,7 +16,7 @@ from tests.fixtures_db import create_database, drop_database
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def empty_url(request, tmp_path):  # type: ignore[no-untyped-def]
+def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'm.db'}"
         return
@@ -40,7 +40,7 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     engine.dispose()
 
 
-def test_unreachable_database_is_one_line_without_secret(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_database_is_one_line_without_secret(monkeypatch, capsys) -> None:
     from glisk_pipeline.db import migrate
 
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:pw-secret@127.0.0.1:9/x")

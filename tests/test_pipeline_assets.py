@@ -47,7 +47,7 @@ def add_all_partitions(instance: DagsterInstance, p: Pipeline) -> list[str]:
     return keys
 
 
-def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: str):  # type: ignore[no-untyped-def]
+def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: str):
     return materialize(
         ASSETS,
         instance=instance,
@@ -56,9 +56,17 @@ def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: 
     )
 
 
-def metadata(result, key: str):  # type: ignore[no-untyped-def]
+def metadata(result, key: str):
     (event, *_) = result.asset_materializations_for_node("mint_events")
     return event.metadata[key].value
+
+
+def per_partition(result, key: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """{partition key: that partition's metadata value} of a run's materializations."""
+    return {
+        event.partition: event.metadata[key].value
+        for event in result.asset_materializations_for_node("mint_events")
+    }
 
 
 def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:  # noqa: F811
@@ -76,17 +84,29 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
         # The first window starts before the contract: the fetch is clamped to start_block.
         ranged = materialize_range(instance, p, keys[0], keys[-1])
         assert ranged.success
-        assert metadata(ranged, "first_block") == p.start_block
+        assert per_partition(ranged, "first_block")[keys[0]] == p.start_block
         assert metadata(ranged, "partitions_in_run") == len(keys)
         assert len(ranged.asset_materializations_for_node("mint_events")) == len(keys)
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
-        assert metadata(ranged, "last_processed_block") == parse_key(keys[-1])[1]
         assert all(c.passed for c in ranged.get_asset_check_evaluations())
+        # Each partition carries its own window's figures, the run's are run_*.
+        ranges = per_partition(ranged, "block_range")
+        assert ranges == {
+            k: f"{max(parse_key(k)[0], p.start_block)}-{parse_key(k)[1]}" for k in keys
+        }
+        found = per_partition(ranged, "logs_found")
+        for key in keys:
+            lo, hi = parse_key(key)
+            assert found[key] == sum(1 for m in p.history.mints if lo <= m.block_number <= hi)
+        assert sum(found.values()) == len(p.history.mints) == metadata(ranged, "run_logs_found")
+        # the one-partition run before stored that window: the range run found it present
+        assert per_partition(ranged, "stored")[keys[2]] == 0 < found[keys[2]]
+        assert per_partition(ranged, "duplicates")[keys[2]] == found[keys[2]]
 
         # Re-materialising changes nothing.
         again = materialize_range(instance, p, keys[0], keys[-1])
-        assert metadata(again, "stored") == 0
-        assert metadata(again, "duplicates") == metadata(ranged, "logs_found")
+        assert set(per_partition(again, "stored").values()) == {0}
+        assert per_partition(again, "duplicates") == found
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
         materialized = instance.get_materialized_partitions(AssetKey("mint_events"))
         assert materialized == set(keys)
@@ -124,20 +144,42 @@ def test_reconciliation_marks_a_webhook_only_row_removed(pipeline: Pipeline) -> 
     assert p.mismatches(lo, hi) == []
 
 
+def run_partition(instance: DagsterInstance, p: Pipeline, key: str):  # type: ignore[no-untyped-def]
+    """mint_events alone for one partition; its failure is returned, not raised."""
+    return materialize(
+        [mint_events],
+        instance=instance,
+        resources=p.resources(),
+        partition_key=key,
+        raise_on_error=False,
+    )
+
+
 def test_partition_not_final_yet_fails(pipeline: Pipeline) -> None:  # noqa: F811
     p = pipeline
     with instance_for_test() as instance:
         head = p.devchain.anvil.block_number()
         key = f"{head - head % SIZE:012d}-{head - head % SIZE + SIZE - 1:012d}"
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-        result = materialize(
-            [mint_events],
-            instance=instance,
-            resources=p.resources(),
-            partition_key=key,
-            raise_on_error=False,
-        )
+        result = run_partition(instance, p, key)
         assert not result.success
+        # the hand-added key is removed, with the reason in the failure
+        assert key not in instance.get_dynamic_partitions(PARTITIONS_NAME)
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        message = failure.step_failure_data.error.message
+        assert f"{key}: not final yet" in message and "removed" in message
+
+
+def test_misaligned_hand_added_key_is_removed(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        first = p.start_block - p.start_block % SIZE + 7  # 7 blocks off the grid
+        key = f"{first:012d}-{first + SIZE - 1:012d}"
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+        result = run_partition(instance, p, key)
+        assert not result.success
+        assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
+        assert p.mismatches(p.start_block, p.devchain.anvil.block_number()) != []  # untouched
 
 
 def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: F811
@@ -182,12 +224,30 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
             instance=instance,
             resources=p.resources(),
         )
-        evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert evaluations == {
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert {name: e.passed for name, e in evaluations.items()} == {
             "tokens_match_quantity": False,
             "token_ids_contiguous": False,
             "partitions_cover_checkpoint": False,
+            "checkpoint_fresh": True,  # the checkpoint was moved past the head
         }
+        # each failing check says what to do and names the partitions to re-materialize
+        for name in ("tokens_match_quantity", "token_ids_contiguous"):
+            assert "re-materialize" in evaluations[name].description
+            listed = evaluations[name].metadata["partitions_to_rematerialize"].text
+            assert listed and all(k in keys for k in listed.split())
+        assert (
+            evaluations["partitions_cover_checkpoint"]
+            .metadata["partitions_to_rematerialize"]
+            .text.split()[0]
+            == new_windows(
+                start_block=parse_key(keys[-1])[1] + 1,
+                size=SIZE,
+                final_block=checkpoint + SIZE,
+                after_block=None,
+                limit=1,
+            )[0]
+        )
 
 
 def test_uncovered_windows() -> None:

@@ -7,8 +7,11 @@ default (SQLite + Dagster's local storage)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +75,34 @@ def test_demo_smoke_on_the_embedded_default() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "OK: the tables equal the chain" in result.stdout
+    # a finished backfill reads as finished, and the summary is not interleaved with the
+    # in-process mint_stats run's DEBUG lines
+    assert "backfill      COMPLETED: all runs succeeded" in result.stdout
+    assert "REQUESTED" not in result.stdout
+    assert not [line for line in result.stderr.splitlines() if "mint_stats" in line]
+
+
+def test_make_dev_names_and_writes_its_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from devtools.anvil import free_port
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.demo", "--dev", "--port", str(free_port()),
+         "--batches", "20", "--blocks", "120", "--partition-size", "100"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        banner: list[str] = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            banner.append(line.rstrip("\n"))
+            if line.startswith("Dagster UI:"):
+                break
+        env_line = next(line for line in banner if "also in " in line)
+        env_file = Path(env_line.split("also in ")[1].split(":")[0])
+        written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        for name in ("DATABASE_URL", "RPC_URL", "GLISK_NFT_CONTRACT_ADDRESS", "GLISK_START_BLOCK"):
+            assert f"  {name}={written[name]}" in banner
+        assert written["RPC_URL"].startswith("http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)

@@ -46,14 +46,14 @@ def truth(devchain: DevChain, history: History) -> list[tuple[str, str]]:
     return [(log["transactionHash"], log["logIndex"]) for log in logs]
 
 
-def client_for(proxy: FaultProxy, **kw) -> RpcClient:  # type: ignore[no-untyped-def]
+def client_for(proxy: FaultProxy, **kw) -> RpcClient:
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("timeout", 1.0)
     return RpcClient(proxy.url, **kw)
 
 
 @pytest.mark.parametrize("style", ["alchemy", "infura"])
-def test_too_many_results_follows_suggested_range(devchain, history, proxy, style) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_results_follows_suggested_range(devchain, history, proxy, style) -> None:
     proxy.limit_results(300, style)
     with client_for(proxy) as client:
         got = fetch(client, devchain.glisk, history)
@@ -63,7 +63,7 @@ def test_too_many_results_follows_suggested_range(devchain, history, proxy, styl
 
 
 @pytest.mark.parametrize("style", ["alchemy", "infura", "quicknode", "base"])
-def test_block_range_cap_is_learned(devchain, history, proxy, style) -> None:  # type: ignore[no-untyped-def]
+def test_block_range_cap_is_learned(devchain, history, proxy, style) -> None:
     proxy.limit_range(50, style)
     with client_for(proxy) as client:
         assert fetch(client, devchain.glisk, history) == truth(devchain, history)
@@ -81,7 +81,7 @@ def test_block_range_cap_is_learned(devchain, history, proxy, style) -> None:  #
         assert calls - errors <= span // 50 + 2
 
 
-def test_retries_every_transient_fault_then_succeeds(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_retries_every_transient_fault_then_succeeds(devchain, history, proxy) -> None:
     faults = ("429", "rpc429", "503", "timeout", "reset", "truncate", "nobackend")
     proxy.script(*faults)
     with client_for(proxy, max_attempts=len(faults) + 1) as client:
@@ -91,7 +91,7 @@ def test_retries_every_transient_fault_then_succeeds(devchain, history, proxy) -
     assert proxy.faults[: len(faults)] == list(faults)
 
 
-def test_gives_up_after_bounded_attempts_naming_the_range(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_gives_up_after_bounded_attempts_naming_the_range(devchain, history, proxy) -> None:
     proxy.script(*["503"] * 10)
     with client_for(proxy, max_attempts=3) as client, pytest.raises(RpcError) as err:
         fetch(client, devchain.glisk, history)
@@ -100,13 +100,13 @@ def test_gives_up_after_bounded_attempts_naming_the_range(devchain, history, pro
     assert len(proxy.requests) == 3
 
 
-def test_non_retryable_error_fails_at_once(devchain, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_non_retryable_error_fails_at_once(devchain, proxy) -> None:
     with client_for(proxy) as client, pytest.raises(RpcError, match=r"(?i)invalid|unknown|parse"):
         client.call("eth_getLogs", [{"fromBlock": "0xzz"}])
     assert len(proxy.requests) == 1
 
 
-def test_missing_block_timestamps_are_batched(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_missing_block_timestamps_are_batched(devchain, history, proxy) -> None:
     proxy.strip_timestamps = True
     with client_for(proxy) as client:
         chunks = list(
@@ -122,7 +122,7 @@ def test_missing_block_timestamps_are_batched(devchain, history, proxy) -> None:
     assert 1 <= len(batches) <= len(stamps) // 100 + len(chunks)
 
 
-def test_rate_limited_batch_items_are_retried(devchain, history, proxy) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limited_batch_items_are_retried(devchain, history, proxy) -> None:
     proxy.strip_timestamps = True
     proxy.script("ok", "item429")  # eth_getLogs passes, the header batch is rate-limited
     with client_for(proxy) as client:
@@ -136,7 +136,7 @@ def test_rate_limited_batch_items_are_retried(devchain, history, proxy) -> None:
     assert all(log["blockTimestamp"] for chunk in chunks for log in chunk.logs)
 
 
-def test_chain_id_mismatch_names_both_and_hides_the_url(devchain) -> None:  # type: ignore[no-untyped-def]
+def test_chain_id_mismatch_names_both_and_hides_the_url(devchain) -> None:
     url = devchain.anvil.url + "/?apikey=sekrit"
     with RpcClient(url) as client:
         assert client.check_chain_id(None) == 31337
@@ -146,7 +146,7 @@ def test_chain_id_mismatch_names_both_and_hides_the_url(devchain) -> None:  # ty
     assert "sekrit" not in str(err.value)
 
 
-def test_final_block_by_tag_and_by_confirmations(devchain) -> None:  # type: ignore[no-untyped-def]
+def test_final_block_by_tag_and_by_confirmations(devchain) -> None:
     devchain.anvil.mine_empty(100)
     with RpcClient(devchain.anvil.url) as client:
         head = client.block_number()
@@ -272,7 +272,7 @@ def test_sparse_history_costs_few_calls(devchain: DevChain) -> None:
         ),
     ],
 )
-def test_classify_provider_errors(status, error, kind, suggested, cap) -> None:  # type: ignore[no-untyped-def]
+def test_classify_provider_errors(status, error, kind, suggested, cap) -> None:
     failure = classify(status=status, error=error)
     assert (failure.kind, failure.suggested, failure.cap) == (kind, suggested, cap)
 
@@ -281,7 +281,7 @@ def test_classify_provider_errors(status, error, kind, suggested, cap) -> None: 
     blocks=st.lists(st.integers(min_value=0, max_value=60), max_size=300),
     limit=st.integers(min_value=1, max_value=40),
 )
-def test_split_chunk_tiles_the_range_and_never_splits_a_block(blocks, limit) -> None:  # type: ignore[no-untyped-def]
+def test_split_chunk_tiles_the_range_and_never_splits_a_block(blocks, limit) -> None:
     start, end = 0, 60
     logs = [{"blockNumber": hex(b), "i": i} for i, b in enumerate(sorted(blocks))]
     chunks = list(split_chunk(start, end, logs, limit))
@@ -295,7 +295,7 @@ def test_split_chunk_tiles_the_range_and_never_splits_a_block(blocks, limit) -> 
         assert len(c.logs) <= max(limit, 1) + biggest  # over the limit only by one block
 
 
-def test_dense_history_is_cut_into_bounded_chunks(devchain, history) -> None:  # type: ignore[no-untyped-def]
+def test_dense_history_is_cut_into_bounded_chunks(devchain, history) -> None:
     with RpcClient(devchain.anvil.url, max_chunk_logs=400) as client:
         chunks = list(
             client.iter_logs(

@@ -16,7 +16,7 @@ from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
 from tests.factories import make_records
 
 
-def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]
+def count(engine: Engine, table, *where) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
@@ -116,7 +116,7 @@ def test_concurrent_writers_on_overlapping_records(store: MintStore, engine: Eng
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(slices))
 
-    def write(batch) -> None:  # type: ignore[no-untyped-def]
+    def write(batch) -> None:
         try:
             barrier.wait()
             for start in range(0, len(batch), 50):
@@ -223,7 +223,7 @@ def test_rows_are_lowercase_hex_everywhere(store: MintStore, engine: Engine) -> 
         conn.execute(authors.insert().values(wallet_address="0x" + "AB" * 20))
 
 
-def _swap_blocks(records):  # type: ignore[no-untyped-def]
+def _swap_blocks(records):
     """A reorg that swaps two transactions between blocks 100 and 101, and with them
     their token ids (ids follow chain order)."""
     tx1, tx2 = records
@@ -340,7 +340,7 @@ def test_sequence_numbers_are_per_webhook(store: MintStore, engine: Engine) -> N
     assert not other.stale and other.stored == 1
 
 
-def _deliver(store: MintStore, record, *, block_hash, seq, webhook="wh_a", at=None, logs=True):  # type: ignore[no-untyped-def]
+def _deliver(store: MintStore, record, *, block_hash, seq, webhook="wh_a", at=None, logs=True):
     from datetime import UTC, datetime
 
     return store.store_block_delivery(

@@ -35,31 +35,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await service.close()
 
-    app = FastAPI(
+    app = _App(
         title="glisk webhook sidecar",
         summary="Alchemy Custom Webhook deliveries of BatchMinted logs into the mint tables",
         version="0.1.0",
         lifespan=lifespan,
     )
     app.include_router(router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the delivery model the raw-body route validates by hand."""
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
-        )
-        delivery = AlchemyDelivery.model_json_schema(
-            by_alias=True, ref_template="#/components/schemas/{model}"
-        )
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(delivery.pop("$defs", {}))
-        schemas["AlchemyDelivery"] = delivery
-        app.openapi_schema = schema
-    return app.openapi_schema
+class _App(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema plus the delivery model the raw-body route validates by hand."""
+        if self.openapi_schema is None:
+            schema = get_openapi(
+                title=self.title, version=self.version, summary=self.summary, routes=self.routes
+            )
+            delivery = AlchemyDelivery.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(delivery.pop("$defs", {}))
+            schemas["AlchemyDelivery"] = delivery
+            self.openapi_schema = schema
+        return self.openapi_schema
 
 
 app = create_app()

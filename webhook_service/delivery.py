@@ -98,7 +98,11 @@ def _agree(envelope: Any, own: Any, field: str) -> Any:
     return own
 
 
-def _decode(log: GraphqlLog | RpcLog, number: int, block_hash: str, ts: int) -> MintRecord:
+def _decode(
+    log: GraphqlLog | RpcLog, number: int | None, block_hash: str | None, ts: int | None
+) -> MintRecord:
+    """The block fields are checked by the caller (naming the missing one) and, like every
+    field, by decode_fields."""
     if isinstance(log, GraphqlLog):
         address, tx_hash, index = log.account.address, log.transaction.hash, log.index
     else:

@@ -126,4 +126,5 @@ async def _configure(conn: AsyncConnection) -> None:
 
 async def get_service(request: Request) -> Service:
     # async: FastAPI runs a plain-def dependency in the threadpool, a hop per request
-    return request.app.state.service
+    service: Service = request.app.state.service  # set by the app's lifespan
+    return service

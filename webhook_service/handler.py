@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import structlog
@@ -74,7 +74,7 @@ async def handle_delivery(request: Request, service: Service) -> Response:
         level = log.error if exc.status >= 500 else log.warning
         level("delivery rejected", outcome=exc.outcome, status=exc.status, reason=exc.message)
     elapsed = time.perf_counter() - started
-    metrics.DELIVERIES.labels(answer.outcome).inc()
+    metrics.observe_outcome(answer.outcome)
     metrics.LATENCY.observe(elapsed)
     if answer.status < 400:
         log.info(
@@ -163,43 +163,50 @@ async def within_budget(work: Awaitable[T], seconds: float) -> T:
     raise OverBudget
 
 
-def _retrieve(task: asyncio.Future[object]) -> None:
+def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # consumed: it was answered 500 already
 
 
 async def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
-    if service.deliveries is not None:  # PostgreSQL: on the event loop
-        if not _names_block(wanted):
-            return await service.deliveries.store(wanted.records)
-        return await service.deliveries.store_block_delivery(
-            block_number=wanted.block_number,  # type: ignore[arg-type] - see _names_block
-            block_hash=wanted.block_hash,  # type: ignore[arg-type]
-            sequence_number=wanted.sequence_number,  # type: ignore[arg-type]
-            records=wanted.records,
-            webhook_id=wanted.webhook_id,
-            created_at=wanted.created_at,
-        )
-    return await run_in_threadpool(_store_sync, service, wanted)
-
-
-def _names_block(wanted: BlockDelivery) -> bool:
-    """Without a block and a sequenceNumber there is nothing to order reorgs by: the logs
-    are stored idempotently."""
-    return not (
-        wanted.block_number is None or wanted.block_hash is None or wanted.sequence_number is None
+    block = _named_block(wanted)
+    if service.deliveries is None:  # SQLite: the synchronous store, in the threadpool
+        return await run_in_threadpool(_store_sync, service, wanted, block)
+    if block is None:  # PostgreSQL: on the event loop
+        return await service.deliveries.store(wanted.records)
+    number, block_hash, sequence_number = block
+    return await service.deliveries.store_block_delivery(
+        block_number=number,
+        block_hash=block_hash,
+        sequence_number=sequence_number,
+        records=wanted.records,
+        webhook_id=wanted.webhook_id,
+        created_at=wanted.created_at,
     )
 
 
-def _store_sync(service: Service, wanted: BlockDelivery) -> StoreResult:
-    if not _names_block(wanted):
+def _named_block(wanted: BlockDelivery) -> tuple[int, str, int] | None:
+    """(number, hash, sequenceNumber), or None: without them there is nothing to order
+    reorgs by, and the logs are stored idempotently."""
+    if wanted.block_number is None or wanted.block_hash is None:
+        return None
+    if wanted.sequence_number is None:
+        return None
+    return wanted.block_number, wanted.block_hash, wanted.sequence_number
+
+
+def _store_sync(
+    service: Service, wanted: BlockDelivery, block: tuple[int, str, int] | None
+) -> StoreResult:
+    if block is None:
         return service.store.store(wanted.records, source="webhook")
     # Also for deliveries without matches: a re-sent block with no mints still has to
     # mark the rows of the hash it replaces removed.
+    number, block_hash, sequence_number = block
     return service.store.store_block_delivery(
-        block_number=wanted.block_number,
-        block_hash=wanted.block_hash,
-        sequence_number=wanted.sequence_number,
+        block_number=number,
+        block_hash=block_hash,
+        sequence_number=sequence_number,
         records=wanted.records,
         webhook_id=wanted.webhook_id,
         created_at=wanted.created_at,
@@ -207,6 +214,8 @@ def _store_sync(service: Service, wanted: BlockDelivery) -> StoreResult:
 
 
 def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -> Answer:
+    fresh = {(e.tx_hash, e.log_index) for e in result.events if e.outcome != "duplicate"}
+    metrics.observe_delivery(wanted.block_number, (r for r in wanted.records if r.key in fresh))
     if result.stale:
         message = f"stale delivery: {result.stale_reason}"
         return Answer(200, SuccessBody(message=message), "stale")
@@ -239,7 +248,8 @@ def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -
         return Answer(duplicate_status, body, "duplicate")
     events = [
         StoredEvent(
-            mint_event_id=e.mint_event_id,  # type: ignore[arg-type] - set for stored rows
+            # set for every stored row (and StoredEvent would reject a None)
+            mint_event_id=cast(int, e.mint_event_id),
             tx_hash=e.tx_hash,
             log_index=e.log_index,
             token_ids=list(e.token_ids),
@@ -247,5 +257,5 @@ def _answer(wanted: BlockDelivery, result: StoreResult, duplicate_status: int) -
         for e in new
     ]
     message = f"{len(events)} events stored" + (f", {len(dups)} already stored" if dups else "")
-    body = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
-    return Answer(200, body, "stored")
+    stored = SuccessBody(message=message, events=events, duplicates=dups, removed=result.removed)
+    return Answer(200, stored, "stored")

@@ -11,6 +11,11 @@ import sys
 
 # name -> (module, one-line summary); the module is imported only when its command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "status": (
+        "glisk_pipeline.cli.status",
+        "how far behind the index and the webhook are (exit 3 when lagging)",
+    ),
+    "authors": ("glisk_pipeline.cli.authors", "register, import and list prompt authors"),
     "recover": (
         "glisk_pipeline.cli.recover_events",
         "fetch BatchMinted logs for a block range and store what is missing",

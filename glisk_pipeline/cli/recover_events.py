@@ -1,13 +1,15 @@
 """Recover missed BatchMinted events without the Dagster daemon.
 
-    python -m glisk_pipeline.cli.recover_events --from-block N --to-block M|latest|final \
-        --batch-size K [--dry-run] [-v]
+    glisk recover --from-block N --to-block M|latest|final --batch-size K [--dry-run] [-v]
+    (= python -m glisk_pipeline.cli.recover_events ...)
 
 Runs the same loop as the `mint_events` asset (glisk_pipeline.ingest): RPC client,
 decoder, store. Every stored chunk moves the checkpoint (system_state.last_processed_block)
 in the same transaction as its rows, so an interrupted run resumes where it stopped: run
 it again without --from-block. Exit codes: 0 success, 1 error (nothing stored), 2 partial
-(some batches stored, then an error or an interrupt).
+(some batches stored, then an error or an interrupt). Usage errors exit 1 too, with one
+line naming the argument. --dry-run writes nothing: it compares the chain's logs with the
+tables (glisk_pipeline/audit.py) and reports what is missing, present or different.
 """
 
 from __future__ import annotations
@@ -16,27 +18,37 @@ import argparse
 import sys
 import time
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from glisk_pipeline.audit import AuditReport, audit_range
 from glisk_pipeline.chain import DecodeError
+from glisk_pipeline.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ArgumentParser,
+    block_number,
+    positive_int,
+    schema_problem,
+)
 from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
-from glisk_pipeline.db.migrate import current_revision, head_revision
 from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
 from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+SHOWN = 20  # findings of a dry run listed per kind
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m glisk_pipeline.cli.recover_events",
+    parser = ArgumentParser(
+        prog="glisk recover",
         description="Fetch BatchMinted logs for a block range and store what is missing.",
     )
     parser.add_argument(
         "--from-block",
-        type=int,
+        type=block_number,
         help="first block (default: last_processed_block + 1 from the database)",
     )
     parser.add_argument(
@@ -48,22 +60,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "final head are only added to, never reconciled or checkpointed.",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="blocks per batch (default: partition size)"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="blocks per batch (default: partition size)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="fetch and print, write nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write nothing: report the chain's logs missing, present or different in the tables",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every RPC chunk")
-    args = parser.parse_args(argv)
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error("--batch-size must be at least 1")
-    if args.from_block is not None and args.from_block < 0:
-        parser.error("--from-block must be >= 0")
-    return args
+    return parser.parse_args(argv)
 
 
 def to_block_arg(value: str) -> str:
     if value in ("latest", "final") or value.isdigit():
         return value
-    raise argparse.ArgumentTypeError(f"must be a block number, 'latest' or 'final', not {value!r}")
+    raise argparse.ArgumentTypeError(
+        f"must be a block number (>= 0), 'latest' or 'final', not {value!r}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,15 +97,21 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_chunk(chunk: ChunkReport) -> None:
         nonlocal chunks_stored
-        chunks_stored += 0 if args.dry_run else 1
+        chunks_stored += 1
         if args.verbose:
             print_chunk(chunk)
 
     try:
-        if current_revision(engine) != head_revision():
-            print("error: database schema is not at the latest revision: run `make migrate`")
+        problem = schema_problem(engine)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
             return EXIT_ERROR
-        store = MintStore(engine, settings.default_author_wallet, settings.GLISK_START_BLOCK)
+        store = MintStore(
+            engine,
+            settings.default_author_wallet,
+            settings.GLISK_START_BLOCK,
+            webhook_blocks_retention=settings.GLISK_WEBHOOK_BLOCKS_RETENTION,
+        )
         client.check_chain_id(settings.expected_chain_id)
         start = args.from_block
         if start is None:
@@ -110,21 +132,28 @@ def main(argv: list[str] | None = None) -> int:
         if end > head:
             print(f"error: --to-block {end} is beyond the chain head {head}", file=sys.stderr)
             return EXIT_ERROR
-        if start > end:
+        if start > end and args.from_block is not None:
+            print(
+                f"error: --from-block {start} is past --to-block {end} ({args.to_block})",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        if start > end:  # resuming after the checkpoint: already caught up
             print(f"Nothing to do: from block {start} is past to block {end}")
             return EXIT_OK
+        if args.dry_run:
+            return dry_run(client, engine, settings.contract_address, start, end, args.verbose)
 
         size = args.batch_size or settings.GLISK_PARTITION_SIZE
         batches = [(a, min(a + size - 1, end)) for a in range(start, end + 1, size)]
-        mode = " (dry run: nothing is written)" if args.dry_run else ""
-        print(f"Recovering blocks {start} - {end} in {len(batches)} batches{mode}", flush=True)
+        print(f"Recovering blocks {start} - {end} in {len(batches)} batches", flush=True)
         started = time.perf_counter()
         totals = {"found": 0, "stored": 0, "duplicates": 0, "removed": 0}
         for i, (a, b) in enumerate(batches, 1):
             print(f"Processing blocks {a} - {b} (batch {i}/{len(batches)})", flush=True)
             report = backfill_range(
                 client, store, settings.contract_address, a, b,
-                final_block=final, dry_run=args.dry_run, on_chunk=on_chunk,
+                final_block=final, on_chunk=on_chunk,
             )  # fmt: skip
             for key, value in (
                 ("found", report.logs_found),
@@ -156,6 +185,45 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
         engine.dispose()
     return EXIT_PARTIAL if chunks_stored else EXIT_ERROR
+
+
+def dry_run(
+    client: RpcClient, engine: Engine, contract: str, start: int, end: int, verbose: bool
+) -> int:
+    """Compare, write nothing; print the counts and the blocks to recover."""
+    print(f"Dry run: comparing blocks {start} - {end} with the tables (nothing is written)")
+
+    def on_chunk(part: AuditReport) -> None:
+        if verbose:
+            print(
+                f"    chunk {part.from_block} - {part.to_block}: on chain {part.on_chain}, "
+                f"present {part.present}, missing {len(part.missing)}, "
+                f"differ {len(part.differs)}, not on chain {len(part.not_on_chain)}",
+                flush=True,
+            )
+
+    report = audit_range(client, engine, contract, start, end, on_chunk=on_chunk)
+    print(
+        f"{report.on_chain} logs on chain: {report.present} present, "
+        f"{len(report.missing)} missing, {len(report.differs)} differ; "
+        f"{len(report.not_on_chain)} live rows not on chain"
+    )
+    for title, findings in (
+        ("missing", report.missing),
+        ("differ", report.differs),
+        ("not on chain", report.not_on_chain),
+    ):
+        for finding in findings[:SHOWN]:
+            print(f"  {title}: {finding}")
+        if len(findings) > SHOWN:
+            print(f"  {title}: ... and {len(findings) - SHOWN} more")
+    blocks = report.blocks()
+    if blocks:
+        shown = ", ".join(map(str, blocks[:SHOWN])) + (" ..." if len(blocks) > SHOWN else "")
+        print(f"Blocks to recover ({len(blocks)}): {shown}")
+    else:
+        print("Nothing to recover: the tables equal the chain in this range")
+    return EXIT_OK
 
 
 def print_chunk(chunk: ChunkReport) -> None:

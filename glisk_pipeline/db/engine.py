@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -15,7 +16,7 @@ from glisk_pipeline.settings import (
 )
 
 
-def engine_from_settings(settings: Settings, **kwargs: object) -> Engine:
+def engine_from_settings(settings: Settings, **kwargs: Any) -> Engine:
     """make_engine for DATABASE_URL with the pool size of DATABASE_POOL_SIZE and
     DATABASE_MAX_OVERFLOW."""
     return make_engine(
@@ -31,7 +32,7 @@ def make_engine(
     *,
     pool_size: int = DEFAULT_POOL_SIZE,
     max_overflow: int = DEFAULT_MAX_OVERFLOW,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> Engine:
     """An engine for `url`. On PostgreSQL each process holds at most pool_size +
     max_overflow connections: the deployment's connection budget counts on it."""
@@ -51,14 +52,14 @@ def make_engine(
     # JIT off for our sessions: generate_series' fixed 1000-row estimate makes the store's
     # statements look costly enough to JIT-compile, which cost ~350 ms per bulk statement
     # and ~0.5 ms per webhook delivery (measured) and never paid back.
-    connect_args = dict(kwargs.pop("connect_args", None) or {})  # type: ignore[call-overload]
+    connect_args = dict(kwargs.pop("connect_args", None) or {})
     options = str(connect_args.get("options", ""))
     if "jit=" not in options:
         connect_args["options"] = f"{options} -c jit=off".strip()
     return create_engine(url, connect_args=connect_args, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     dbapi_conn.isolation_level = None  # see the "begin" listener above
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

@@ -40,7 +40,10 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:  # only if the versions/ folder shipped empty
+        raise RuntimeError(f"no migration found in {MIGRATIONS}")
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

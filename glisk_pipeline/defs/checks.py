@@ -1,19 +1,23 @@
 """Asset checks on `mint_events`: the invariants downstream work (image generation, reveal)
-relies on, checked over the whole table after each materialization.
+relies on, checked over the whole table after each materialization, and the index's
+freshness.
 
 Each query lives in a plain function over an engine, so tests can call it on a corrupted
-database and the checks stay thin.
+database and the checks stay thin. A failing check says what to do in its description
+and names the partitions to re-materialize (`partitions_to_rematerialize`): materializing
+a final window makes its rows equal the chain.
 """
 # No `from __future__ import annotations`: Dagster reads the context and resource
 # parameter annotations at definition time and needs real classes, not strings.
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
+    AssetPartitionStatus,
     MetadataValue,
     asset_check,
 )
@@ -22,21 +26,34 @@ from sqlalchemy import Engine, and_, func, literal_column, or_, select
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.defs.assets import mint_events
+from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from glisk_pipeline.windows import PARTITIONS_NAME, parse_key, partition_key, window_of
+from glisk_pipeline.windows import (
+    PARTITIONS_NAME,
+    keys_of_blocks,
+    parse_key,
+    partition_key,
+    window_of,
+)
 
 SHOWN = 10  # offenders listed in the check's metadata
 
 
-def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int]]:
-    """(mint_event id, expected, actual) where a live event does not own exactly `quantity`
-    token rows, or a removed event still owns any."""
+def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
+    """(mint_event id, expected, actual, block) where a live event does not own exactly
+    `quantity` token rows, or a removed event still owns any."""
     written = func.count(tokens_t.c.token_id)
     expected = func.max(events_t.c.quantity)
     query = (
-        select(events_t.c.id, events_t.c.removed, expected.label("quantity"), written)
+        select(
+            events_t.c.id,
+            events_t.c.removed,
+            expected.label("quantity"),
+            written,
+            events_t.c.block_number,
+        )
         .select_from(events_t.outerjoin(tokens_t, tokens_t.c.mint_event_id == events_t.c.id))
-        .group_by(events_t.c.id, events_t.c.removed)
+        .group_by(events_t.c.id, events_t.c.removed, events_t.c.block_number)
         .having(
             or_(
                 and_(~events_t.c.removed, written != expected),
@@ -46,7 +63,7 @@ def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int]]:
         .order_by(events_t.c.id)
     )
     with engine.connect() as conn:
-        return [(r[0], 0 if r[1] else r[2], r[3]) for r in conn.execute(query)]
+        return [(r[0], 0 if r[1] else r[2], r[3], r[4]) for r in conn.execute(query)]
 
 
 def token_id_breaks(engine: Engine, checkpoint: int | None) -> list[tuple[str, int, int, int]]:
@@ -82,7 +99,8 @@ def token_id_breaks(engine: Engine, checkpoint: int | None) -> list[tuple[str, i
 def uncovered_windows(
     materialized: Iterable[str], *, start_block: int, size: int, checkpoint: int | None
 ) -> list[str]:
-    """Windows entirely at or below the checkpoint that were never materialized."""
+    """Windows entirely at or below the checkpoint that were never materialized (pass the
+    windows whose runs are still in flight as materialized: they are not missing yet)."""
     if checkpoint is None:
         return []
     done = {parse_key(k) for k in materialized}
@@ -95,43 +113,75 @@ def uncovered_windows(
     return missing
 
 
-def _shown(items: list) -> MetadataValue:  # type: ignore[type-arg]
+def _shown(items: Sequence[object]) -> MetadataValue:
     return MetadataValue.text(
         "\n".join(map(str, items[:SHOWN])) + ("\n..." if items[SHOWN:] else "")
     )
 
 
-@asset_check(asset=mint_events, description="Every live mint event owns exactly quantity tokens")
-def tokens_match_quantity(database: DatabaseResource) -> AssetCheckResult:
-    bad = token_count_mismatches(database.engine)
-    return AssetCheckResult(
-        passed=not bad,
-        metadata={"mismatched_events": len(bad), "examples (id, expected, actual)": _shown(bad)},
-    )
+def _rematerialize(blocks: Iterable[int], size: int) -> dict[str, MetadataValue]:
+    keys = keys_of_blocks(blocks, size)
+    return {
+        "partitions_to_rematerialize": _shown(keys),
+        "partitions_to_rematerialize_count": MetadataValue.int(len(keys)),
+    }
 
 
 @asset_check(
     asset=mint_events,
-    description="Token ids of live events are contiguous: no overlap anywhere, no gap below "
-    "last_processed_block",
+    description="Every live mint event owns exactly `quantity` token rows and a removed one "
+    "owns none. On failure: re-materialize the listed partitions (the reconcile rewrites "
+    "their rows from the chain); if it persists, the store has a bug.",
 )
-def token_ids_contiguous(database: DatabaseResource) -> AssetCheckResult:
-    checkpoint = database.store().last_processed_block()
-    breaks = token_id_breaks(database.engine, checkpoint)
+def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    bad = token_count_mismatches(database.engine)
+    size = chain.settings().GLISK_PARTITION_SIZE
     return AssetCheckResult(
-        passed=not breaks,
+        passed=not bad,
+        description=None
+        if not bad
+        else f"{len(bad)} events own the wrong number of token rows: re-materialize "
+        "the partitions listed in partitions_to_rematerialize",
         metadata={
-            "overlaps": sum(1 for b in breaks if b[0] == "overlap"),
-            "gaps": sum(1 for b in breaks if b[0] == "gap"),
-            "last_processed_block": checkpoint if checkpoint is not None else -1,
-            "examples (kind, start, previous end, block)": _shown(breaks),
+            "mismatched_events": len(bad),
+            "examples (id, expected, actual, block)": _shown(bad),
+            **_rematerialize((b[3] for b in bad), size),
         },
     )
 
 
 @asset_check(
     asset=mint_events,
-    description="Every block window below last_processed_block was materialized",
+    description="Token ids of live events are contiguous: no overlap anywhere, no gap at or "
+    "below last_processed_block. A gap means a mint is missing, an overlap a row of a lost "
+    "fork still live: re-materialize the listed partitions.",
+)
+def token_ids_contiguous(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    checkpoint = database.store().last_processed_block()
+    breaks = token_id_breaks(database.engine, checkpoint)
+    size = chain.settings().GLISK_PARTITION_SIZE
+    return AssetCheckResult(
+        passed=not breaks,
+        description=None
+        if not breaks
+        else f"{len(breaks)} breaks in the token ids: re-materialize the partitions listed "
+        "in partitions_to_rematerialize",
+        metadata={
+            "overlaps": sum(1 for b in breaks if b[0] == "overlap"),
+            "gaps": sum(1 for b in breaks if b[0] == "gap"),
+            "last_processed_block": checkpoint if checkpoint is not None else -1,
+            "examples (kind, start, previous end, block)": _shown(breaks),
+            **_rematerialize((b[3] for b in breaks), size),
+        },
+    )
+
+
+@asset_check(
+    asset=mint_events,
+    description="Every block window at or below last_processed_block was materialized (runs "
+    "still in flight count as covered). WARN only: a range recovered with `glisk recover` "
+    "advances the checkpoint without a Dagster materialization; materialize the listed "
+    "partitions to bring Dagster's view in line.",
 )
 def partitions_cover_checkpoint(
     context: AssetCheckExecutionContext, database: DatabaseResource, chain: ChainResource
@@ -139,26 +189,76 @@ def partitions_cover_checkpoint(
     settings = chain.settings()
     checkpoint = database.store().last_processed_block()
     instance = context.instance
-    materialized = instance.get_materialized_partitions(AssetKey("mint_events"))
+    keys = list(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    statuses = instance.get_status_by_partition(AssetKey("mint_events"), keys, block_ranges) or {}
+    # A backfill's runs finish in any order: one run may move the checkpoint past windows
+    # whose run is still going. Those are in progress, not missing.
+    covering = {
+        AssetPartitionStatus.MATERIALIZED,
+        AssetPartitionStatus.IN_PROGRESS,
+    }
+    covered = [k for k, state in statuses.items() if state in covering]
+    in_flight = sum(1 for state in statuses.values() if state == AssetPartitionStatus.IN_PROGRESS)
     missing = uncovered_windows(
-        materialized,
+        covered,
         start_block=settings.GLISK_START_BLOCK,
         size=settings.GLISK_PARTITION_SIZE,
         checkpoint=checkpoint,
     )
     return AssetCheckResult(
         passed=not missing,
-        # WARN: ranges recovered by the CLI advance the checkpoint without a Dagster
-        # materialization; the data may be fine, but Dagster's view disagrees with it.
         severity=AssetCheckSeverity.WARN,
+        description=None
+        if not missing
+        else f"{len(missing)} windows at or below last_processed_block were never "
+        "materialized: materialize the partitions listed in partitions_to_rematerialize "
+        "(add them first if they are not partitions yet)",
         metadata={
             "last_processed_block": checkpoint if checkpoint is not None else -1,
-            "partitions": len(instance.get_dynamic_partitions(PARTITIONS_NAME)),
-            "materialized": len(materialized),
+            "partitions": len(keys),
+            "materialized": len(covered) - in_flight,
+            "in_progress": in_flight,
             "missing_below_checkpoint": len(missing),
-            "missing_examples": _shown(missing),
+            "partitions_to_rematerialize": _shown(missing),
         },
     )
 
 
-mint_event_checks = [tokens_match_quantity, token_ids_contiguous, partitions_cover_checkpoint]
+@asset_check(
+    asset=mint_events,
+    description="The backfill checkpoint keeps up with the chain: final block - "
+    "last_processed_block. WARN past GLISK_LAG_WARN_BLOCKS, fails past "
+    "GLISK_LAG_ERROR_BLOCKS. On failure: is chain_head_sensor on, are runs failing or "
+    "queued (the rpc pool), is the provider rate-limiting? `glisk status` shows the lags.",
+)
+def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    settings = chain.settings()
+    checkpoint = database.store().last_processed_block()
+    with chain.client() as client:
+        final = client.final_block(settings.GLISK_CONFIRMATIONS)
+    covered = checkpoint if checkpoint is not None else settings.GLISK_START_BLOCK - 1
+    behind = max(0, final - covered)
+    warn, error = settings.GLISK_LAG_WARN_BLOCKS, settings.GLISK_LAG_ERROR_BLOCKS
+    severity = AssetCheckSeverity.ERROR if behind > error else AssetCheckSeverity.WARN
+    return AssetCheckResult(
+        passed=behind <= warn,
+        severity=severity,
+        description=None
+        if behind <= warn
+        else f"last_processed_block is {behind} blocks behind the final block {final}",
+        metadata={
+            "final_block": final,
+            "last_processed_block": checkpoint if checkpoint is not None else -1,
+            "behind_final_blocks": behind,
+            "warn_blocks": warn,
+            "error_blocks": error,
+        },
+    )
+
+
+mint_event_checks = [
+    tokens_match_quantity,
+    token_ids_contiguous,
+    partitions_cover_checkpoint,
+    checkpoint_fresh,
+]

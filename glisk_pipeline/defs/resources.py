@@ -62,7 +62,10 @@ class DatabaseResource(ConfigurableResource):
     def store(self) -> MintStore:
         settings = self.settings()
         return MintStore(
-            self.engine, settings.default_author_wallet, start_block=settings.GLISK_START_BLOCK
+            self.engine,
+            settings.default_author_wallet,
+            start_block=settings.GLISK_START_BLOCK,
+            webhook_blocks_retention=settings.GLISK_WEBHOOK_BLOCKS_RETENTION,
         )
 
 

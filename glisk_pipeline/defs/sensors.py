@@ -78,7 +78,7 @@ def load_cursor(cursor: str | None) -> int | None:
     """End block of the last window added (None: none recorded)."""
     if not cursor:
         return None
-    return json.loads(cursor)["last_end"]
+    return int(json.loads(cursor)["last_end"])
 
 
 def plan_tick(

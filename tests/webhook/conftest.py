@@ -24,7 +24,7 @@ def pg_proxy(pg_url: str) -> Iterator[TcpProxy]:
 @pytest.fixture(scope="session")
 def webhook_session(
     pg_url: str, pg_proxy: TcpProxy, deployed_chain: DevChain, tmp_path_factory
-) -> Iterator[Service]:  # type: ignore[no-untyped-def]
+) -> Iterator[Service]:
     env = service_env(pg_proxy.url_for(pg_url), deployed_chain.glisk)
     with running(env, tmp_path_factory.mktemp("webhook")) as service:
         yield service

@@ -34,7 +34,7 @@ from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import Service, TcpProxy
 
 
-def count(engine: Engine, table, *where) -> int:  # type: ignore[no-untyped-def]
+def count(engine: Engine, table, *where) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
@@ -290,7 +290,7 @@ def test_reorg_replaces_the_block_and_an_older_sequence_is_ignored(
 )
 def test_malformed_payloads_are_400_naming_the_field(
     webhook: Service, devchain: DevChain, pg_engine: Engine, mutate, field: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     mint_some(devchain, 1, per_block=1)
     (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
     mutate(payload)

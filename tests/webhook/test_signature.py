@@ -86,7 +86,7 @@ def test_both_rotated_keys_are_accepted(
 )
 def test_bad_signatures_are_401_and_store_nothing(
     webhook: Service, minted_delivery: dict, pg_engine: Engine, make_signature
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     body = orjson.dumps(minted_delivery)
     answer = _post(webhook, body, make_signature(body))
     assert answer.status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.schema import metadata
@@ -15,7 +16,10 @@ def run_migrations_online() -> None:
     if connectable is not None:
         _run(connectable)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # glisk_pipeline.db.migrate.alembic_config() always sets it
+        raise RuntimeError("alembic config has no sqlalchemy.url: use glisk_pipeline.db.migrate")
+    engine = make_engine(url)
     try:
         with engine.connect() as connection:
             _run(connection)
@@ -23,7 +27,7 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -21,7 +21,7 @@ from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
 from glisk_pipeline.db.store.results import Source, StoreError, StoreResult, TokenConflictError
-from glisk_pipeline.db.store.upserts import dedupe, upsert_author, upsert_events
+from glisk_pipeline.db.store.upserts import dedupe, upsert_author, upsert_authors, upsert_events
 from glisk_pipeline.db.store.webhook_pg import (
     CALL_SQLALCHEMY,
     TOKEN_CONFLICT_SQLSTATE,
@@ -39,12 +39,22 @@ RETRYABLE_SQLSTATES = {"40P01", "40001", "23502"}
 
 class MintStore:
     """Writes decoded records. `default_author_wallet` receives the tokens of authors that
-    are not registered in `authors`; `start_block` anchors last_processed_block."""
+    are not registered in `authors`; `start_block` anchors last_processed_block;
+    `webhook_blocks_retention` (None: keep all) prunes webhook_blocks rows that many blocks
+    below the checkpoint whenever a reconcile moves it."""
 
-    def __init__(self, engine: Engine, default_author_wallet: str, start_block: int = 0):
+    def __init__(
+        self,
+        engine: Engine,
+        default_author_wallet: str,
+        start_block: int = 0,
+        *,
+        webhook_blocks_retention: int | None = None,
+    ):
         self.engine = engine
         self.default_author_wallet = default_author_wallet.lower()
         self.start_block = start_block
+        self.webhook_blocks_retention = webhook_blocks_retention
         self._pg = engine.dialect.name == "postgresql"
 
     def store(
@@ -123,6 +133,8 @@ class MintStore:
             reconcile.record_range(
                 conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
             )
+            if self.webhook_blocks_retention is not None:
+                reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
             return result
 
         return self._transaction(work)
@@ -135,7 +147,8 @@ class MintStore:
         farcaster_handle: str | None = None,
         prompt_text: str | None = None,
     ) -> int:
-        """Create or update an author; returns its id. Wallets compare case-insensitively."""
+        """Create or update an author; returns its id. Wallets compare case-insensitively;
+        a field passed as None keeps its stored value."""
         values = {
             "wallet_address": wallet_address.lower(),
             "twitter_handle": twitter_handle,
@@ -143,6 +156,15 @@ class MintStore:
             "prompt_text": prompt_text,
         }
         return self._transaction(lambda conn: upsert_author(conn, values, pg=self._pg))
+
+    def register_authors(self, rows: Iterable[dict[str, str | None]]) -> int:
+        """Register many authors in ONE transaction (all or none; `glisk authors import`);
+        each row as register_author's keyword arguments plus `wallet_address`. Returns
+        how many wallets were new."""
+        batch = [{**row, "wallet_address": str(row["wallet_address"]).lower()} for row in rows]
+        if not batch:
+            return 0
+        return self._transaction(lambda conn: upsert_authors(conn, batch, pg=self._pg))
 
     def last_processed_block(self) -> int | None:
         with self.engine.connect() as conn:
@@ -175,7 +197,8 @@ class MintStore:
 
 def _call(conn: Connection, doc: str) -> dict[str, Any]:
     try:
-        return conn.execute(text(CALL_SQLALCHEMY), {"doc": doc}).scalar_one()
+        answer: dict[str, Any] = conn.execute(text(CALL_SQLALCHEMY), {"doc": doc}).scalar_one()
+        return answer
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) == TOKEN_CONFLICT_SQLSTATE:
             raise TokenConflictError(exc.orig.diag.message_primary) from None  # type: ignore[union-attr]

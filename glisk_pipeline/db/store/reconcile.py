@@ -21,6 +21,7 @@ from glisk_pipeline.db.schema import (
     processed_ranges,
     system_state,
     tokens,
+    webhook_blocks,
 )
 
 
@@ -118,7 +119,7 @@ def remove_stale(
             mint_events.c.block_hash,
         ).where(mint_events.c.block_number.between(lo, hi), ~mint_events.c.removed)
     ).all()
-    stale = {
+    stale_ids = {
         row.id for row in live if tuple(row[1:]) not in canonical and row.block_hash != keep_hash
     }
     wanted = {r.key: r.block_hash for r in batch}
@@ -135,12 +136,12 @@ def remove_stale(
                 ~mint_events.c.removed,
             )
         ).all()
-        stale |= {
+        stale_ids |= {
             row.id
             for row in rows
             if wanted.get((row.tx_hash, row.log_index), row.block_hash) != row.block_hash
         }
-    return _remove_ids(conn, sorted(stale))
+    return _remove_ids(conn, sorted(stale_ids))
 
 
 def _remove_ids(conn: Connection, ids: Sequence[int]) -> int:
@@ -187,6 +188,25 @@ def record_range(
         )
     )
     _advance_checkpoint(conn, pg=pg, start_block=start_block)
+
+
+def prune_webhook_blocks(conn: Connection, retention: int) -> int:
+    """Delete webhook_blocks rows more than `retention` blocks below the checkpoint: a
+    delivery for a block at or below the checkpoint is refused as final before its row is
+    read, so those rows decide nothing any more (one row per block would grow forever).
+    The highest row stays: it is the webhook's last delivery (`glisk status`, the silence
+    sensor)."""
+    checkpoint = last_processed_block(conn)
+    if checkpoint is None:
+        return 0
+    newest = select(func.max(webhook_blocks.c.block_number)).scalar_subquery()
+    result = conn.execute(
+        delete(webhook_blocks).where(
+            webhook_blocks.c.block_number < checkpoint - retention,
+            webhook_blocks.c.block_number < newest,
+        )
+    )
+    return int(result.rowcount or 0)
 
 
 def last_processed_block(conn: Connection) -> int | None:

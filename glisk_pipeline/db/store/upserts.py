@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -68,14 +68,33 @@ def dedupe(records: Iterable[MintRecord]) -> list[MintRecord]:
 
 
 def upsert_author(conn: Connection, values: dict[str, Any], *, pg: bool) -> int:
-    """Create or update the author keyed by values["wallet_address"]; returns its id."""
+    """Create or update the author keyed by values["wallet_address"]; returns its id.
+    Fields absent from `values` (or None) keep what the row holds: re-adding a wallet
+    without its handles does not erase them."""
+    given = {k: v for k, v in values.items() if v is not None}
     insert = pg_insert if pg else sqlite_insert
-    stmt = insert(authors).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[authors.c.wallet_address],
-        set_={k: stmt.excluded[k] for k in values if k != "wallet_address"},
+    stmt = insert(authors).values(**given)
+    # An empty SET is not valid SQL: a no-op update still lets RETURNING see the row.
+    updates = {k: stmt.excluded[k] for k in given if k != "wallet_address"} or {
+        "wallet_address": stmt.excluded.wallet_address
+    }
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[authors.c.wallet_address], set_=updates
     ).returning(authors.c.id)
-    return int(conn.execute(stmt).scalar_one())
+    return int(conn.execute(upsert).scalar_one())
+
+
+def upsert_authors(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) -> int:
+    """Upsert every row (as upsert_author); returns how many wallets were new."""
+    wallets = [row["wallet_address"] for row in rows]
+    existing = set(
+        conn.execute(
+            select(authors.c.wallet_address).where(authors.c.wallet_address.in_(wallets))
+        ).scalars()
+    )
+    for row in rows:
+        upsert_author(conn, row, pg=pg)
+    return len(set(wallets) - existing)
 
 
 # The incoming rows of one chunk, from arrays (one bind parameter per column).
@@ -229,7 +248,7 @@ def _upsert_sqlite(
         .returning(mint_events.c.id)
     )
     outcomes = []
-    token_rows = []
+    token_rows: list[dict[str, object]] = []
     for r in chunk:
         values = _event_values(r, source)
         event_id = conn.execute(insert_event.values(**values)).scalar_one_or_none()
@@ -290,7 +309,7 @@ def _event_values(r: MintRecord, source: Source) -> dict[str, object]:
     }
 
 
-def _outcome(r: MintRecord, row) -> EventOutcome:  # type: ignore[no-untyped-def]
+def _outcome(r: MintRecord, row: Row[Any] | None) -> EventOutcome:
     if row is None:
         return EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids)
     return EventOutcome(

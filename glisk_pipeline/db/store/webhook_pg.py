@@ -38,6 +38,7 @@ from glisk_pipeline.db.store.ordering import (
 from glisk_pipeline.db.store.reconcile import pg_remove_sql
 from glisk_pipeline.db.store.results import (
     EventOutcome,
+    Outcome,
     StoreError,
     StoreResult,
     TokenConflictError,
@@ -188,7 +189,7 @@ def read_answer(answer: dict[str, Any], records: list[MintRecord]) -> StoreResul
         if row is None:
             events.append(EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids))
         else:
-            outcome = "stored" if row[1] else "restored"
+            outcome: Outcome = "stored" if row[1] else "restored"
             events.append(EventOutcome(r.tx_hash, r.log_index, outcome, row[0], r.token_ids))
     return StoreResult(events=events, removed=int(answer["removed"]))
 
@@ -261,7 +262,8 @@ class AsyncDeliveryStore:
                     raise _LostConnection from None
                 raise
             assert row is not None
-            return row[0]
+            answer: dict[str, Any] = row[0]
+            return answer
 
     def _sweep(self) -> None:
         if self._sweeping is None or self._sweeping.done():

@@ -1,0 +1,50 @@
+"""What every `glisk` command shares: its exit codes, one-line errors, the schema check.
+
+Exit codes: 0 success, 1 error (usage errors included: one line naming the argument),
+2 partial (`recover`: some batches stored, then an error), 3 lagging (`status`: a lag past
+its threshold). argparse's own code for usage errors is 2, which would read as "partial".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from sqlalchemy import Engine
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_LAGGING = 0, 1, 2, 3
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one line on stderr and exit 1 for a usage error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def block_number(value: str) -> int:
+    """argparse type: a block number (a non-negative integer)."""
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a block number (>= 0), not {value!r}")
+    return int(value)
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value!r}")
+    return int(value)
+
+
+def error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """A one-line reason when the database is not at the latest schema revision."""
+    from glisk_pipeline.db.migrate import current_revision, head_revision
+
+    if current_revision(engine) != head_revision():
+        return "database schema is not at the latest revision: run `make migrate`"
+    return None

@@ -1,0 +1,97 @@
+"""The checks as an operator reads them, on a real Dagster instance, anvil and PostgreSQL:
+no false alarm while a backfill's runs are still in flight, and a freshness check whose
+severity follows the configured lag thresholds."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    AssetSelection,
+    DagsterRunStatus,
+    Definitions,
+    instance_for_test,
+    materialize,
+)
+
+from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.defs.assets import mint_events
+from glisk_pipeline.defs.checks import checkpoint_fresh, mint_event_checks
+from glisk_pipeline.ingest import backfill_range
+from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.windows import parse_key
+from tests.pipeline_support import DEFAULT_AUTHOR, SIZE, Pipeline, pipeline  # noqa: F401
+from tests.test_pipeline_assets import ASSETS, add_all_partitions, materialize_range
+
+
+def test_windows_of_runs_in_flight_are_not_missing(pipeline: Pipeline) -> None:  # noqa: F811
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        # The backfill's second run (the last window) has stored its rows and is still
+        # running when the first run finishes and moves the checkpoint past it.
+        last = keys[-1]
+        job = Definitions(assets=[mint_events], resources=p.resources())
+        instance.create_run_for_job(
+            job.resolve_implicit_global_asset_job_def(),
+            asset_selection=frozenset({AssetKey("mint_events")}),
+            tags={"dagster/partition": last},
+            status=DagsterRunStatus.STARTED,
+        )
+        with RpcClient(p.devchain.anvil.url) as client:
+            store = MintStore(p.engine, DEFAULT_AUTHOR, start_block=p.start_block)
+            backfill_range(client, store, p.devchain.glisk, *parse_key(last))
+        result = materialize_range(instance, p, keys[0], keys[-2])
+        assert result.success
+        (cover,) = [
+            e
+            for e in result.get_asset_check_evaluations()
+            if e.check_name == "partitions_cover_checkpoint"
+        ]
+        assert cover.metadata["last_processed_block"].value == parse_key(last)[1]
+        assert cover.metadata["in_progress"].value == 1
+        assert cover.passed, cover.metadata["partitions_to_rematerialize"].text
+
+
+@pytest.mark.parametrize(
+    ("extra", "passed", "severity"),
+    [(0, True, None), (30, False, AssetCheckSeverity.WARN), (80, False, AssetCheckSeverity.ERROR)],
+)
+def test_freshness_check_follows_the_thresholds(
+    pipeline: Pipeline,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    extra: int,
+    passed: bool,
+    severity: AssetCheckSeverity | None,
+) -> None:
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert materialize_range(instance, p, keys[0], keys[-1]).success
+        # thresholds above today's lag (the head is past the last complete window), then
+        # the head moves `extra` blocks on
+        base = p.devchain.anvil.block_number() - parse_key(keys[-1])[1]
+        monkeypatch.setenv("GLISK_LAG_WARN_BLOCKS", str(base + 20))
+        monkeypatch.setenv("GLISK_LAG_ERROR_BLOCKS", str(base + 50))
+        p.devchain.anvil.mine_empty(extra)
+        behind = base + extra
+        result = materialize(
+            ASSETS,
+            selection=AssetSelection.checks(checkpoint_fresh),
+            instance=instance,
+            resources=p.resources(),
+            raise_on_error=False,
+        )
+        (evaluation,) = result.get_asset_check_evaluations()
+        assert evaluation.metadata["behind_final_blocks"].value == behind
+        assert evaluation.passed is passed
+        if severity is not None:
+            assert evaluation.severity == severity
+            assert f"{behind} blocks behind" in evaluation.description
+
+
+def test_every_check_has_a_description() -> None:
+    for check in mint_event_checks:
+        (spec,) = check.check_specs
+        assert spec.description and len(spec.description) > 40, spec.name
