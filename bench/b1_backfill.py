@@ -1,6 +1,7 @@
-"""B1: backfill throughput, end to end from anvil into PostgreSQL, five contenders over
-the same range of one chain, each into its own fresh database (the fifth is the project's
-path through Dagster's `materialize`, bench/dagster_paths.py)."""
+"""B1: backfill throughput, end to end from anvil into PostgreSQL, six contenders over
+the same range of one chain, each into its own fresh database (the project's path
+in-process and as the recovery CLI's whole process, the two ceilings, the seed's naive
+path, and the project's path through Dagster's `materialize`, bench/dagster_paths.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bench.common import (
     stored_counts,
     throwaway_db,
 )
-from bench.contenders import baseline, ceiling, project
+from bench.contenders import baseline, ceiling, cli_process, project
 from bench.dagster_paths import materialize_range
 from devtools.oracle import ChainMint
 
@@ -35,6 +36,8 @@ def _timed(
         stored_ev, stored_tok = stored_counts(db, *tables)
         if oracle is not None:
             counts = {**counts, "oracle_mismatches": oracle_problems(db, oracle)}
+    if counts["tokens"] is None:  # counted by the database, outside the timed part
+        counts["tokens"] = stored_tok
     return {
         **counts,
         "seconds": round(t.s, 3),
@@ -78,6 +81,7 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
         c["project"] = _timed("project", project, *args, oracle=h.mints)
         c["ceiling_idempotent"] = _timed("ceil_idem", ceiling, *args, idempotent=True)
         c["ceiling_raw"] = _timed("ceil_raw", ceiling, *args, idempotent=False)
+        c["cli_process"] = _timed("cli", cli_process, *args, oracle=h.mints)
         sub_hi = h.mints[min(baseline_events, len(h.mints)) - 1].block_number
         c["baseline_subset"] = _timed(
             "baseline", baseline, chain.anvil.url, chain.contract, lo, sub_hi
@@ -87,10 +91,11 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
             expected = row["events"]
             if row["stored_events"] != expected:
                 raise RuntimeError(f"{name}: stored {row['stored_events']} of {expected} events")
-        if c["project"]["events"] != len(h.mints):
-            raise RuntimeError("project path missed events")
-        if c["project"]["oracle_mismatches"]:
-            raise RuntimeError(f"project path: {c['project']['oracle_mismatches']}")
+        for name in ("project", "cli_process"):
+            if c[name]["events"] != len(h.mints) or c[name]["stored_tokens"] != h.tokens_minted:
+                raise RuntimeError(f"{name} missed events or tokens")
+            if c[name]["oracle_mismatches"]:
+                raise RuntimeError(f"{name}: {c[name]['oracle_mismatches']}")
         # After the others: it completes the last partition window with empty blocks.
         c["materialize"] = materialize_range(chain, lo, hi)
         if c["materialize"]["events"] != c["project"]["events"]:
@@ -105,6 +110,10 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
             ),
             "project_over_idempotent_ceiling": round(
                 p["events_per_s"] / c["ceiling_idempotent"]["events_per_s"], 3
+            ),
+            # the recovery CLI as a whole process (start-up included), same run
+            "cli_over_idempotent_ceiling": round(
+                c["cli_process"]["events_per_s"] / c["ceiling_idempotent"]["events_per_s"], 3
             ),
             "project_over_raw_ceiling": round(
                 p["events_per_s"] / c["ceiling_raw"]["events_per_s"], 3

@@ -1,8 +1,13 @@
-"""B1's contenders: the project's path, the seed's naive path, and the two ceilings.
-Each takes (rpc_url, database_url, contract, from_block, to_block) and returns counts."""
+"""B1's contenders: the project's path (in-process, and the recovery CLI as a whole
+process), the seed's naive path, and the two ceilings. Each takes (rpc_url, database_url,
+contract, from_block, to_block) and returns counts."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +39,38 @@ def project(rpc: str, db: str, contract: str, lo: int, hi: int) -> Counts:
     finally:
         engine.dispose()
     return {"events": report.logs_found, "tokens": report.tokens, "rpc_calls": report.rpc_calls}
+
+
+_CLI_DONE = re.compile(r"Done: (\d+) events found, .*; (\d+) RPC calls")
+
+
+def cli_process(rpc: str, db: str, contract: str, lo: int, hi: int) -> Counts:
+    """The recovery CLI as an operator runs it, start-up included (interpreter, imports,
+    settings, the schema-revision check): `python -m glisk_pipeline.cli.recover_events`
+    in a fresh process. Its token count is read from the database afterwards (the CLI
+    does not print it), outside the timed part."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "RPC_URL": rpc,
+        "NETWORK": "LOCAL",
+        "GLISK_NFT_CONTRACT_ADDRESS": contract,
+        "GLISK_DEFAULT_AUTHOR_WALLET": DEFAULT_AUTHOR,
+        "GLISK_START_BLOCK": str(lo),
+        "GLISK_CONFIRMATIONS": "0",  # the whole history is final, as for the other paths
+    }
+    cli = [sys.executable, "-m", "glisk_pipeline.cli.recover_events"]
+    out = subprocess.run(
+        [*cli, "--from-block", str(lo), "--to-block", str(hi)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    done = _CLI_DONE.search(out.stdout)
+    if out.returncode != 0 or done is None:
+        raise RuntimeError(f"recovery CLI exited {out.returncode}: {out.stderr.strip()[-500:]}")
+    return {"events": int(done[1]), "tokens": None, "rpc_calls": int(done[2])}
 
 
 # --- the seed's original implementation -------------------------------------------------

@@ -36,6 +36,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             "≥ 50%",
             r["project_over_idempotent_ceiling"] >= 0.5,
         )
+        if "cli_over_idempotent_ceiling" in r:
+            cli = r["cli_over_idempotent_ceiling"]
+            add("B1 recovery CLI process / idempotent ceiling", f"{cli:.0%}", "≥ 50%", cli >= 0.5)
         add("B1 project / raw ceiling", f"{r['project_over_raw_ceiling']:.0%}")
         if "materialize_over_bare" in r:
             m = r["materialize_over_bare"]

@@ -4,8 +4,8 @@ benchmarks: so what the benchmark measures is exactly what production runs.
 Each chunk the RPC client yields covers its block range completely, so it is reconciled
 on its own (`MintStore.reconcile_range`): memory stays bounded by one chunk whatever the
 range, and the checkpoint advances with every chunk stored. The next chunk is fetched
-while the current one is written (one chunk ahead, no more), so a provider's latency and
-the database's work overlap instead of adding up.
+and decoded while the current one is written (one chunk ahead, no more), so a provider's
+latency, the decoding and the database's work overlap instead of adding up.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TypeVar, cast
 
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
 from glisk_pipeline.db.store import MintStore, StoreResult
-from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.rpc import LogChunk, RpcClient
 
 T = TypeVar("T")
 
@@ -86,14 +86,8 @@ def backfill_range(
     started = time.perf_counter()
     last_final = to_block if final_block is None else min(to_block, final_block)
     try:
-        chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block)
-        for chunk in prefetch(chunks):
-            records = [
-                decode_rpc_log(log)
-                for log in chunk.logs
-                # a provider must filter for us, but a wrong log must never be stored
-                if log.get("address", "").lower() == contract
-            ]
+        logs = client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block)
+        for chunk, records in prefetch(_decoded(logs, contract)):
             part = _write(store, chunk.from_block, chunk.to_block, records, last_final, dry_run)
             report.chunks.append(part)
             report.logs_found += part.found
@@ -109,6 +103,22 @@ def backfill_range(
         report.final_chunk_size = client.stats.chunk_size
         report.duration_s = time.perf_counter() - started
     return report
+
+
+def _decoded(
+    chunks: Iterator[LogChunk], contract: str
+) -> Iterator[tuple[LogChunk, list[MintRecord]]]:
+    """Each chunk with its decoded records. Runs in the prefetch worker, so decoding
+    (~12 µs a log) overlaps the store's write of the previous chunk instead of adding
+    to it."""
+    for chunk in chunks:
+        records = [
+            decode_rpc_log(log)
+            for log in chunk.logs
+            # a provider must filter for us, but a wrong log must never be stored
+            if log.get("address", "").lower() == contract
+        ]
+        yield chunk, records
 
 
 def _write(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from eth_utils import to_checksum_address
 from sqlalchemy import Engine, delete, func, select, update
 
 from devtools.history import History, realistic_history
@@ -51,7 +52,7 @@ def use(monkeypatch: pytest.MonkeyPatch, environment: dict, **changes: str) -> N
         (["--batch-size", "x"], "--batch-size"),
     ],
 )
-def test_usage_errors_exit_1_with_one_line(capsys, args, needle) -> None:  # type: ignore[no-untyped-def]
+def test_usage_errors_exit_1_with_one_line(capsys, args, needle) -> None:
     with pytest.raises(SystemExit) as exit_:
         recover_events.main(args)
     err = capsys.readouterr().err
@@ -59,14 +60,14 @@ def test_usage_errors_exit_1_with_one_line(capsys, args, needle) -> None:  # typ
     assert len(err.strip().splitlines()) == 1 and needle in err
 
 
-def test_from_block_past_to_block_is_an_error(cli_env, small_history, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_from_block_past_to_block_is_an_error(cli_env, small_history, monkeypatch, capsys) -> None:
     use(monkeypatch, cli_env)
     assert recover_events.main(["--from-block", "100", "--to-block", "50"]) == 1
     err = capsys.readouterr().err
     assert "--from-block 100" in err and "--to-block 50" in err
 
 
-def test_schema_not_at_head_goes_to_stderr(cli_env, monkeypatch, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_schema_not_at_head_goes_to_stderr(cli_env, monkeypatch, capsys, tmp_path) -> None:
     use(monkeypatch, cli_env, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
     assert recover_events.main(["--from-block", "0"]) == 1
     out = capsys.readouterr()
@@ -78,7 +79,7 @@ def test_schema_not_at_head_goes_to_stderr(cli_env, monkeypatch, capsys, tmp_pat
 
 def test_dry_run_reports_missing_differing_and_foreign_rows(
     cli_env, small_history, devchain, pg_engine, monkeypatch, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     use(monkeypatch, cli_env)
     end = str(small_history.to_block)
     assert recover_events.main(["--from-block", "0", "--to-block", end]) == 0
@@ -114,7 +115,7 @@ def test_dry_run_reports_missing_differing_and_foreign_rows(
 
 def test_dry_run_of_a_complete_range_says_nothing_to_recover(
     cli_env, small_history, monkeypatch, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     use(monkeypatch, cli_env)
     assert recover_events.main(["--from-block", "0"]) == 0
     capsys.readouterr()
@@ -141,9 +142,9 @@ def authors_rows(engine: Engine) -> dict[str, tuple]:
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-def test_authors_add_update_and_list(cli_env, pg_engine, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_authors_add_update_and_list(cli_env, pg_engine, monkeypatch, capsys) -> None:
     use(monkeypatch, cli_env)
-    wallet = "0x" + "Ab" * 20
+    wallet = to_checksum_address("0x" + "ab" * 20)  # mixed case, a valid EIP-55 checksum
     assert authors_cli.main(["add", wallet, "--twitter", "alice", "--prompt", "a cat"]) == 0
     assert "registered author " + wallet.lower() in capsys.readouterr().out
     # re-adding with one field updates it and keeps the others
@@ -159,7 +160,7 @@ def test_authors_add_update_and_list(cli_env, pg_engine, monkeypatch, capsys) ->
 
 def test_authors_import_is_idempotent_and_all_or_nothing(
     cli_env, pg_engine, monkeypatch, capsys, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     use(monkeypatch, cli_env)
     good = tmp_path / "authors.csv"
     good.write_text(
@@ -204,7 +205,7 @@ def deliver(pg_engine: Engine, block: int, block_hash: str, at: datetime | None 
 
 def test_status_reports_lags_and_exits_3_past_a_threshold(
     cli_env, small_history, devchain, pg_engine, monkeypatch, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     use(monkeypatch, cli_env, GLISK_CONFIRMATIONS="20")
     head = devchain.anvil.block_number()
     assert recover_events.main([]) == 1  # no checkpoint yet: names --from-block
@@ -246,7 +247,7 @@ def test_status_reports_lags_and_exits_3_past_a_threshold(
     assert "advanced 52 blocks" in problem
 
 
-def test_status_errors_are_one_line(cli_env, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_status_errors_are_one_line(cli_env, monkeypatch, capsys) -> None:
     use(monkeypatch, cli_env, RPC_URL="http://127.0.0.1:9", RPC_MAX_ATTEMPTS="1")
     assert status.main([]) == 1
     err = capsys.readouterr().err
@@ -255,7 +256,7 @@ def test_status_errors_are_one_line(cli_env, monkeypatch, capsys) -> None:  # ty
 
 def test_glisk_status_reads_partitions_from_the_dagster_instance(
     cli_env, small_history, devchain, pg_engine, tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from dagster import DagsterInstance, materialize
 
     from glisk_pipeline.defs.assets import mint_events as mint_events_asset
@@ -327,5 +328,5 @@ def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> Non
         900,
     )
     assert tip_range(head=299, checkpoint=299, start_block=100, filled_to=None) is None
-    low, high = tip_range(head=10**7, checkpoint=0, start_block=0, filled_to=None)  # type: ignore[misc]
+    low, high = tip_range(head=10**7, checkpoint=0, start_block=0, filled_to=None)
     assert high - low + 1 == MAX_BLOCKS_PER_TICK

@@ -122,3 +122,18 @@ def test_core_modules_load_neither_dagster_nor_fastapi() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_recovery_cli_loads_only_what_a_recovery_needs() -> None:
+    # Its start-up is part of every recovery's time (bench B1 measures the whole process):
+    # Alembic (with Mako), httpx's own command line (click, rich, pygments), pandas and the
+    # frameworks are not loaded by a command that does not use them.
+    unwanted = ("alembic", "mako", "click", "rich", "pygments", "pandas", "web3", "dagster")
+    code = (
+        "import sys\n"
+        "from glisk_pipeline.cli import recover_events, __main__\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({unwanted!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

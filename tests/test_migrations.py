@@ -7,10 +7,17 @@ import uuid
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from glisk_pipeline.db.engine import make_engine
-from glisk_pipeline.db.migrate import current_revision, downgrade, head_revision, upgrade
+from glisk_pipeline.db.migrate import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
 from glisk_pipeline.db.schema import metadata
 from tests.fixtures_db import create_database, drop_database
 
@@ -37,6 +44,28 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == [], f"schema.py and the migrations disagree: {diff}"
+    engine.dispose()
+
+
+def test_revision_check_agrees_with_alembic(empty_url: str) -> None:
+    """The start-up check reads the migration files and the version table without
+    importing Alembic; it must give Alembic's answers, before and after a migration."""
+    engine = make_engine(empty_url)
+    script_head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head_revision() == script_head
+    assert current_revision(engine) is None
+    downgrade_to = (
+        ScriptDirectory.from_config(alembic_config("sqlite://"))
+        .get_revision(script_head)
+        .down_revision
+    )
+    if isinstance(downgrade_to, str):  # a history of one migration has no older revision
+        upgrade(empty_url, downgrade_to)
+        with engine.connect() as conn:
+            assert current_revision(engine) == downgrade_to
+            assert MigrationContext.configure(conn).get_current_revision() == downgrade_to
+    upgrade(empty_url)
+    assert current_revision(engine) == script_head
     engine.dispose()
 
 

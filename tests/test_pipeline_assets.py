@@ -61,7 +61,7 @@ def metadata(result, key: str):
     return event.metadata[key].value
 
 
-def per_partition(result, key: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def per_partition(result, key: str) -> dict[str, object]:
     """{partition key: that partition's metadata value} of a run's materializations."""
     return {
         event.partition: event.metadata[key].value
@@ -144,7 +144,7 @@ def test_reconciliation_marks_a_webhook_only_row_removed(pipeline: Pipeline) -> 
     assert p.mismatches(lo, hi) == []
 
 
-def run_partition(instance: DagsterInstance, p: Pipeline, key: str):  # type: ignore[no-untyped-def]
+def run_partition(instance: DagsterInstance, p: Pipeline, key: str):
     """mint_events alone for one partition; its failure is returned, not raised."""
     return materialize(
         [mint_events],

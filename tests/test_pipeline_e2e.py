@@ -82,7 +82,7 @@ def test_demo_smoke_on_the_embedded_default() -> None:
     assert not [line for line in result.stderr.splitlines() if "mint_stats" in line]
 
 
-def test_make_dev_names_and_writes_its_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_make_dev_names_and_writes_its_settings(tmp_path) -> None:
     from devtools.anvil import free_port
 
     proc = subprocess.Popen(
@@ -93,7 +93,7 @@ def test_make_dev_names_and_writes_its_settings(tmp_path) -> None:  # type: igno
     )  # fmt: skip
     try:
         banner: list[str] = []
-        for line in proc.stdout:  # type: ignore[union-attr]
+        for line in proc.stdout:
             banner.append(line.rstrip("\n"))
             if line.startswith("Dagster UI:"):
                 break

@@ -4,7 +4,6 @@ reorg removal and range reconciliation."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from decimal import Decimal
 
 import pytest
@@ -14,6 +13,7 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
 from tests.factories import make_records
+from tests.race import race
 
 
 def count(engine: Engine, table, *where) -> int:
@@ -113,23 +113,12 @@ def test_total_paid_exact_above_2_pow_63(store: MintStore, engine: Engine) -> No
 def test_concurrent_writers_on_overlapping_records(store: MintStore, engine: Engine) -> None:
     records = make_records(600)
     slices = [records[0:400], records[200:600], records[100:500], records[::-1]]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(slices))
 
     def write(batch) -> None:
-        try:
-            barrier.wait()
-            for start in range(0, len(batch), 50):
-                store.store(batch[start : start + 50], source="webhook")
-        except BaseException as exc:
-            errors.append(exc)
+        for start in range(0, len(batch), 50):
+            store.store(batch[start : start + 50], source="webhook")
 
-    threads = [threading.Thread(target=write, args=(s,)) for s in slices]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    race([lambda s=s: write(s) for s in slices])
     assert count(engine, mint_events) == 600
     assert count(engine, tokens) == sum(r.quantity for r in records)
 

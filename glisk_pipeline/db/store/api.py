@@ -21,7 +21,13 @@ from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
 from glisk_pipeline.db.store.results import Source, StoreError, StoreResult, TokenConflictError
-from glisk_pipeline.db.store.upserts import dedupe, upsert_author, upsert_authors, upsert_events
+from glisk_pipeline.db.store.upserts import (
+    dedupe,
+    stage,
+    upsert_author,
+    upsert_authors,
+    upsert_events,
+)
 from glisk_pipeline.db.store.webhook_pg import (
     CALL_SQLALCHEMY,
     TOKEN_CONFLICT_SQLSTATE,
@@ -64,7 +70,9 @@ class MintStore:
         `revive=False` leaves rows marked removed alone: for blocks that are not final,
         where the caller's view may be an older fork than the one that removed them."""
         batch = dedupe(records)
-        return self._transaction(lambda conn: self._upsert(conn, batch, source, revive))
+        return self._transaction(
+            lambda conn: self._upsert(conn, batch, source, revive, stage(conn, batch, pg=self._pg))
+        )
 
     def store_block_delivery(
         self,
@@ -88,7 +96,7 @@ class MintStore:
             doc = delivery_document(batch, self.default_author_wallet, claim)
             return self._transaction(lambda conn: read_answer(_call(conn, doc), batch))
 
-        def work(conn: Connection) -> StoreResult:
+        def work(conn: Connection) -> StoreResult:  # SQLite
             refused = claim_block(conn, claim)
             if refused is not None:
                 return StoreResult(stale=True, stale_reason=refused)
@@ -122,13 +130,16 @@ class MintStore:
             )
 
         def work(conn: Connection) -> StoreResult:
+            staged = stage(conn, batch, pg=self._pg)  # before the lock: it needs none
             if self._pg:
                 # Exclusive against webhook deliveries (which take it shared) and other
                 # reconciles: a delivery deciding "not final" must not interleave with a
                 # reconcile making the block final; the checkpoint update is serialised.
                 conn.execute(PG_FINAL_LOCK)
-            removed = reconcile.remove_stale(conn, batch, start_block, end_block, pg=self._pg)
-            result = self._upsert(conn, batch, source)
+            removed = reconcile.remove_stale(
+                conn, batch, start_block, end_block, pg=self._pg, staged=staged
+            )
+            result = self._upsert(conn, batch, source, staged=staged)
             result.removed = removed
             reconcile.record_range(
                 conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
@@ -171,7 +182,12 @@ class MintStore:
             return reconcile.last_processed_block(conn)
 
     def _upsert(
-        self, conn: Connection, batch: list[MintRecord], source: Source, revive: bool = True
+        self,
+        conn: Connection,
+        batch: list[MintRecord],
+        source: Source,
+        revive: bool = True,
+        staged: bool = False,
     ) -> StoreResult:
         return upsert_events(
             conn,
@@ -180,6 +196,7 @@ class MintStore:
             pg=self._pg,
             default_wallet=self.default_author_wallet,
             revive=revive,
+            staged=staged,
         )
 
     def _transaction(self, work: Callable[[Connection], T], attempts: int = 4) -> T:

@@ -23,6 +23,7 @@ from glisk_pipeline.db.schema import (
     tokens,
     webhook_blocks,
 )
+from glisk_pipeline.db.store.upserts import STAGE
 
 
 def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
@@ -62,14 +63,18 @@ RETURNING m.id, m.start_token_id AS start, m.quantity
 """
 
 
+def _bound_remove(incoming: str) -> str:
+    return f"WITH incoming AS ({incoming})" + pg_remove_sql(
+        ":lo", ":hi", "CAST(:keep_hash AS text)"
+    )
+
+
 _PG_REMOVE = text(
-    """
-WITH incoming AS (
+    _bound_remove("""
     SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
-                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)
-)"""
-    + pg_remove_sql(":lo", ":hi", "CAST(:keep_hash AS text)")
+                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)""")
 )
+_PG_REMOVE_STAGED = text(_bound_remove(f"SELECT tx_hash, log_index, block_hash FROM {STAGE}"))
 
 
 def remove_stale(
@@ -80,6 +85,7 @@ def remove_stale(
     keep_hash: str | None = None,
     *,
     pg: bool,
+    staged: bool = False,
 ) -> int:
     """Mark removed (and drop the tokens of) the live rows the chain contradicts:
     rows in blocks lo..hi that are not among `batch` (the canonical logs of those
@@ -87,19 +93,17 @@ def remove_stale(
     speaks for its own block hash, not for logs another webhook delivered), and rows of
     `batch`'s logs recorded under another block hash (a reorg moved their transaction;
     left alone, the upsert would call the log a duplicate and keep it, and its token
-    ids, at a block the chain no longer has)."""
+    ids, at a block the chain no longer has). `staged`: `batch` is in the staging table
+    (upserts.stage), read from there instead of arrays."""
     if pg:
-        stale = conn.execute(
-            _PG_REMOVE,
-            {
-                "lo": lo,
-                "hi": hi,
-                "keep_hash": keep_hash,
+        params: dict[str, object] = {"lo": lo, "hi": hi, "keep_hash": keep_hash}
+        if not staged:
+            params |= {
                 "tx_hash": [r.tx_hash for r in batch],
                 "log_index": [r.log_index for r in batch],
                 "block_hash": [r.block_hash for r in batch],
-            },
-        ).all()
+            }
+        stale = conn.execute(_PG_REMOVE_STAGED if staged else _PG_REMOVE, params).all()
         token_ids = [t for row in stale for t in range(row.start, row.start + row.quantity)]
         for start in range(0, len(token_ids), 50_000):  # by primary key, never a scan
             conn.execute(

@@ -5,9 +5,13 @@ UNIQUE(token_id) with ON CONFLICT decide what is new, so two writers racing on t
 log can neither duplicate it nor fail. No read-then-write check decides a duplicate.
 A removed row that comes back (re-included after a reorg) is revived with its tokens.
 
-PostgreSQL takes every chunk as one statement over `unnest`ed arrays: one round trip
-whatever the size, token rows generated server-side with generate_series. SQLite runs the
-same logic row by row; it serialises writers.
+PostgreSQL takes a batch as one statement, token rows generated server-side with
+generate_series. The statement reads the batch as `incoming`: a small batch (a webhook
+delivery) as `unnest`ed arrays in the statement itself, one round trip; a bulk batch (a
+backfill chunk, up to ~5,000 logs) is first COPYed (binary) into a temporary staging
+table, because psycopg's text encoding of the arrays cost ~30 µs a log on the client,
+the largest client-side cost of the recovery CLI after decoding (measured), and a binary
+COPY costs a fraction of it. SQLite runs the same logic row by row; it serialises writers.
 """
 
 from __future__ import annotations
@@ -30,9 +34,60 @@ from glisk_pipeline.db.store.results import (
     TokenConflictError,
 )
 
-# Rows per statement on PostgreSQL: large enough to amortise the round trip, small enough
-# to keep one statement's memory modest. All chunks of a call share one transaction.
+# Rows per array statement on PostgreSQL: large enough to amortise the round trip, small
+# enough to keep one statement's memory modest. All chunks of a call share one transaction.
 PG_CHUNK = 5_000
+# From this many records a batch is staged by COPY (see the module docstring): below it
+# the extra statements (create the staging table, COPY) cost more than the arrays' encoding.
+COPY_MIN_RECORDS = 100
+
+# The staging table: dropped at the end of the transaction (commit or rollback), so a
+# retried transaction and the next call on a pooled connection start without it.
+STAGE = "glisk_incoming"
+_STAGE_COLUMNS = (
+    ("tx_hash", "text"),
+    ("log_index", "int4"),
+    ("block_number", "int8"),
+    ("block_hash", "text"),
+    ("block_ts", "int8"),
+    ("contract_address", "text"),
+    ("minter", "text"),
+    ("author_wallet", "text"),
+    ("start_token_id", "int8"),
+    ("quantity", "int4"),
+    ("total_paid", "numeric"),
+)
+_STAGE_CREATE = "CREATE TEMPORARY TABLE {stage} ({columns}) ON COMMIT DROP".format(
+    stage=STAGE, columns=", ".join(f"{name} {kind}" for name, kind in _STAGE_COLUMNS)
+)
+_STAGE_COPY = "COPY {stage} ({columns}) FROM STDIN (FORMAT BINARY)".format(
+    stage=STAGE, columns=", ".join(name for name, _ in _STAGE_COLUMNS)
+)
+
+
+def stage(conn: Connection, batch: list[MintRecord], *, pg: bool) -> bool:
+    """COPY a bulk batch into this transaction's staging table, which the store's
+    statements then read instead of arrays (pass them `staged=True`). Returns False,
+    staging nothing, for a small batch or on SQLite."""
+    if not pg or len(batch) < COPY_MIN_RECORDS:
+        return False
+    conn.exec_driver_sql(_STAGE_CREATE)
+    # psycopg's COPY on the connection SQLAlchemy holds: the same transaction
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(_STAGE_COPY) as copy:
+            copy.set_types([kind for _, kind in _STAGE_COLUMNS])
+            for r in batch:
+                copy.write_row(
+                    (
+                        r.tx_hash, r.log_index, r.block_number, r.block_hash,
+                        r.block_timestamp, r.contract_address, r.minter, r.author_wallet,
+                        r.start_token_id, r.quantity, r.total_paid,
+                    )
+                )  # fmt: skip
+    finally:
+        cursor.close()
+    return True
 
 
 def upsert_events(
@@ -43,13 +98,17 @@ def upsert_events(
     pg: bool,
     default_wallet: str,
     revive: bool = True,
+    staged: bool = False,
 ) -> StoreResult:
     """Store the events of `batch` that are not there yet (reviving removed ones unless
-    `revive=False`), with their token rows; report each as stored/restored/duplicate."""
+    `revive=False`), with their token rows; report each as stored/restored/duplicate.
+    `staged`: `batch` is in the staging table (see `stage`)."""
     result = StoreResult()
     if not batch:
         return result
-    if pg:
+    if pg and staged:
+        result.events.extend(_upsert_pg(conn, batch, source, default_wallet, revive, staged))
+    elif pg:
         # PostgreSQL resolves (and creates) the default author inside the upsert itself
         for start in range(0, len(batch), PG_CHUNK):
             chunk = batch[start : start + PG_CHUNK]
@@ -173,10 +232,15 @@ written AS (
 )"""
 
 
-_PG_UPSERT = text(
-    pg_upsert_sql(PG_INCOMING_ARRAYS, ":source", "CAST(:revive AS boolean)", ":default_wallet")
-    + "\nSELECT * FROM written"
-)
+def _bound_upsert(incoming: str) -> str:
+    return (
+        pg_upsert_sql(incoming, ":source", "CAST(:revive AS boolean)", ":default_wallet")
+        + "\nSELECT * FROM written"
+    )
+
+
+_PG_UPSERT = text(_bound_upsert(PG_INCOMING_ARRAYS))
+_PG_UPSERT_STAGED = text(_bound_upsert(f"SELECT * FROM {STAGE}"))
 
 # Said by both PostgreSQL paths (here, and raised by the delivery function).
 TOKEN_CONFLICT = (
@@ -186,14 +250,23 @@ TOKEN_CONFLICT = (
 
 
 def _upsert_pg(
-    conn: Connection, chunk: list[MintRecord], source: Source, default_wallet: str, revive: bool
+    conn: Connection,
+    chunk: list[MintRecord],
+    source: Source,
+    default_wallet: str,
+    revive: bool,
+    staged: bool = False,
 ) -> list[EventOutcome]:
     if len(chunk) > 200:
         # keep the sort of a big chunk's token rows in memory
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-    rows = conn.execute(
-        _PG_UPSERT,
-        {
+    params: dict[str, object] = {
+        "source": source,
+        "revive": revive,
+        "default_wallet": default_wallet,
+    }
+    if not staged:
+        params |= {
             "tx_hash": [r.tx_hash for r in chunk],
             "log_index": [r.log_index for r in chunk],
             "block_number": [r.block_number for r in chunk],
@@ -205,11 +278,8 @@ def _upsert_pg(
             "start_token": [r.start_token_id for r in chunk],
             "quantity": [r.quantity for r in chunk],
             "total_paid": [str(r.total_paid) for r in chunk],
-            "source": source,
-            "revive": revive,
-            "default_wallet": default_wallet,
-        },
-    ).all()
+        }
+    rows = conn.execute(_PG_UPSERT_STAGED if staged else _PG_UPSERT, params).all()
     written = {(row.tx_hash, row.log_index): row for row in rows}
     _check_tokens((row.quantity, row.tokens, row.start_token_id) for row in rows)
     return [_outcome(r, written.get(r.key)) for r in chunk]
