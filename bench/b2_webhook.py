@@ -1,23 +1,32 @@
 """B2: the webhook sidecar as deployed (`python -m webhook_service`, the README's
-default of 2 workers, real PostgreSQL) under load from bench.loadgen."""
+default of 2 workers, real PostgreSQL) under load from bench.loadgen.
+
+Head to head: the sidecar and a lower bound (bench/lower_bound.py, the least a handler
+can do) on the same pre-signed deliveries, each on its own fresh database, closed loop at
+2 and 32 connections, for a small workload (1 log, 1-3 tokens: a real Glisk mint) and a
+heavy one (1-3 logs of 1-50 tokens), every log checked stored exactly once afterwards.
+Then the sidecar's profile: maximum, fixed 200/s and 80% of the maximum for the stored,
+duplicate and bad-signature paths."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from bench.common import throwaway_db
-from bench.deliveries import KEY, Factory, forged
+from bench.deliveries import KEY, WORKLOADS, Factory, forged
 from bench.loadgen import Phase, Request, closed_loop, fixed_rate
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.engine import make_engine
-from tests.webhook.helpers import Service  # the tests' subprocess runner, stopped by PID
+from tests.webhook.helpers import REPO, Service  # the tests' runner, stopped by PID
 
 CONTRACT = "0x" + "c0" * 20
 PATH = "/webhooks/alchemy"
@@ -33,12 +42,94 @@ def service(db: str, workers: int = 2) -> Iterator[Service]:
         "NETWORK": "LOCAL",
         "WEBHOOK_WORKERS": str(workers),
     }
+    with _server(env) as svc:
+        yield svc
+
+
+@contextmanager
+def lower_bound(db: str, workers: int = 2) -> Iterator[Service]:
+    env = {
+        "BENCH_DATABASE_URL": db,
+        "BENCH_KEY": KEY,
+        "BENCH_DEFAULT_AUTHOR": DEFAULT_AUTHOR,
+        "PYTHONPATH": str(REPO),
+    }
+    argv = [sys.executable, "-m", "uvicorn", "bench.lower_bound:app", "--host", "127.0.0.1"]
+    argv += ["--port", "{port}", "--workers", str(workers), "--no-access-log"]
+    argv += ["--log-level", "warning"]
+    with _server(env, argv) as svc:
+        yield svc
+
+
+@contextmanager
+def _server(env: dict[str, str], argv: list[str] | None = None) -> Iterator[Service]:
     with tempfile.TemporaryDirectory(prefix="glisk-bench-") as tmp:
-        svc = Service(env, Path(tmp))
+        svc = Service(env, Path(tmp), argv)
         try:
             yield svc
         finally:
             svc.stop()
+
+
+CONTENDERS = {"lower_bound": lower_bound, "sidecar": service}
+
+
+def head_to_head(n: dict[str, int], concs: tuple[int, ...], warmup: int) -> dict[str, Any]:
+    """Both contenders on the same deliveries, each on its own fresh database, both
+    running throughout and measured in alternation (a shared machine's load drifts: the
+    two see the same conditions): per workload and number of connections, a closed-loop
+    phase of distinct deliveries; then every log checked stored exactly once."""
+    out: dict[str, Any] = {}
+    for workload, shape in WORKLOADS.items():
+        factory = Factory(CONTRACT, **shape)
+        warm = factory.make(warmup)
+        phases = {conc: factory.make(n[workload]) for conc in concs}
+        rows: dict[str, dict[str, Any]] = {name: {} for name in CONTENDERS}
+        with ExitStack() as stack:
+            dbs, servers = {}, {}
+            for name, start in CONTENDERS.items():
+                dbs[name] = stack.enter_context(throwaway_db(f"b2{name[:2]}"))
+                servers[name] = stack.enter_context(start(dbs[name]))
+                _run(closed_loop(servers[name].url + PATH, warm, 8))  # connections, plans
+            for conc, reqs in phases.items():
+                for name in CONTENDERS:
+                    rows[name][f"conns_{conc}"] = _measured(servers[name], reqs, conc)
+            for name in CONTENDERS:
+                rows[name]["verify"] = verify(dbs[name], factory)
+        lb, sc = rows["lower_bound"], rows["sidecar"]
+        hi, lo = f"conns_{max(concs)}", f"conns_{min(concs)}"
+        out[workload] = {
+            **rows,
+            "deliveries_per_phase": n[workload],
+            "ratios": {
+                f"sidecar_over_lower_bound_{c}": round(sc[c]["per_s"] / lb[c]["per_s"], 2)
+                for c in (lo, hi)
+            }
+            | {"sidecar_high_over_low_conns": round(sc[hi]["per_s"] / sc[lo]["per_s"], 2)},
+        }
+    return out
+
+
+def _measured(server: Service, reqs: list[Request], conc: int) -> dict[str, Any]:
+    """A closed-loop phase, with the CPU the server's processes spent per request."""
+    cpu = group_cpu_s(server.proc.pid)
+    phase = _run(closed_loop(server.url + PATH, reqs, conc))
+    per_request = (group_cpu_s(server.proc.pid) - cpu) / max(1, phase.sent)
+    return {**phase.summary(), "server_cpu_ms_per_request": round(per_request * 1e3, 3)}
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in process group `pgid` (uvicorn's
+    supervisor and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _errors(phase: Phase, ok: int) -> int:
@@ -85,9 +176,16 @@ def verify(db: str, factory: Factory) -> dict[str, Any]:
 
 
 def run(
-    seconds: float = 5.0, max_n: int = 6000, conc: int = 32, warmup: int = 200
+    seconds: float = 5.0,
+    max_n: int = 6000,
+    conc: int = 32,
+    warmup: int = 200,
+    n_small: int = 8000,
+    n_heavy: int = 3000,
+    concs: tuple[int, ...] = (2, 32),
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"workers": 2, "phase_seconds": seconds, "concurrency": conc}
+    result["head_to_head"] = head_to_head({"small": n_small, "heavy": n_heavy}, concs, warmup)
     with throwaway_db("b2") as db, service(db) as svc:
         url = svc.url + PATH
         factory = Factory(CONTRACT)

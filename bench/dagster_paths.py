@@ -162,6 +162,7 @@ def sensor_cold_start(
     from dagster import build_sensor_context, instance_for_test, materialize
 
     from bench.b2_webhook import CONTRACT
+    from bench.common import stored_counts
     from bench.sparse_shim import SparseChain, synthetic_logs
     from glisk_pipeline.defs.assets import mint_events
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource

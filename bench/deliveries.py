@@ -1,7 +1,9 @@
 """Signed Alchemy GraphQL deliveries, prepared before a run (signing costs nothing during
-it). Shaped exactly as devtools.replay builds them from a chain; the logs are
-synthetic so that tens of thousands of distinct blocks and logs cost no mining: each
-delivery is its own block with 1-3 BatchMinted logs, token ids contiguous and unique."""
+it). Shaped exactly as devtools.replay builds them from a chain (Alchemy's documented
+Custom Webhook GraphQL delivery); the logs are synthetic so that tens of thousands of
+distinct blocks and logs cost no mining: each delivery is its own block, token ids
+contiguous and unique. Two workloads: HEAVY (1-3 BatchMinted logs of 1-50 tokens each,
+~50 token rows a delivery) and SMALL (1 log of 1-3 tokens: a real Glisk mint)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class Factory:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     next_block: int = 1_000_000
     next_token: int = 1
+    logs_per_delivery: tuple[int, int] = (1, 3)
+    tokens_per_log: tuple[int, int] = (1, 50)
     logs: set[tuple[str, int]] = field(default_factory=set)  # every log generated
     tokens: int = 0
 
@@ -38,8 +42,8 @@ class Factory:
                 "timestamp": 1_700_000_000 + 2 * self.next_block,
             }
             gql_logs = []
-            for index in range(self.rng.randint(1, 3)):
-                quantity = self.rng.randint(1, 50)
+            for index in range(self.rng.randint(*self.logs_per_delivery)):
+                quantity = self.rng.randint(*self.tokens_per_log)
                 tx = "0x" + self.rng.randbytes(32).hex()
                 minter, author = self.rng.randbytes(20).hex(), self.rng.randbytes(20).hex()
                 gql_logs.append(
@@ -68,6 +72,12 @@ class Factory:
             body, headers = signed(delivery(block, gql_logs), KEY)
             out.append((body, headers["x-alchemy-signature"].encode()))
         return out
+
+
+WORKLOADS = {
+    "small": {"logs_per_delivery": (1, 1), "tokens_per_log": (1, 3)},
+    "heavy": {"logs_per_delivery": (1, 3), "tokens_per_log": (1, 50)},
+}
 
 
 def forged(requests: list[Request]) -> list[Request]:

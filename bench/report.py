@@ -49,6 +49,43 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 f"{mem['peak_rss_mb']:.0f} MB (imports {mem['rss_after_imports_mb']:.0f} MB)",
             )
     if b2 := results.get("b2"):
+        for workload, h in b2.get("head_to_head", {}).items():
+            conns = sorted(int(k.split("_")[1]) for k in h["sidecar"] if k.startswith("conns_"))
+            lo, hi = f"conns_{conns[0]}", f"conns_{conns[-1]}"
+            for name in ("lower_bound", "sidecar"):
+                row = h[name]
+                add(
+                    f"B2 {workload}: {name} /s (p50 · p99 ms, server CPU ms/req) at {conns[0]} · {conns[-1]} conns",
+                    " · ".join(
+                        f"{row[c]['per_s']:,} ({row[c]['p50_ms']} · {row[c]['p99_ms']}, {row[c]['server_cpu_ms_per_request']})"
+                        for c in (lo, hi)
+                    ),
+                    "exactly once",
+                    row["verify"]["exactly_once"],
+                )
+            r = h["ratios"]
+            small = workload == "small"  # the targets are set on a real Glisk mint's shape
+            ratio = r[f"sidecar_over_lower_bound_{hi}"]
+            add(
+                f"B2 {workload}: sidecar / lower bound at {conns[-1]} conns",
+                f"{ratio}×",
+                "≥ 0.6×" if small else "",
+                ratio >= 0.6 if small else None,
+            )
+            p99 = h["sidecar"][lo]["p99_ms"]
+            add(
+                f"B2 {workload}: sidecar p99 at {conns[0]} conns",
+                f"{p99} ms",
+                "≤ 10 ms" if small else "",
+                p99 <= 10 if small else None,
+            )
+            up = r["sidecar_high_over_low_conns"]
+            add(
+                f"B2 {workload}: sidecar /s at {conns[-1]} over {conns[0]} conns",
+                f"{up}×",
+                "≥ 1×" if small else "",
+                up >= 1 if small else None,
+            )
         s, d, b = b2["success_200"], b2["duplicate_409"], b2["bad_signature_401"]
         add(
             "B2 max stored deliveries/s (no errors)",

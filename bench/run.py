@@ -21,12 +21,20 @@ FULL: dict[str, dict[str, Any]] = {
         "baseline_events": 2_000,
         "big_batches": 100_000,
     },
-    "b2": {"seconds": 5.0, "max_n": 6_000, "conc": 32},
+    "b2": {"seconds": 5.0, "max_n": 6_000, "conc": 32, "n_small": 8_000, "n_heavy": 3_000},
     "b3": {"n_blocks": 1_000_000, "n_events": 20_000, "rows": 1_000_000, "seconds": 5.0},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "b1": {"n_batches": 60, "n_blocks": 40, "baseline_events": 10, "big_batches": 60},
-    "b2": {"seconds": 0.2, "max_n": 40, "conc": 4, "warmup": 10},
+    "b2": {
+        "seconds": 0.2,
+        "max_n": 40,
+        "conc": 4,
+        "warmup": 10,
+        "n_small": 20,
+        "n_heavy": 20,
+        "concs": (2, 4),
+    },
     "b3": {
         "n_blocks": 5_000,
         "n_events": 50,

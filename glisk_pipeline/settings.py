@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     # Unauthenticated rejections (401, oversized, stalled) log one line per this many
     # seconds per outcome, with a count of those left out; 0 logs each.
     WEBHOOK_REJECTED_LOG_SECONDS: float = Field(default=10.0, ge=0)
+    # Every delivery is answered within this many seconds whatever the database does
+    # (Alchemy gives up after 5 s and retries; a late 200 would count as a failure).
+    WEBHOOK_ANSWER_BUDGET_SECONDS: float = Field(default=4.0, gt=0, lt=5)
 
     @field_validator("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
     @classmethod

@@ -7,15 +7,17 @@ machine's PostgreSQL on 127.0.0.1:5432 as user postgres).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.db.engine import libpq_conninfo, make_engine
 from glisk_pipeline.db.migrate import upgrade
 from glisk_pipeline.db.schema import metadata
 
@@ -105,3 +107,20 @@ def engine(request) -> Engine:
     return request.getfixturevalue(
         "pg_engine" if request.param == "postgresql" else "sqlite_engine"
     )
+
+
+@contextlib.asynccontextmanager
+async def async_pool(url: str, max_size: int = 4) -> AsyncIterator[AsyncConnectionPool]:
+    """An opened async psycopg pool on `url`, as the sidecar makes it (autocommit)."""
+    pool = AsyncConnectionPool(
+        libpq_conninfo(url),
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        open=False,
+    )
+    await pool.open(wait=True)
+    try:
+        yield pool
+    finally:
+        await pool.close()

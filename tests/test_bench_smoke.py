@@ -18,6 +18,11 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
     assert b1["project"]["oracle_mismatches"] == b1["materialize"]["oracle_mismatches"] == []
     assert results["b1"]["ratios"]["materialize_over_bare"] > 0
     assert results["b2"]["verify"]["exactly_once"]
+    for workload in ("small", "heavy"):
+        for contender in ("lower_bound", "sidecar"):
+            row = results["b2"]["head_to_head"][workload][contender]
+            assert row["verify"]["exactly_once"], (workload, contender)
+            assert row["conns_2"]["statuses"] == {"200": 20}, (workload, contender)
     assert results["b2"]["success_200"]["errors"] == 0
     sparse = results["b3"]["sparse"]
     assert sparse["empty"]["events"] == 0

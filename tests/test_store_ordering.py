@@ -1,10 +1,12 @@
 """The webhook ordering rule as a table of cases, on PostgreSQL and SQLite: for each pair
 (the view of a block already applied, a new delivery's view), whether the new view applies
 or is refused, and why. The rule is one SQL CASE run by both dialects; this table pins
-what it decides, whatever the dialect."""
+what it decides, whatever the dialect, and whatever the caller: on PostgreSQL both the
+synchronous store and the sidecar's async pool call the delivery function."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -13,7 +15,9 @@ from sqlalchemy import Engine, select
 
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
-from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.db.store import MintStore, StoreResult
+from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
+from tests.fixtures_db import async_pool
 
 BLOCK = 500
 H1, H2 = "0x" + "a1" * 32, "0x" + "b2" * 32
@@ -94,15 +98,44 @@ CASES = [
 ]
 
 
-def _deliver(store: MintStore, view: View):
-    return store.store_block_delivery(
-        block_number=BLOCK,
-        block_hash=view.block_hash,
-        sequence_number=view.seq,
-        records=[],
-        webhook_id=view.webhook,
-        created_at=view.created,
-    )
+def _args(view: View) -> dict[str, object]:
+    return {
+        "block_number": BLOCK,
+        "block_hash": view.block_hash,
+        "sequence_number": view.seq,
+        "records": [],
+        "webhook_id": view.webhook,
+        "created_at": view.created,
+    }
+
+
+def _deliver(store: MintStore, view: View) -> StoreResult:
+    return store.store_block_delivery(**_args(view))  # type: ignore[arg-type]
+
+
+def _deliver_async(url: str, view: View) -> StoreResult:
+    async def run() -> StoreResult:
+        async with async_pool(url) as pool:
+            deliveries = AsyncDeliveryStore(pool, DEFAULT_AUTHOR)
+            return await deliveries.store_block_delivery(**_args(view))  # type: ignore[arg-type]
+
+    return asyncio.run(run())
+
+
+def _verdict(result: StoreResult) -> str:
+    if not result.stale:
+        return "apply"
+    return "final" if "final" in (result.stale_reason or "") else "older"
+
+
+def _applied(engine: Engine) -> tuple[str, str]:
+    with engine.connect() as conn:
+        claim = conn.execute(
+            select(webhook_blocks.c.webhook_id, webhook_blocks.c.block_hash).where(
+                webhook_blocks.c.block_number == BLOCK
+            )
+        ).one()
+    return tuple(claim)  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -111,16 +144,19 @@ def test_ordering_rule(engine: Engine, case: Case) -> None:
     assert not _deliver(store, case.applied).stale  # the first view of a block applies
     if case.final:
         store.reconcile_range([], start_block=BLOCK, end_block=BLOCK)
-    result = _deliver(store, case.incoming)
-    verdict = (
-        "apply" if not result.stale else "final" if "final" in result.stale_reason else "older"
-    )
+    verdict = _verdict(_deliver(store, case.incoming))
     assert verdict == case.verdict
-    with engine.connect() as conn:
-        claim = conn.execute(
-            select(webhook_blocks.c.webhook_id, webhook_blocks.c.block_hash).where(
-                webhook_blocks.c.block_number == BLOCK
-            )
-        ).one()
     winner = case.incoming if verdict == "apply" else case.applied
-    assert tuple(claim) == (winner.webhook, winner.block_hash)
+    assert _applied(engine) == (winner.webhook, winner.block_hash)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_ordering_rule_through_the_async_pool(pg_url: str, pg_engine: Engine, case: Case) -> None:
+    """The same table through the sidecar's path (async psycopg pool, one call)."""
+    assert not _deliver_async(pg_url, case.applied).stale
+    if case.final:
+        MintStore(pg_engine, DEFAULT_AUTHOR).reconcile_range([], start_block=BLOCK, end_block=BLOCK)
+    verdict = _verdict(_deliver_async(pg_url, case.incoming))
+    assert verdict == case.verdict
+    winner = case.incoming if verdict == "apply" else case.applied
+    assert _applied(pg_engine) == (winner.webhook, winner.block_hash)

@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         config = settings or load_settings()
         logs.configure(rejected_every_s=config.WEBHOOK_REJECTED_LOG_SECONDS)
         service = build_service(config)
+        await service.open()
         app.state.service = service
         logs.log.info(
             "webhook sidecar ready",
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
         logs.unauthenticated.flush()
-        service.engine.dispose()
+        await service.close()
 
     app = _App(
         title="glisk webhook sidecar",

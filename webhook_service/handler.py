@@ -2,15 +2,19 @@
 
 Order matters: size (413) -> signature (401) -> content type and JSON (400) -> filter ->
 store. Nothing an unauthenticated sender controls reaches the JSON parser or the database.
-The store call is synchronous SQLAlchemy and runs in the threadpool, so the event loop
-keeps accepting (and cheaply rejecting) other requests meanwhile.
+On PostgreSQL the store call is one awaited call of the delivery function on the async
+pool; on SQLite the synchronous store runs in the threadpool. Either way it has
+WEBHOOK_ANSWER_BUDGET_SECONDS: past it the delivery is answered 500 (Alchemy retries) and
+the call is abandoned (its one statement commits whole or not at all).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import orjson
 import structlog
@@ -40,6 +44,9 @@ from webhook_service.signature import SIGNATURE_HEADER, verify
 # Refusals anyone can provoke, before the signature is known good: their log lines are
 # throttled (logs.unauthenticated), their metric is exact.
 UNAUTHENTICATED = frozenset({"unauthorized", "too_large", "disconnected"})
+T = TypeVar("T")
+# Kept from the answer budget for writing the answer after the database gave up.
+ANSWER_MARGIN_S = 0.1
 
 
 class Rejected(Exception):
@@ -65,7 +72,7 @@ async def handle_delivery(request: Request, service: Service) -> Response:
     started = time.perf_counter()
     structlog.contextvars.clear_contextvars()
     try:
-        answer = await _handle(request, service)
+        answer = await _handle(request, service, started)
     except Rejected as exc:
         answer = Answer(exc.status, ErrorBody(message=exc.message, code=exc.code), exc.outcome)
         if exc.outcome in UNAUTHENTICATED:
@@ -83,7 +90,7 @@ async def handle_delivery(request: Request, service: Service) -> Response:
     return json_response(answer.status, answer.body)
 
 
-async def _handle(request: Request, service: Service) -> Answer:
+async def _handle(request: Request, service: Service, started: float) -> Answer:
     body = await read_body(request, service.max_body_bytes)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not verify(body, signature, service.signing_keys):
@@ -113,7 +120,12 @@ async def _handle(request: Request, service: Service) -> Answer:
         # A heartbeat that names no block: nothing to record, nothing to undo.
         return Answer(200, SuccessBody(message="no matching events"), "no_match")
     try:
-        result = await run_in_threadpool(_store, service, wanted)
+        # what is left of the answer budget, less the time it takes to answer
+        left = service.answer_budget_s - ANSWER_MARGIN_S - (time.perf_counter() - started)
+        result = await within_budget(_store(service, wanted), left)
+    except OverBudget:
+        log.error("database did not answer in time", budget_s=service.answer_budget_s)
+        raise Rejected(500, "INTERNAL_ERROR", "database unavailable", "error") from None
     except TokenConflictError as exc:
         # Another live event holds these token ids: typically a reorg whose later blocks
         # have not been re-delivered yet. Not a duplicate: a non-200 makes Alchemy retry.
@@ -143,16 +155,71 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
-    if wanted.block_number is None or wanted.block_hash is None or wanted.sequence_number is None:
-        # No sequenceNumber: nothing to order reorgs by; store the logs idempotently.
+class OverBudget(Exception):
+    """The database did not answer within the budget."""
+
+
+async def within_budget(work: Awaitable[T], seconds: float) -> T:
+    """`work`'s result, or OverBudget after `seconds`. The work is cancelled but not
+    awaited: psycopg's clean-up of a cancelled query (a cancel request, then closing the
+    connection) can itself wait on a dead socket, and must not delay the answer."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:  # the client went away: so does the work
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    raise OverBudget
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # consumed: it was answered 500 already
+
+
+async def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
+    block = _named_block(wanted)
+    if service.deliveries is None:  # SQLite: the synchronous store, in the threadpool
+        return await run_in_threadpool(_store_sync, service, wanted, block)
+    if block is None:  # PostgreSQL: on the event loop
+        return await service.deliveries.store(wanted.records)
+    number, block_hash, sequence_number = block
+    return await service.deliveries.store_block_delivery(
+        block_number=number,
+        block_hash=block_hash,
+        sequence_number=sequence_number,
+        records=wanted.records,
+        webhook_id=wanted.webhook_id,
+        created_at=wanted.created_at,
+    )
+
+
+def _named_block(wanted: BlockDelivery) -> tuple[int, str, int] | None:
+    """(number, hash, sequenceNumber), or None: without them there is nothing to order
+    reorgs by, and the logs are stored idempotently."""
+    if wanted.block_number is None or wanted.block_hash is None:
+        return None
+    if wanted.sequence_number is None:
+        return None
+    return wanted.block_number, wanted.block_hash, wanted.sequence_number
+
+
+def _store_sync(
+    service: Service, wanted: BlockDelivery, block: tuple[int, str, int] | None
+) -> StoreResult:
+    if block is None:
         return service.store.store(wanted.records, source="webhook")
     # Also for deliveries without matches: a re-sent block with no mints still has to
     # mark the rows of the hash it replaces removed.
+    number, block_hash, sequence_number = block
     return service.store.store_block_delivery(
-        block_number=wanted.block_number,
-        block_hash=wanted.block_hash,
-        sequence_number=wanted.sequence_number,
+        block_number=number,
+        block_hash=block_hash,
+        sequence_number=sequence_number,
         records=wanted.records,
         webhook_id=wanted.webhook_id,
         created_at=wanted.created_at,

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from glisk_pipeline.db.migrate import current_revision
 from webhook_service import metrics
 from webhook_service.deps import Service, get_service
-from webhook_service.handler import handle_delivery, json_response
+from webhook_service.handler import handle_delivery, json_response, within_budget
 from webhook_service.models import DuplicateBody, ErrorBody, HealthBody, SuccessBody
 
 router = APIRouter()
@@ -51,10 +50,9 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz", response_model=HealthBody, responses={503: {"model": HealthBody}})
-def readyz(service: ServiceDep) -> Response:
-    # A plain def: FastAPI runs it in the threadpool, the database call does not block the loop.
-    try:
-        current = current_revision(service.engine)
+async def readyz(service: ServiceDep) -> Response:
+    try:  # bounded like a delivery: a stalled database answers 503, not a hang
+        current = await within_budget(service.schema_revision(), service.answer_budget_s)
     except Exception as exc:  # any failure to reach the database means "not ready"
         return json_response(503, HealthBody(status="unavailable", detail=type(exc).__name__))
     if current != service.head_revision:

@@ -78,3 +78,30 @@ def describe_db_error(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip()
     return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def pg_time_limits(budget_s: float) -> dict[str, object]:
+    """libpq connection parameters that keep every database wait of a caller with
+    `budget_s` seconds to answer bounded, whatever the network does.
+
+    `connect_timeout` covers connecting only and `statement_timeout` is enforced by the
+    server, so against a socket that stops answering (a partition, a black-holed route)
+    neither ends a wait: `tcp_user_timeout` (data sent but not acknowledged) and keepalives
+    (an idle pooled connection whose peer is gone) do, on the client's side."""
+    budget_ms = int(budget_s * 1000)
+    return {
+        "connect_timeout": max(2, int(budget_s / 2)),  # libpq: whole seconds, 2 at least
+        "tcp_user_timeout": budget_ms,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        # the server gives up on a statement (and its locks) before the caller answers
+        "options": f"-c statement_timeout={max(500, budget_ms - 500)} -c jit=off",
+    }
+
+
+def libpq_conninfo(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a libpq URI (for psycopg's own connections)."""
+    parsed = make_url(normalize_database_url(url)).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)

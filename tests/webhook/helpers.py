@@ -27,13 +27,17 @@ from tests.fixtures_chain import DevChain
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
+DEFAULT_ARGV = [sys.executable, "-m", "webhook_service"]
 
 
 class Service:
-    """`python -m webhook_service` on a free port, as deployed. stdout (the JSON log)
-    goes to `log_path`; stop() kills exactly its process group."""
+    """`python -m webhook_service` on a free port, as deployed (or `argv`, another server
+    answering /healthz; "{port}" in it is replaced). stdout (the JSON log) goes to
+    `log_path`; stop() kills exactly its process group."""
 
-    def __init__(self, env: Mapping[str, str], workdir: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str], workdir: Path, argv: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"webhook-{self.port}.log"
@@ -47,7 +51,7 @@ class Service:
         }
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "webhook_service"],
+                [a.format(port=self.port) for a in argv or DEFAULT_ARGV],
                 cwd=workdir,  # no stray .env
                 env=full_env,
                 stdout=out,
@@ -102,14 +106,18 @@ def service_env(database_url: str, contract: str, **extra: str) -> dict[str, str
 
 
 class TcpProxy:
-    """A loopback TCP forwarder: the service reaches PostgreSQL through it, and down()
-    makes the database unreachable (live connections cut, new ones refused)."""
+    """A loopback TCP forwarder: the service reaches PostgreSQL through it. down() makes
+    the database unreachable (live connections cut, new ones refused); blackhole() makes
+    it stall (nothing forwarded either way, nothing closed: new connections are accepted
+    and hang), as a dead route or a frozen server does; up() resumes forwarding."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.enabled = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._socks: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -127,8 +135,12 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
+    def blackhole(self) -> None:
+        self._flowing.clear()
+
     def up(self) -> None:
         self.enabled = True
+        self._flowing.set()
 
     def close(self) -> None:
         self.down()
@@ -154,10 +166,14 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            while data := src.recv(65536):
+            while True:
+                self._flowing.wait()  # stalled: stop reading, so the kernel holds the rest
+                data = src.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)

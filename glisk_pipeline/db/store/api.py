@@ -12,16 +12,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
-from glisk_pipeline.db.store.results import Source, StoreError, StoreResult
-from glisk_pipeline.db.store.upserts import stage, upsert_author, upsert_authors, upsert_events
+from glisk_pipeline.db.store.results import Source, StoreError, StoreResult, TokenConflictError
+from glisk_pipeline.db.store.upserts import (
+    dedupe,
+    stage,
+    upsert_author,
+    upsert_authors,
+    upsert_events,
+)
+from glisk_pipeline.db.store.webhook_pg import (
+    CALL_SQLALCHEMY,
+    TOKEN_CONFLICT_SQLSTATE,
+    delivery_document,
+    read_answer,
+)
 
 T = TypeVar("T")
 
@@ -57,7 +69,7 @@ class MintStore:
         """Store records that are not there yet; report each as stored/restored/duplicate.
         `revive=False` leaves rows marked removed alone: for blocks that are not final,
         where the caller's view may be an older fork than the one that removed them."""
-        batch = _dedupe(records)
+        batch = dedupe(records)
         return self._transaction(
             lambda conn: self._upsert(conn, batch, source, revive, stage(conn, batch, pg=self._pg))
         )
@@ -76,19 +88,22 @@ class MintStore:
         block under another hash (a reorg) marked removed, unless it is older than what
         was already applied for this block, or the block is final (`stale`; the rules are
         in ordering.py)."""
-        batch = _dedupe(records)
+        batch = dedupe(records)
         block_hash = block_hash.lower()
         claim = Claim(webhook_id, block_number, block_hash, sequence_number, created_at)
 
-        def work(conn: Connection) -> StoreResult:
-            refused = claim_block(conn, claim, pg=self._pg)
+        if self._pg:  # one call of the delivery function (webhook_pg.py)
+            doc = delivery_document(batch, self.default_author_wallet, claim)
+            return self._transaction(lambda conn: read_answer(_call(conn, doc), batch))
+
+        def work(conn: Connection) -> StoreResult:  # SQLite
+            refused = claim_block(conn, claim)
             if refused is not None:
                 return StoreResult(stale=True, stale_reason=refused)
-            staged = stage(conn, batch, pg=self._pg)
             removed = reconcile.remove_stale(
-                conn, batch, block_number, block_number, block_hash, pg=self._pg, staged=staged
+                conn, batch, block_number, block_number, block_hash, pg=False
             )
-            result = self._upsert(conn, batch, "webhook", staged=staged)
+            result = self._upsert(conn, batch, "webhook")
             result.removed = removed
             return result
 
@@ -106,7 +121,7 @@ class MintStore:
         rows whose log is not in `records` (the canonical logs of the whole range) are
         marked removed, missing ones are stored, and the range is recorded as processed,
         all in one transaction (so the checkpoint moves with the data)."""
-        batch = _dedupe(records)
+        batch = dedupe(records)
         outside = [r for r in batch if not start_block <= r.block_number <= end_block]
         if outside:
             raise StoreError(
@@ -197,8 +212,11 @@ class MintStore:
         raise AssertionError("unreachable")
 
 
-def _dedupe(records: Iterable[MintRecord]) -> list[MintRecord]:
-    """One record per (tx_hash, log_index), sorted: a stable lock order across writers
-    avoids deadlocks, and ON CONFLICT DO UPDATE may not touch a row twice."""
-    unique = {r.key: r for r in records}
-    return [unique[k] for k in sorted(unique)]
+def _call(conn: Connection, doc: str) -> dict[str, Any]:
+    try:
+        answer: dict[str, Any] = conn.execute(text(CALL_SQLALCHEMY), {"doc": doc}).scalar_one()
+        return answer
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == TOKEN_CONFLICT_SQLSTATE:
+            raise TokenConflictError(exc.orig.diag.message_primary) from None  # type: ignore[union-attr]
+        raise

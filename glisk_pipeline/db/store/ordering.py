@@ -12,9 +12,10 @@ contract). The rule, written once as SQL and run by both dialects:
   missing createdAt never wins.
 The applied view is recorded in webhook_blocks, one row per block (the claim row).
 
-PostgreSQL reads (and locks) the claim row, decides and records the claim in one round
-trip per delivery. SQLite, which has no data-modifying CTE and serialises writers,
-decides with the same CASE, then records the claim.
+PostgreSQL runs it inside the delivery function (webhook_pg.py): reads (and locks) the
+claim row, decides and records the claim in one statement, in the same server-side call
+as the removal and the upsert. SQLite, which has no data-modifying CTE and serialises
+writers, decides with the same CASE, then records the claim.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ OLDER = "an older view of this block than the one already applied"
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
 # "not final" must not interleave with a reconcile making the block final.
 PG_FINAL_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('glisk.final'))")
-_PG_FINAL_LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('glisk.final'))")
+PG_FINAL_LOCK_SHARED = "pg_advisory_xact_lock_shared(hashtext('glisk.final'))"
+
+# The rule's parameters as bind parameters (SQLite); the delivery function passes its
+# PL/pgSQL variables instead (webhook_pg.py).
+BINDS = {n: f":{n}" for n in ("block", "key", "webhook_id", "hash", "seq", "created")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +51,10 @@ class Claim:
     created_at: datetime | None
 
 
-def claim_block(conn: Connection, claim: Claim, *, pg: bool) -> str | None:
-    """Record this delivery as the one applied for its block, or say why it must not be
-    applied (FINAL or OLDER). Runs inside the caller's transaction."""
+def claim_block(conn: Connection, claim: Claim) -> str | None:
+    """SQLite: record this delivery as the one applied for its block, or say why it must
+    not be applied (FINAL or OLDER). Runs inside the caller's transaction. (PostgreSQL
+    runs PG_CLAIM inside the delivery function.)"""
     params = {
         "block": claim.block_number,
         "key": LAST_PROCESSED_BLOCK,
@@ -57,45 +63,41 @@ def claim_block(conn: Connection, claim: Claim, *, pg: bool) -> str | None:
         "seq": claim.sequence_number,
         # one clock for both dialects: SQLite keeps the wall time it is given, so an aware
         # time is stored (and compared, as text) in UTC; a naive one is taken as UTC
-        "created": claim.created_at and _utc(claim.created_at),
+        "created": claim.created_at and utc(claim.created_at),
     }
-    if pg:
-        # The lock first, in its own statement: our final check must see a reconcile
-        # that committed while we waited (a statement's snapshot predates its locks).
-        conn.execute(_PG_FINAL_LOCK_SHARED)
-        verdict, claimed = conn.execute(_PG_CLAIM, params).one()
-        return FINAL if verdict == "final" else None if claimed else OLDER
     verdict = conn.execute(_SQLITE_VERDICT, params).scalar_one()
     if verdict != "apply":
         return FINAL if verdict == "final" else OLDER
     return None if conn.execute(_SQLITE_CLAIM, params).first() is not None else OLDER
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# Is the block final and reconciled?
-_FINAL_CHECK = """
-    :block <= COALESCE(
-        (SELECT CAST(value AS bigint) FROM system_state WHERE key = :key), -1)
+def _final_check(p: dict[str, str]) -> str:
+    """Is the block final and reconciled?"""
+    return f"""
+    {p["block"]} <= COALESCE(
+        (SELECT CAST(value AS bigint) FROM system_state WHERE key = {p["key"]}), -1)
     OR EXISTS (SELECT 1 FROM processed_ranges
-               WHERE end_block >= :block AND start_block <= :block)
+               WHERE end_block >= {p["block"]} AND start_block <= {p["block"]})
 """
 
 
-def _verdict(seq: str, created: str) -> str:
+def verdict_sql(p: dict[str, str], seq: str, created: str) -> str:
     """THE rule (see the module docstring), over `cur` (the block's claim row, if any).
-    `seq`/`created` are the parameters as each dialect compares them: PostgreSQL needs
-    casts; SQLite compares the stored forms (sequence numbers as zero-padded text, times
-    as fixed-width UTC text), whose text order is the numeric and time order."""
+    `p` names the parameters (BINDS, or the delivery function's variables); `seq`/`created`
+    are the parameters as each dialect compares them: PostgreSQL needs casts; SQLite
+    compares the stored forms (sequence numbers as zero-padded text, times as fixed-width
+    UTC text), whose text order is the numeric and time order."""
     return f"""CASE
-        WHEN ({_FINAL_CHECK}) THEN 'final'
+        WHEN ({_final_check(p)}) THEN 'final'
         WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'apply'
-        WHEN (SELECT webhook_id FROM cur) = :webhook_id THEN
+        WHEN (SELECT webhook_id FROM cur) = {p["webhook_id"]} THEN
             CASE WHEN {seq} >= (SELECT sequence_number FROM cur)
                  THEN 'apply' ELSE 'older' END
-        WHEN (SELECT block_hash FROM cur) = :hash THEN 'apply'
+        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'apply'
         WHEN {created} > (SELECT created_at FROM cur) THEN 'apply'
         ELSE 'older'
     END"""
@@ -119,26 +121,31 @@ WHERE webhook_blocks.webhook_id <> excluded.webhook_id
    OR excluded.sequence_number >= webhook_blocks.sequence_number
 """
 
-_PG_CLAIM = text(
-    f"""
+
+def pg_claim_sql(p: dict[str, str]) -> str:
+    """PostgreSQL: lock the claim row, decide, and record the claim, in one statement that
+    returns (verdict, claimed). Run after taking PG_FINAL_LOCK_SHARED in an earlier
+    statement: the final check must see a reconcile that committed while we waited (a
+    statement's snapshot predates its locks)."""
+    return f"""
 WITH cur AS (
     SELECT webhook_id, block_hash, sequence_number, created_at
-    FROM webhook_blocks WHERE block_number = :block FOR UPDATE
+    FROM webhook_blocks WHERE block_number = {p["block"]} FOR UPDATE
 ),
 verdict AS (
-    SELECT {_verdict("CAST(:seq AS numeric)", "CAST(:created AS timestamptz)")} AS v
+    SELECT {verdict_sql(p, p["seq"], p["created"])} AS v
 ),
 claimed AS (
     INSERT INTO webhook_blocks
         (block_number, webhook_id, block_hash, sequence_number, created_at)
-    SELECT :block, :webhook_id, :hash, CAST(:seq AS numeric), CAST(:created AS timestamptz)
+    SELECT {p["block"]}, {p["webhook_id"]}, {p["hash"]}, {p["seq"]}, {p["created"]}
     FROM verdict WHERE v = 'apply'
     {_UPSERT_CLAIM}
     RETURNING 1
 )
 SELECT v, EXISTS (SELECT 1 FROM claimed) FROM verdict
 """
-).bindparams(*_typed())
+
 
 _SQLITE_VERDICT = text(
     f"""
@@ -146,7 +153,7 @@ WITH cur AS (
     SELECT webhook_id, block_hash, sequence_number, created_at
     FROM webhook_blocks WHERE block_number = :block
 )
-SELECT {_verdict(":seq", ":created")} AS v
+SELECT {verdict_sql(BINDS, ":seq", ":created")} AS v
 """
 ).bindparams(*_typed())
 

@@ -25,35 +25,56 @@ from glisk_pipeline.db.schema import (
 )
 from glisk_pipeline.db.store.upserts import STAGE
 
-# The rows the chain contradicts (see remove_stale), marked removed; their token
-# rows are deleted by key afterwards. A UNION of index lookups: an OR would scan the table.
-_PG_REMOVE_SQL = """
-WITH incoming AS ({incoming})
+
+def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
+    """The rows the chain contradicts (see remove_stale), marked removed, RETURNING
+    (id, start, quantity): their token rows are deleted by key afterwards. Reads the CTE
+    `incoming` (tx_hash, log_index, block_hash) the caller puts in front; the arguments
+    are SQL expressions. A UNION of index lookups: an OR would scan the table.
+    `probe`: look each incoming log up by its key (a webhook delivery's 1-3 logs). The
+    planner takes a set-returning function for 100 rows and, on a table of some
+    thousands, joins by scanning it: 0.7 ms per delivery at 3,000 rows, growing with it
+    (measured); OFFSET 0 keeps the lookup a per-row index probe."""
+    moved = (
+        """SELECT e.id FROM incoming c
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.block_hash FROM mint_events e
+        WHERE e.tx_hash = c.tx_hash AND e.log_index = c.log_index AND NOT e.removed
+        OFFSET 0) e
+    WHERE e.block_hash <> c.block_hash"""
+        if probe
+        else """SELECT e.id FROM incoming c
+    JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
+    WHERE e.block_hash <> c.block_hash AND NOT e.removed"""
+    )
+    return f"""
 UPDATE mint_events m SET removed = true
 FROM (
     SELECT e.id FROM mint_events e
-    WHERE e.block_number BETWEEN :lo AND :hi AND NOT e.removed
-      AND e.block_hash IS DISTINCT FROM CAST(:keep_hash AS text)
+    WHERE e.block_number BETWEEN {lo} AND {hi} AND NOT e.removed
+      AND e.block_hash IS DISTINCT FROM {keep_hash}
       AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
                       AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
     UNION
-    SELECT e.id FROM incoming c
-    JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
-    WHERE e.block_hash <> c.block_hash AND NOT e.removed
+    {moved}
 ) AS x
 WHERE m.id = x.id
 RETURNING m.id, m.start_token_id AS start, m.quantity
 """
-_PG_REMOVE = text(
-    _PG_REMOVE_SQL.format(
-        incoming="""
-    SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
-                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)"""
+
+
+def _bound_remove(incoming: str) -> str:
+    return f"WITH incoming AS ({incoming})" + pg_remove_sql(
+        ":lo", ":hi", "CAST(:keep_hash AS text)"
     )
+
+
+_PG_REMOVE = text(
+    _bound_remove("""
+    SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
+                         CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)""")
 )
-_PG_REMOVE_STAGED = text(
-    _PG_REMOVE_SQL.format(incoming=f"SELECT tx_hash, log_index, block_hash FROM {STAGE}")
-)
+_PG_REMOVE_STAGED = text(_bound_remove(f"SELECT tx_hash, log_index, block_hash FROM {STAGE}"))
 
 
 def remove_stale(

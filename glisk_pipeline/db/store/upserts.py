@@ -119,6 +119,13 @@ def upsert_events(
     return result
 
 
+def dedupe(records: Iterable[MintRecord]) -> list[MintRecord]:
+    """One record per (tx_hash, log_index), sorted: a stable lock order across writers
+    avoids deadlocks, and ON CONFLICT DO UPDATE may not touch a row twice."""
+    unique = {r.key: r for r in records}
+    return [unique[k] for k in sorted(unique)]
+
+
 def upsert_author(conn: Connection, values: dict[str, Any], *, pg: bool) -> int:
     """Create or update the author keyed by values["wallet_address"]; returns its id.
     Fields absent from `values` (or None) keep what the row holds: re-adding a wallet
@@ -149,10 +156,8 @@ def upsert_authors(conn: Connection, rows: list[dict[str, Any]], *, pg: bool) ->
     return len(set(wallets) - existing)
 
 
-# One statement per chunk: upsert the events, insert their tokens, report what was written.
-# ON CONFLICT ... WHERE removed revives a removed row; a live row is left alone (duplicate).
-# `xmax = 0` tells a fresh insert from a revived row.
-_INCOMING_ARRAYS = """
+# The incoming rows of one chunk, from arrays (one bind parameter per column).
+PG_INCOMING_ARRAYS = """
     SELECT * FROM unnest(
         CAST(:tx_hash AS text[]), CAST(:log_index AS int[]), CAST(:block_number AS bigint[]),
         CAST(:block_hash AS text[]), CAST(:block_ts AS bigint[]), CAST(:contract AS text[]),
@@ -161,7 +166,16 @@ _INCOMING_ARRAYS = """
     ) AS t(tx_hash, log_index, block_number, block_hash, block_ts, contract_address,
            minter, author_wallet, start_token_id, quantity, total_paid)
 """
-_PG_UPSERT_SQL = """
+
+
+def pg_upsert_sql(incoming: str, source: str, revive: str, default_wallet: str) -> str:
+    """One statement per chunk: upsert the events, insert their tokens, report what was
+    written, one row per written event (id, tx_hash, log_index, inserted, quantity,
+    start_token_id, tokens). `incoming` yields the rows (columns as PG_INCOMING_ARRAYS);
+    the other arguments are SQL expressions (bind parameters, or the delivery function's
+    variables). ON CONFLICT ... WHERE removed revives a removed row; a live row is left
+    alone (duplicate). `xmax = 0` tells a fresh insert from a revived row."""
+    return f"""
 WITH incoming AS ({incoming}),
 upserted AS (
     INSERT INTO mint_events AS m (
@@ -169,7 +183,7 @@ upserted AS (
         minter, author_wallet, start_token_id, quantity, total_paid, source, removed)
     SELECT tx_hash, log_index, block_number, block_hash, to_timestamp(block_ts),
            contract_address, minter, author_wallet, start_token_id, quantity, total_paid,
-           :source, false
+           {source}, false
     FROM incoming
     ORDER BY tx_hash, log_index
     ON CONFLICT (tx_hash, log_index) DO UPDATE SET
@@ -179,22 +193,22 @@ upserted AS (
         author_wallet = EXCLUDED.author_wallet, start_token_id = EXCLUDED.start_token_id,
         quantity = EXCLUDED.quantity, total_paid = EXCLUDED.total_paid,
         source = EXCLUDED.source, removed = false, detected_at = now()
-    WHERE m.removed AND CAST(:revive AS boolean)
+    WHERE m.removed AND {revive}
     RETURNING m.id, m.tx_hash, m.log_index, m.start_token_id, m.quantity, m.minter,
               m.author_wallet, m.block_timestamp, (m.xmax = 0) AS inserted
 ),
 new_default AS (
     -- the default author, created the first time it is needed
     INSERT INTO authors (wallet_address)
-    SELECT CAST(:default_wallet AS varchar)
-    WHERE NOT EXISTS (SELECT 1 FROM authors WHERE wallet_address = :default_wallet)
+    SELECT CAST({default_wallet} AS varchar)
+    WHERE NOT EXISTS (SELECT 1 FROM authors WHERE wallet_address = {default_wallet})
     ON CONFLICT (wallet_address) DO NOTHING
     RETURNING id
 ),
 default_author AS (
     SELECT id FROM new_default
     UNION ALL
-    SELECT id FROM authors WHERE wallet_address = :default_wallet
+    SELECT id FROM authors WHERE wallet_address = {default_wallet}
 ),
 new_tokens AS (
     INSERT INTO tokens (token_id, mint_event_id, minter_address, author_id, status,
@@ -208,15 +222,31 @@ new_tokens AS (
     ORDER BY 1
     ON CONFLICT (token_id) DO NOTHING
     RETURNING mint_event_id
+),
+written AS (
+    SELECT u.id, u.tx_hash, u.log_index, u.inserted, u.quantity, u.start_token_id,
+           COALESCE(n.written, 0) AS tokens
+    FROM upserted u
+    LEFT JOIN (SELECT mint_event_id, count(*) AS written FROM new_tokens GROUP BY 1) n
+           ON n.mint_event_id = u.id
+)"""
+
+
+def _bound_upsert(incoming: str) -> str:
+    return (
+        pg_upsert_sql(incoming, ":source", "CAST(:revive AS boolean)", ":default_wallet")
+        + "\nSELECT * FROM written"
+    )
+
+
+_PG_UPSERT = text(_bound_upsert(PG_INCOMING_ARRAYS))
+_PG_UPSERT_STAGED = text(_bound_upsert(f"SELECT * FROM {STAGE}"))
+
+# Said by both PostgreSQL paths (here, and raised by the delivery function).
+TOKEN_CONFLICT = (
+    "event minting tokens {first}..{last} wrote {written} of {quantity} token rows: "
+    "the others are held by another live event"
 )
-SELECT u.id, u.tx_hash, u.log_index, u.inserted, u.quantity, u.start_token_id,
-       COALESCE(n.written, 0) AS tokens
-FROM upserted u
-LEFT JOIN (SELECT mint_event_id, count(*) AS written FROM new_tokens GROUP BY 1) n
-       ON n.mint_event_id = u.id
-"""
-_PG_UPSERT = text(_PG_UPSERT_SQL.format(incoming=_INCOMING_ARRAYS))
-_PG_UPSERT_STAGED = text(_PG_UPSERT_SQL.format(incoming=f"SELECT * FROM {STAGE}"))
 
 
 def _upsert_pg(
@@ -361,8 +391,9 @@ def _check_tokens(rows: Iterable[tuple[int, int, int]]) -> None:
     for quantity, written, start in rows:
         if written != quantity:
             raise TokenConflictError(
-                f"event minting tokens {start}..{start + quantity - 1} wrote {written} of "
-                f"{quantity} token rows: the others are held by another live event"
+                TOKEN_CONFLICT.format(
+                    first=start, last=start + quantity - 1, written=written, quantity=quantity
+                )
             )
 
 
