@@ -111,14 +111,18 @@ def _typed() -> tuple[BindParameter[int], BindParameter[datetime]]:
 
 
 # Record the applied view. The row may have appeared since it was read (two first
-# deliveries at once): within one webhook the database settles that race by sequenceNumber.
+# deliveries at once): the database settles that race by the rule itself, the
+# sequenceNumber within one webhook, the hash or createdAt across webhooks (else the
+# earlier view of another webhook, committing last, would take the block over).
 _UPSERT_CLAIM = """
 ON CONFLICT (block_number) DO UPDATE SET
     webhook_id = excluded.webhook_id, block_hash = excluded.block_hash,
     sequence_number = excluded.sequence_number, created_at = excluded.created_at,
     received_at = CURRENT_TIMESTAMP
-WHERE webhook_blocks.webhook_id <> excluded.webhook_id
-   OR excluded.sequence_number >= webhook_blocks.sequence_number
+WHERE CASE WHEN webhook_blocks.webhook_id = excluded.webhook_id
+           THEN excluded.sequence_number >= webhook_blocks.sequence_number
+           ELSE webhook_blocks.block_hash = excluded.block_hash
+                OR excluded.created_at > webhook_blocks.created_at END
 """
 
 
