@@ -92,10 +92,13 @@ BEGIN
         PERFORM {PG_FINAL_LOCK_SHARED};
         {pg_claim_sql(_VARS)}
         INTO v_verdict, v_claimed;
-        IF v_verdict = 'final' OR NOT v_claimed THEN
+        IF v_verdict = 'final' OR (v_verdict <> 'repeat' AND NOT v_claimed) THEN
             RETURN json_build_object(
                 'verdict', CASE WHEN v_verdict = 'final' THEN 'final' ELSE 'older' END);
         END IF;
+        IF v_verdict = 'repeat' THEN  -- applied already (ordering.REPEAT)
+            v_revive := false;
+        ELSE
         WITH incoming AS (
             SELECT * FROM jsonb_to_recordset(doc->'events')
                 AS t(tx_hash text, log_index int, block_hash text)
@@ -108,6 +111,7 @@ BEGIN
         IF v_removed > 0 THEN  -- their token rows, by primary key (never a scan)
             DELETE FROM tokens
             WHERE token_id = ANY (v_token_ids) AND mint_event_id = ANY (v_removed_ids);
+        END IF;
         END IF;
     END IF;
     IF jsonb_array_length(doc->'events') > 0 THEN
