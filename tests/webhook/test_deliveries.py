@@ -304,3 +304,18 @@ def test_malformed_payloads_are_400_naming_the_field(
 
 def _log(payload: dict) -> dict:
     return payload["event"]["data"]["block"]["logs"][0]
+
+
+@pytest.mark.parametrize("created", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_created_at_outside_utc_range_is_400(
+    webhook: Service, devchain: DevChain, pg_engine: Engine, created: str
+) -> None:
+    # A time whose UTC instant has no datetime (year 0 or 10000) was a 500 (OverflowError
+    # converting it to UTC) on every retry, though the database was fine.
+    mint_some(devchain, 1, per_block=1)
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    payload["createdAt"] = created
+    answer = webhook.post(payload)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["message"].startswith("createdAt")
+    assert count(pg_engine, mint_events) == 0
