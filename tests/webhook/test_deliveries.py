@@ -319,3 +319,22 @@ def test_created_at_outside_utc_range_is_400(
     assert answer.status_code == 400, answer.text
     assert answer.json()["message"].startswith("createdAt")
     assert count(pg_engine, mint_events) == 0
+
+
+def test_a_delivery_without_sequence_number_does_not_revive_a_final_removal(
+    webhook: Service, devchain: DevChain, pg_engine: Engine
+) -> None:
+    # Without a sequenceNumber a delivery cannot be ordered, so it is stored without a
+    # claim; it must still not undo what the chain decided for a final block.
+    mint_some(devchain, 1, per_block=1)
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    del payload["event"]["sequenceNumber"]
+    assert webhook.post(payload).status_code == 200
+    block = payload["event"]["data"]["block"]["number"]
+    # the final chain has no mint in that block (a reorg took it): reconciled, removed
+    MintStore(pg_engine, DEFAULT_AUTHOR, start_block=0).reconcile_range(
+        [], start_block=block, end_block=block
+    )
+    assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0
+    webhook.post(payload)  # the same delivery again
+    assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0

@@ -149,7 +149,8 @@ CALL_SQLALCHEMY = f"SELECT {FUNCTION}(CAST(:doc AS jsonb))"
 
 
 def delivery_document(records: list[MintRecord], default_wallet: str, claim: Claim | None) -> str:
-    """The function's argument. No claim: store the records idempotently.
+    """The function's argument. No claim: store the records idempotently, reviving
+    nothing (an unordered view must not undo a removal, even a final block's).
     Big numbers (sequenceNumber, wei) travel as strings: exact whatever their size."""
     doc: dict[str, Any] = {
         "block": claim and claim.block_number,
@@ -158,7 +159,7 @@ def delivery_document(records: list[MintRecord], default_wallet: str, claim: Cla
         "seq": claim and str(claim.sequence_number),
         "created": claim and claim.created_at and utc(claim.created_at).isoformat(),
         "source": "webhook",
-        "revive": True,
+        "revive": claim is not None,
         "default_wallet": default_wallet,
         "events": [
             {
@@ -228,7 +229,8 @@ class AsyncDeliveryStore:
         return read_answer(await self._call(doc), batch)
 
     async def store(self, records: Iterable[MintRecord]) -> StoreResult:
-        """As MintStore.store(records, source="webhook"): no block to claim."""
+        """As MintStore.store(records, source="webhook", revive=False): no block to
+        claim."""
         batch = dedupe(records)
         doc = delivery_document(batch, self.default_author_wallet, None)
         return read_answer(await self._call(doc), batch)
