@@ -2,7 +2,7 @@
 
 Providers disagree on everything (Alchemy, Infura, QuickNode and the public Base RPC each
 word their limits differently; tests/test_rpc.py holds their messages), so the rules are
-data, kept together in `classify()`:
+data, kept together in `classify()` (glisk_pipeline/provider_errors.py):
 - range errors ("too many results", "block range too large", a timeout on a wide query):
   retry the same start with the range the provider suggests when it names one, else half;
   a hard cap stated in the message ("up to a 10 block range") becomes a ceiling;
@@ -23,18 +23,27 @@ and its HTTP errors and debug logs carry the full endpoint URL, i.e. the provide
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
+from glisk_pipeline.provider_errors import (
+    TIMEOUT_AS_RANGE,
+    Failure,
+    Kind,
+    RangeError,
+    Retry,
+    RpcError,
+    classify,
+    redact,
+)
 from glisk_pipeline.settings import Settings
+
+__all__ = ["Kind", "LogChunk", "RangeError", "RpcClient", "RpcError", "RpcStats", "classify"]
 
 # A chunk with at most this many logs lets the next range double.
 GROW_BELOW_LOGS = 2_000
@@ -42,27 +51,6 @@ GROW_BELOW_LOGS = 2_000
 # memory and transaction size stay bounded however dense a response was.
 MAX_CHUNK_LOGS = 5_000
 BATCH_LIMIT = 100  # requests per JSON-RPC batch (block headers)
-
-
-class RpcError(RuntimeError):
-    """An RPC failure that retrying will not fix (or retries ran out); names the range."""
-
-
-class Kind(Enum):
-    RANGE = "range"  # the range is too wide for this provider: shrink it
-    RATE_LIMIT = "rate_limit"
-    TRANSIENT = "transient"
-    FATAL = "fatal"
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    kind: Kind
-    message: str
-    suggested: tuple[int, int] | None = None  # a block range the provider says will work
-    cap: int | None = None  # a hard block-range limit stated by the provider
-    retry_after: float | None = None
-    per_blocks: bool = False  # a limit on the block span itself, not on the result size
 
 
 @dataclass(slots=True)
@@ -81,107 +69,6 @@ class LogChunk:
     from_block: int
     to_block: int
     logs: list[dict[str, Any]]
-
-
-# --- provider error formats (the only place that knows them) --------------------------
-
-_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\]")
-_CAPS = (
-    re.compile(r"up to a ([\d,]+) block range"),  # Alchemy free tier
-    re.compile(r"exceeds limit of ([\d,]+)"),  # Infura
-    re.compile(r"limited to a ([\d,]+) range"),  # QuickNode
-    re.compile(r"block range (?:is )?(?:too large|limit)[^\d]*([\d,]+)"),
-)
-# Too many results for this range (depends on log density: shrink now, grow back later).
-_RESULT_HINTS = (
-    "log response size exceeded",
-    "query returned more than",
-    "too many results",
-    "response size",
-    "query timeout exceeded",
-)
-# A limit on the range itself (holds everywhere: never grow past it again).
-_BLOCK_HINTS = (
-    "block range",
-    "exceeds limit",
-    "is limited to",
-    "range too large",
-    "range is too large",
-)
-# A response that does not arrive within the client's timeout, on a range that can shrink.
-TIMEOUT_AS_RANGE = Failure(Kind.RANGE, "read timed out", per_blocks=True)
-# Checked first: they mention "block range" but are not about its width.
-_LAGGING_HINTS = ("beyond current head", "header not found", "unknown block")
-_FATAL_HINTS = ("invalid block range",)
-_RATE_HINTS = (
-    "rate limit",
-    "compute units",
-    "too many requests",
-    "capacity",
-    "throughput",
-    "limit exceeded",
-)
-_TRANSIENT_HINTS = ("no backend", "timeout", "temporarily", "unavailable", "try again", "busy")
-
-
-def classify(
-    *, status: int | None, error: dict[str, Any] | None, retry_after: str | None = None
-) -> Failure:
-    """Turn an HTTP status and/or a JSON-RPC error object into what to do next."""
-    code = error.get("code") if isinstance(error, dict) else None
-    message = str(error.get("message", "")) if isinstance(error, dict) else ""
-    text = message.lower()
-    after = _seconds(retry_after)
-    if any(hint in text for hint in _LAGGING_HINTS):  # a node behind its peers: wait
-        return Failure(Kind.TRANSIENT, message, retry_after=after)
-    if any(hint in text for hint in _FATAL_HINTS):
-        return Failure(Kind.FATAL, message)
-    per_blocks = not any(hint in text for hint in _RESULT_HINTS)
-    if not per_blocks or any(hint in text for hint in _BLOCK_HINTS):
-        suggested = None
-        if match := _SUGGESTED.search(text):
-            a, b = int(match.group(1), 16), int(match.group(2), 16)
-            suggested = (min(a, b), max(a, b))  # Alchemy sometimes reverses the pair
-        cap = None
-        for pattern in _CAPS:
-            if m := pattern.search(text):
-                cap = int(m.group(1).replace(",", ""))
-                break
-        return Failure(Kind.RANGE, message, suggested, cap, per_blocks=per_blocks)
-    # -32005 is Infura's "limit exceeded" (when not about results, handled above)
-    if status == 429 or code in (429, -32005) or any(hint in text for hint in _RATE_HINTS):
-        return Failure(Kind.RATE_LIMIT, message or "HTTP 429", retry_after=after)
-    if status is not None and (status >= 500 or status == 408):
-        return Failure(Kind.TRANSIENT, message or f"HTTP {status}", retry_after=after)
-    if any(hint in text for hint in _TRANSIENT_HINTS) or code == -32603:
-        return Failure(Kind.TRANSIENT, message)
-    return Failure(Kind.FATAL, message or f"HTTP {status}")
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
-def redact(url: str) -> str:
-    """scheme://host/… : provider URLs carry API keys in the path or query."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}"
-
-
-class _Retry(Exception):
-    def __init__(self, failure: Failure):
-        self.failure = failure
-
-
-class RangeError(RpcError):
-    """The provider says the eth_getLogs range is too wide (iter_logs narrows it)."""
-
-    def __init__(self, failure: Failure):
-        super().__init__(f"block range too wide: {failure.message}")
-        self.failure = failure
 
 
 def split_chunk(start: int, end: int, logs: list[dict[str, Any]], limit: int) -> Iterator[LogChunk]:
@@ -400,7 +287,7 @@ class RpcClient:
                 self._back_off(attempt, failure)
             try:
                 return self._post_once(payload, shrink_on_timeout)
-            except _Retry as retry:
+            except Retry as retry:
                 failure = retry.failure
         assert failure is not None
         raise RpcError(
@@ -419,11 +306,11 @@ class RpcClient:
                 # keep the narrower width as a ceiling so growth does not pay another
                 # timeout after every success.
                 raise RangeError(TIMEOUT_AS_RANGE) from None
-            raise _Retry(Failure(Kind.TRANSIENT, "timed out")) from None
+            raise Retry(Failure(Kind.TRANSIENT, "timed out")) from None
         except httpx.TimeoutException:
-            raise _Retry(Failure(Kind.TRANSIENT, "timed out")) from None
+            raise Retry(Failure(Kind.TRANSIENT, "timed out")) from None
         except httpx.TransportError as exc:
-            raise _Retry(Failure(Kind.TRANSIENT, type(exc).__name__)) from None
+            raise Retry(Failure(Kind.TRANSIENT, type(exc).__name__)) from None
         retry_after = response.headers.get("retry-after")
         try:
             body = orjson.loads(response.content)
@@ -437,18 +324,18 @@ class RpcClient:
                 if isinstance(item, dict) and item.get("error"):
                     failure = classify(status=200, error=item["error"], retry_after=retry_after)
                     if failure.kind in (Kind.RATE_LIMIT, Kind.TRANSIENT):
-                        raise _Retry(failure)
+                        raise Retry(failure)
             return body
         if response.status_code == 200 and body is not None and not error:
             return body
         if body is None and response.status_code == 200:
-            raise _Retry(Failure(Kind.TRANSIENT, "truncated or invalid JSON response"))
+            raise Retry(Failure(Kind.TRANSIENT, "truncated or invalid JSON response"))
         failure = classify(status=response.status_code, error=error, retry_after=retry_after)
         if failure.kind is Kind.RANGE:
             raise RangeError(failure)
         if failure.kind is Kind.FATAL:
             raise RpcError(f"{failure.message} (from {self.endpoint})")
-        raise _Retry(failure)
+        raise Retry(failure)
 
     def _back_off(self, attempt: int, failure: Failure | None) -> None:
         delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 2))

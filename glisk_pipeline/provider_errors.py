@@ -1,0 +1,137 @@
+"""Provider error formats: the one place that knows how Alchemy, Infura, QuickNode and the
+public Base RPC word their eth_getLogs limits, rate limits and outages (tests/test_rpc.py
+holds their messages), and what the client should do about each (`classify`).
+
+The client (glisk_pipeline/rpc.py) acts on the `Failure` this module returns: narrow the
+range (RANGE), back off (RATE_LIMIT, TRANSIENT) or give up (FATAL).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class RpcError(RuntimeError):
+    """An RPC failure that retrying will not fix (or retries ran out); names the range."""
+
+
+class Kind(Enum):
+    RANGE = "range"  # the range is too wide for this provider: shrink it
+    RATE_LIMIT = "rate_limit"
+    TRANSIENT = "transient"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: Kind
+    message: str
+    suggested: tuple[int, int] | None = None  # a block range the provider says will work
+    cap: int | None = None  # a hard block-range limit stated by the provider
+    retry_after: float | None = None
+    per_blocks: bool = False  # a limit on the block span itself, not on the result size
+
+
+_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\]")
+_CAPS = (
+    re.compile(r"up to a ([\d,]+) block range"),  # Alchemy free tier
+    re.compile(r"exceeds limit of ([\d,]+)"),  # Infura
+    re.compile(r"limited to a ([\d,]+) range"),  # QuickNode
+    re.compile(r"block range (?:is )?(?:too large|limit)[^\d]*([\d,]+)"),
+)
+# Too many results for this range (depends on log density: shrink now, grow back later).
+_RESULT_HINTS = (
+    "log response size exceeded",
+    "query returned more than",
+    "too many results",
+    "response size",
+    "query timeout exceeded",
+)
+# A limit on the range itself (holds everywhere: never grow past it again).
+_BLOCK_HINTS = (
+    "block range",
+    "exceeds limit",
+    "is limited to",
+    "range too large",
+    "range is too large",
+)
+# A response that does not arrive within the client's timeout, on a range that can shrink.
+TIMEOUT_AS_RANGE = Failure(Kind.RANGE, "read timed out", per_blocks=True)
+# Checked first: they mention "block range" but are not about its width.
+_LAGGING_HINTS = ("beyond current head", "header not found", "unknown block")
+_FATAL_HINTS = ("invalid block range",)
+_RATE_HINTS = (
+    "rate limit",
+    "compute units",
+    "too many requests",
+    "capacity",
+    "throughput",
+    "limit exceeded",
+)
+_TRANSIENT_HINTS = ("no backend", "timeout", "temporarily", "unavailable", "try again", "busy")
+
+
+def classify(
+    *, status: int | None, error: dict[str, Any] | None, retry_after: str | None = None
+) -> Failure:
+    """Turn an HTTP status and/or a JSON-RPC error object into what to do next."""
+    code = error.get("code") if isinstance(error, dict) else None
+    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    text = message.lower()
+    after = _seconds(retry_after)
+    if any(hint in text for hint in _LAGGING_HINTS):  # a node behind its peers: wait
+        return Failure(Kind.TRANSIENT, message, retry_after=after)
+    if any(hint in text for hint in _FATAL_HINTS):
+        return Failure(Kind.FATAL, message)
+    per_blocks = not any(hint in text for hint in _RESULT_HINTS)
+    if not per_blocks or any(hint in text for hint in _BLOCK_HINTS):
+        suggested = None
+        if match := _SUGGESTED.search(text):
+            a, b = int(match.group(1), 16), int(match.group(2), 16)
+            suggested = (min(a, b), max(a, b))  # Alchemy sometimes reverses the pair
+        cap = None
+        for pattern in _CAPS:
+            if m := pattern.search(text):
+                cap = int(m.group(1).replace(",", ""))
+                break
+        return Failure(Kind.RANGE, message, suggested, cap, per_blocks=per_blocks)
+    # -32005 is Infura's "limit exceeded" (when not about results, handled above)
+    if status == 429 or code in (429, -32005) or any(hint in text for hint in _RATE_HINTS):
+        return Failure(Kind.RATE_LIMIT, message or "HTTP 429", retry_after=after)
+    if status is not None and (status >= 500 or status == 408):
+        return Failure(Kind.TRANSIENT, message or f"HTTP {status}", retry_after=after)
+    if any(hint in text for hint in _TRANSIENT_HINTS) or code == -32603:
+        return Failure(Kind.TRANSIENT, message)
+    return Failure(Kind.FATAL, message or f"HTTP {status}")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def redact(url: str) -> str:
+    """scheme://host/… : provider URLs carry API keys in the path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}"
+
+
+class Retry(Exception):
+    """Internal to the client: this attempt failed in a way worth repeating."""
+
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+class RangeError(RpcError):
+    """The provider says the eth_getLogs range is too wide (iter_logs narrows it)."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(f"block range too wide: {failure.message}")
+        self.failure = failure
