@@ -258,12 +258,25 @@ def test_reorg_moving_transactions_between_blocks_loses_nothing(
     assert count(engine, tokens) == old[0].quantity + old[1].quantity
 
 
-def test_webhook_delivery_moving_a_log_to_another_block(store: MintStore, engine: Engine) -> None:
+def _delivered_two_blocks(store: MintStore) -> list:
     old = _two_blocks()
     for r in old:
         store.store_block_delivery(
             block_number=r.block_number, block_hash=r.block_hash, sequence_number=1, records=[r]
         )
+    return old
+
+
+def _live(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(mint_events.c.tx_hash, mint_events.c.block_hash).where(~mint_events.c.removed)
+        )
+        return {(tx, block_hash) for tx, block_hash in rows}
+
+
+def test_webhook_delivery_moving_a_log_to_another_block(store: MintStore, engine: Engine) -> None:
+    old = _delivered_two_blocks(store)
     new_tx1, new_tx2 = _swap_blocks(old)
     # block 101 (now holding tx1) arrives before block 100's re-delivery
     store.store_block_delivery(
@@ -272,15 +285,29 @@ def test_webhook_delivery_moving_a_log_to_another_block(store: MintStore, engine
     store.store_block_delivery(
         block_number=100, block_hash=new_tx2.block_hash, sequence_number=3, records=[new_tx2]
     )
-    with engine.connect() as conn:
-        live = set(
-            conn.execute(
-                select(mint_events.c.tx_hash, mint_events.c.block_hash).where(
-                    ~mint_events.c.removed
-                )
-            ).all()
-        )
-    assert live == {(new_tx1.tx_hash, new_tx1.block_hash), (new_tx2.tx_hash, new_tx2.block_hash)}
+    live = {(new_tx1.tx_hash, new_tx1.block_hash), (new_tx2.tx_hash, new_tx2.block_hash)}
+    assert _live(engine) == live
+    assert count(engine, tokens) == old[0].quantity + old[1].quantity
+
+
+def test_a_repeated_delivery_does_not_move_a_log_back(store: MintStore, engine: Engine) -> None:
+    # Block 100's delivery was applied (e.g. its call committed after the sidecar had
+    # answered 500), a reorg moved tx1 to block 101 and block 101 was delivered; then
+    # Alchemy's retry of the applied delivery arrives, before block 100's new view.
+    old = _delivered_two_blocks(store)
+    new_tx1, new_tx2 = _swap_blocks(old)
+    store.store_block_delivery(
+        block_number=101, block_hash=new_tx1.block_hash, sequence_number=2, records=[new_tx1]
+    )
+    retry = store.store_block_delivery(
+        block_number=100, block_hash=old[0].block_hash, sequence_number=1, records=[old[0]]
+    )
+    assert [e.outcome for e in retry.events] == ["duplicate"]  # applied already: no move
+    store.store_block_delivery(
+        block_number=100, block_hash=new_tx2.block_hash, sequence_number=3, records=[new_tx2]
+    )
+    live = {(new_tx1.tx_hash, new_tx1.block_hash), (new_tx2.tx_hash, new_tx2.block_hash)}
+    assert _live(engine) == live
     assert count(engine, tokens) == old[0].quantity + old[1].quantity
 
 

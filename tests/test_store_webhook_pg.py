@@ -5,15 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from psycopg import pq
 from sqlalchemy import Engine, func, select, text
 
 from devtools.local_chain import DEFAULT_AUTHOR
+from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.db.engine import libpq_conninfo
 from glisk_pipeline.db.schema import mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
-from glisk_pipeline.db.store.webhook_pg import BODY, FUNCTION, AsyncDeliveryStore
+from glisk_pipeline.db.store.ordering import Claim
+from glisk_pipeline.db.store.webhook_pg import (
+    BODY,
+    CALL,
+    FUNCTION,
+    AsyncDeliveryStore,
+    delivery_document,
+)
 from tests.factories import make_records
 from tests.fixtures_db import async_pool
 
@@ -119,3 +132,44 @@ def test_reorg_through_the_async_pool(pg_url: str, pg_engine: Engine) -> None:
         token_count = conn.execute(select(func.count()).select_from(tokens)).scalar_one()
     assert live == [new[0].tx_hash]
     assert token_count == new[0].quantity
+
+
+def test_first_views_from_two_webhooks_at_once_later_created_wins(
+    pg_url: str, pg_engine: Engine
+) -> None:
+    # Two webhooks deliver different views of block 800, neither applied yet. The later
+    # view (createdAt) is written first but not yet committed; the earlier one reads no
+    # claim row, decides "apply", and waits on the claim row's insert. When the later one
+    # commits, the rule must still hold: the earlier view is older and must not take over.
+    early = make_records(1, first_block=800, seed=11, first_token=500, block_hash_salt="a")
+    late = make_records(1, first_block=800, seed=12, first_token=600, block_hash_salt="c")
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def doc(records: list[MintRecord], webhook: str, created: datetime) -> str:
+        claim = Claim(webhook, 800, records[0].block_hash, 1, created)
+        return delivery_document(records, DEFAULT_AUTHOR, claim)
+
+    conninfo = libpq_conninfo(pg_url)
+    with psycopg.connect(conninfo) as later, psycopg.connect(conninfo, autocommit=True) as spy:
+        later.execute(CALL, (doc(late, "wh-late", moment + timedelta(seconds=5)),))
+        earlier = threading.Thread(
+            target=_call_autocommit, args=(conninfo, doc(early, "wh-early", moment))
+        )
+        earlier.start()
+        while not spy.execute(  # the earlier delivery waits on the claim row's insert
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            (f"%{FUNCTION}%",),
+        ).fetchone():
+            time.sleep(0.01)
+        later.commit()
+        earlier.join()
+    with pg_engine.connect() as conn:
+        claimed = conn.execute(select(webhook_blocks.c.webhook_id)).scalars().all()
+        live = conn.execute(select(mint_events.c.tx_hash).where(~mint_events.c.removed))
+        assert claimed == ["wh-late"]
+        assert live.scalars().all() == [late[0].tx_hash]
+
+
+def _call_autocommit(conninfo: str, doc: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(CALL, (doc,))

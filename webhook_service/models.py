@@ -14,7 +14,7 @@ here, not a database error (a 500) later.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -123,6 +123,19 @@ WebhookId = Annotated[
 ]
 
 
+def _utc_representable(value: datetime) -> datetime:
+    # The store compares createdAt in UTC; 0001-01-01T00:00+01:00 has no UTC datetime.
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("outside the range of a UTC time") from None
+    return value
+
+
+CreatedAt = Annotated[datetime, AfterValidator(_utc_representable)]
+
+
 class _In(BaseModel):
     # Alchemy adds fields over time; unknown ones are ignored, known ones are checked.
     # Strict: a JSON value of another type than the published schema's is refused (no
@@ -196,7 +209,7 @@ class Event(_In):
 class AlchemyDelivery(_In):
     webhookId: WebhookId
     id: str
-    createdAt: datetime | None = None  # orders deliveries of different webhooks
+    createdAt: CreatedAt | None = None  # orders deliveries of different webhooks
     type: Literal["GRAPHQL"]
     event: Event
 

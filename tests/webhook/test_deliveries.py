@@ -304,3 +304,37 @@ def test_malformed_payloads_are_400_naming_the_field(
 
 def _log(payload: dict) -> dict:
     return payload["event"]["data"]["block"]["logs"][0]
+
+
+@pytest.mark.parametrize("created", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_created_at_outside_utc_range_is_400(
+    webhook: Service, devchain: DevChain, pg_engine: Engine, created: str
+) -> None:
+    # A time whose UTC instant has no datetime (year 0 or 10000) was a 500 (OverflowError
+    # converting it to UTC) on every retry, though the database was fine.
+    mint_some(devchain, 1, per_block=1)
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    payload["createdAt"] = created
+    answer = webhook.post(payload)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["message"].startswith("createdAt")
+    assert count(pg_engine, mint_events) == 0
+
+
+def test_a_delivery_without_sequence_number_does_not_revive_a_final_removal(
+    webhook: Service, devchain: DevChain, pg_engine: Engine
+) -> None:
+    # Without a sequenceNumber a delivery cannot be ordered, so it is stored without a
+    # claim; it must still not undo what the chain decided for a final block.
+    mint_some(devchain, 1, per_block=1)
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    del payload["event"]["sequenceNumber"]
+    assert webhook.post(payload).status_code == 200
+    block = payload["event"]["data"]["block"]["number"]
+    # the final chain has no mint in that block (a reorg took it): reconciled, removed
+    MintStore(pg_engine, DEFAULT_AUTHOR, start_block=0).reconcile_range(
+        [], start_block=block, end_block=block
+    )
+    assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0
+    webhook.post(payload)  # the same delivery again
+    assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0

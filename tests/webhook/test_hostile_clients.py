@@ -205,3 +205,23 @@ def test_connection_flood_past_the_cap_gets_fast_503s(
         assert all(r.startswith(b"HTTP/1.1 408") for r in replies), {r[:60] for r in replies}
         with httpx.Client(base_url=service.url, timeout=10) as http:
             assert http.get("/healthz").status_code == 200
+
+
+def test_a_client_that_never_reads_its_answers_is_dropped(
+    hostile_target: tuple[Service, dict],
+) -> None:
+    # Pipelined requests whose answers (8 MB of them) the client never reads: once the
+    # server's buffers are full, it must not keep the connection (a WEBHOOK_MAX_CONNECTIONS
+    # slot) for as long as the client stays silent.
+    service, _ = hostile_target
+    sent = 1000
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(CLIENT_PATIENCE_S * 4)
+    with sock:
+        sock.connect(("127.0.0.1", service.port))
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nhost: sidecar\r\n\r\n" * sent)
+        time.sleep(READ_TIMEOUT_S * 3)  # silent well past the deadline
+        answered = wait_closed(sock).count(b"HTTP/1.1 200 ")
+    print(f"\nnever-reading client: {answered} of {sent} answers before the drop")
+    assert answered < sent

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
-from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, Claim, claim_block
+from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, REPEAT, Claim, claim_block
 from glisk_pipeline.db.store.results import Source, StoreError, StoreResult, TokenConflictError
 from glisk_pipeline.db.store.upserts import (
     dedupe,
@@ -98,12 +98,15 @@ class MintStore:
 
         def work(conn: Connection) -> StoreResult:  # SQLite
             refused = claim_block(conn, claim)
-            if refused is not None:
+            repeat = refused == REPEAT  # applied already: add what is missing, only
+            if refused is not None and not repeat:
                 return StoreResult(stale=True, stale_reason=refused)
-            removed = reconcile.remove_stale(
-                conn, batch, block_number, block_number, block_hash, pg=False
-            )
-            result = self._upsert(conn, batch, "webhook")
+            removed = 0
+            if not repeat:
+                removed = reconcile.remove_stale(
+                    conn, batch, block_number, block_number, block_hash, pg=False
+                )
+            result = self._upsert(conn, batch, "webhook", revive=not repeat)
             result.removed = removed
             return result
 

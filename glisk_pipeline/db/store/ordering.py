@@ -6,7 +6,8 @@ contract). The rule, written once as SQL and run by both dialects:
   a late retry must not undo it): at or below the contiguous checkpoint, or inside any
   processed range (ranges above a gap count too);
 - no view applied yet: apply;
-- within one webhook, its sequenceNumber orders deliveries (the later or equal applies);
+- within one webhook, its sequenceNumber orders deliveries (the later or equal applies;
+  the equal one with the applied hash is the same delivery again: see REPEAT);
 - across webhooks (each numbers its own), a view that agrees with the applied hash
   applies (nothing to undo), otherwise the later createdAt (Alchemy's clock) wins; a
   missing createdAt never wins.
@@ -29,6 +30,14 @@ from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK, webhook_blocks
 
 FINAL = "block already reconciled from the chain as final"
 OLDER = "an older view of this block than the one already applied"
+# This very delivery (webhook, sequenceNumber, hash) was applied already (Alchemy's retry
+# of a delivery whose call committed after the sidecar answered 500, or a duplicate
+# delivery): its claim committed with its rows. Applied again, it would undo what later
+# deliveries of other blocks did: a reorg that moved one of its logs to the next block
+# had the log moved back, then removed by its own block's new view, the mint lost until
+# the final reconcile (tests/test_store.py). So a repeat removes and revives nothing; it
+# only adds logs that are missing.
+REPEAT = "this delivery was applied already"
 
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
 # "not final" must not interleave with a reconcile making the block final.
@@ -67,7 +76,7 @@ def claim_block(conn: Connection, claim: Claim) -> str | None:
     }
     verdict = conn.execute(_SQLITE_VERDICT, params).scalar_one()
     if verdict != "apply":
-        return FINAL if verdict == "final" else OLDER
+        return {"final": FINAL, "repeat": REPEAT}.get(verdict, OLDER)
     return None if conn.execute(_SQLITE_CLAIM, params).first() is not None else OLDER
 
 
@@ -95,7 +104,9 @@ def verdict_sql(p: dict[str, str], seq: str, created: str) -> str:
         WHEN ({_final_check(p)}) THEN 'final'
         WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'apply'
         WHEN (SELECT webhook_id FROM cur) = {p["webhook_id"]} THEN
-            CASE WHEN {seq} >= (SELECT sequence_number FROM cur)
+            CASE WHEN {seq} = (SELECT sequence_number FROM cur)
+                      AND (SELECT block_hash FROM cur) = {p["hash"]} THEN 'repeat'
+                 WHEN {seq} >= (SELECT sequence_number FROM cur)
                  THEN 'apply' ELSE 'older' END
         WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'apply'
         WHEN {created} > (SELECT created_at FROM cur) THEN 'apply'
@@ -111,14 +122,18 @@ def _typed() -> tuple[BindParameter[int], BindParameter[datetime]]:
 
 
 # Record the applied view. The row may have appeared since it was read (two first
-# deliveries at once): within one webhook the database settles that race by sequenceNumber.
+# deliveries at once): the database settles that race by the rule itself, the
+# sequenceNumber within one webhook, the hash or createdAt across webhooks (else the
+# earlier view of another webhook, committing last, would take the block over).
 _UPSERT_CLAIM = """
 ON CONFLICT (block_number) DO UPDATE SET
     webhook_id = excluded.webhook_id, block_hash = excluded.block_hash,
     sequence_number = excluded.sequence_number, created_at = excluded.created_at,
     received_at = CURRENT_TIMESTAMP
-WHERE webhook_blocks.webhook_id <> excluded.webhook_id
-   OR excluded.sequence_number >= webhook_blocks.sequence_number
+WHERE CASE WHEN webhook_blocks.webhook_id = excluded.webhook_id
+           THEN excluded.sequence_number >= webhook_blocks.sequence_number
+           ELSE webhook_blocks.block_hash = excluded.block_hash
+                OR excluded.created_at > webhook_blocks.created_at END
 """
 
 

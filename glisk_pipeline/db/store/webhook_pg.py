@@ -92,10 +92,13 @@ BEGIN
         PERFORM {PG_FINAL_LOCK_SHARED};
         {pg_claim_sql(_VARS)}
         INTO v_verdict, v_claimed;
-        IF v_verdict = 'final' OR NOT v_claimed THEN
+        IF v_verdict = 'final' OR (v_verdict <> 'repeat' AND NOT v_claimed) THEN
             RETURN json_build_object(
                 'verdict', CASE WHEN v_verdict = 'final' THEN 'final' ELSE 'older' END);
         END IF;
+        IF v_verdict = 'repeat' THEN  -- applied already (ordering.REPEAT)
+            v_revive := false;
+        ELSE
         WITH incoming AS (
             SELECT * FROM jsonb_to_recordset(doc->'events')
                 AS t(tx_hash text, log_index int, block_hash text)
@@ -108,6 +111,7 @@ BEGIN
         IF v_removed > 0 THEN  -- their token rows, by primary key (never a scan)
             DELETE FROM tokens
             WHERE token_id = ANY (v_token_ids) AND mint_event_id = ANY (v_removed_ids);
+        END IF;
         END IF;
     END IF;
     IF jsonb_array_length(doc->'events') > 0 THEN
@@ -145,7 +149,8 @@ CALL_SQLALCHEMY = f"SELECT {FUNCTION}(CAST(:doc AS jsonb))"
 
 
 def delivery_document(records: list[MintRecord], default_wallet: str, claim: Claim | None) -> str:
-    """The function's argument. No claim: store the records idempotently.
+    """The function's argument. No claim: store the records idempotently, reviving
+    nothing (an unordered view must not undo a removal, even a final block's).
     Big numbers (sequenceNumber, wei) travel as strings: exact whatever their size."""
     doc: dict[str, Any] = {
         "block": claim and claim.block_number,
@@ -154,7 +159,7 @@ def delivery_document(records: list[MintRecord], default_wallet: str, claim: Cla
         "seq": claim and str(claim.sequence_number),
         "created": claim and claim.created_at and utc(claim.created_at).isoformat(),
         "source": "webhook",
-        "revive": True,
+        "revive": claim is not None,
         "default_wallet": default_wallet,
         "events": [
             {
@@ -224,7 +229,8 @@ class AsyncDeliveryStore:
         return read_answer(await self._call(doc), batch)
 
     async def store(self, records: Iterable[MintRecord]) -> StoreResult:
-        """As MintStore.store(records, source="webhook"): no block to claim."""
+        """As MintStore.store(records, source="webhook", revive=False): no block to
+        claim."""
         batch = dedupe(records)
         doc = delivery_document(batch, self.default_author_wallet, None)
         return read_answer(await self._call(doc), batch)
