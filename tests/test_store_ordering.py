@@ -110,14 +110,14 @@ def _args(view: View) -> dict[str, object]:
 
 
 def _deliver(store: MintStore, view: View) -> StoreResult:
-    return store.store_block_delivery(**_args(view))  # type: ignore[arg-type]
+    return store.store_block_delivery(**_args(view))
 
 
 def _deliver_async(url: str, view: View) -> StoreResult:
     async def run() -> StoreResult:
         async with async_pool(url) as pool:
             deliveries = AsyncDeliveryStore(pool, DEFAULT_AUTHOR)
-            return await deliveries.store_block_delivery(**_args(view))  # type: ignore[arg-type]
+            return await deliveries.store_block_delivery(**_args(view))
 
     return asyncio.run(run())
 
@@ -135,7 +135,7 @@ def _applied(engine: Engine) -> tuple[str, str]:
                 webhook_blocks.c.block_number == BLOCK
             )
         ).one()
-    return tuple(claim)  # type: ignore[return-value]
+    return tuple(claim)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -31,7 +31,7 @@ from tests.factories import make_records
 from tests.fixtures_db import async_pool
 
 
-def count(engine: Engine, table) -> int:  # type: ignore[no-untyped-def]
+def count(engine: Engine, table) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
