@@ -47,6 +47,10 @@ UNAUTHENTICATED = frozenset({"unauthorized", "too_large", "disconnected"})
 T = TypeVar("T")
 # Kept from the answer budget for writing the answer after the database gave up.
 ANSWER_MARGIN_S = 0.1
+# The database's time is never less than this, however long the body took to arrive: a
+# sender slower than the budget (but within the read timeout) is not a database failure,
+# and a 500 must only ever mean one. Its answer is late for Alchemy then anyway.
+MIN_STORE_S = 1.0
 
 
 class Rejected(Exception):
@@ -122,6 +126,7 @@ async def _handle(request: Request, service: Service, started: float) -> Answer:
     try:
         # what is left of the answer budget, less the time it takes to answer
         left = service.answer_budget_s - ANSWER_MARGIN_S - (time.perf_counter() - started)
+        left = max(left, min(MIN_STORE_S, service.answer_budget_s))
         result = await within_budget(_store(service, wanted), left)
     except OverBudget:
         log.error("database did not answer in time", budget_s=service.answer_budget_s)

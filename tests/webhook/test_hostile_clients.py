@@ -19,9 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from devtools.replay import signed
 from glisk_pipeline.db.schema import mint_events
 from tests.fixtures_chain import DevChain
-from tests.webhook.helpers import Service, one_mint_delivery, running, service_env
+from tests.webhook.helpers import NEW_KEY, Service, one_mint_delivery, running, service_env
 
 MIB = 1024 * 1024
 READ_TIMEOUT_S = 2.0  # short, so the test waits little; the default is 10 s
@@ -225,3 +226,30 @@ def test_a_client_that_never_reads_its_answers_is_dropped(
         answered = wait_closed(sock).count(b"HTTP/1.1 200 ")
     print(f"\nnever-reading client: {answered} of {sent} answers before the drop")
     assert answered < sent
+
+
+def test_a_signed_body_slower_than_the_answer_budget_is_stored_not_a_500(
+    pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
+) -> None:
+    # The body trickles in over longer than the answer budget (1 s here) but within the read
+    # timeout: the database is healthy, so the answer must not be 500 "database unavailable".
+    payload = one_mint_delivery(devchain, quantity=1)
+    body, headers = signed(payload, NEW_KEY)
+    env = service_env(pg_url, devchain.glisk, WEBHOOK_ANSWER_BUDGET_SECONDS="1")
+    with running(env, tmp_path) as service:
+        request = (
+            head(len(body))
+            + b"".join(
+                f"{name}: {value}\r\n".encode()
+                for name, value in headers.items()
+                if name != "content-type"
+            )
+            + b"\r\n"
+        )
+        with connect(service) as sock:
+            sock.sendall(request + body[: len(body) // 2])
+            time.sleep(1.5)  # past the answer budget, well within the 10 s read timeout
+            sock.sendall(body[len(body) // 2 :])
+            reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert stored(pg_engine) == 1
