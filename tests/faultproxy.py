@@ -8,7 +8,9 @@ Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
 - `limit_results(n, style)`: responses with more than n logs fail, with a suggested range;
 - `script(...)`: the next requests fail once each: 429 (+Retry-After), JSON-RPC 429 inside
   HTTP 200, 503, a timeout, a connection reset, truncated JSON;
-- `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do.
+- `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do;
+- `drop_logs(ids)`: eth_getLogs answers silently leave out the BatchMinted logs whose
+  startTokenId is in `ids`, as a faulty provider node that lost them would.
 Every request is recorded (`requests`), every injected fault counted (`faults`).
 """
 
@@ -119,7 +121,7 @@ class FaultProxy:
                 self._reply(handler, 200, {"jsonrpc": "2.0", "id": payload["id"], "error": error})
                 return
         upstream = self._http.post(self.upstream, content=body)
-        data = upstream.content
+        data = self._drop_chosen_logs(upstream.content)
         if self.strip_timestamps and b"blockTimestamp" in data:
             decoded = orjson.loads(data)
             for item in decoded if isinstance(decoded, list) else [decoded]:
@@ -197,6 +199,31 @@ class FaultProxy:
                     return {"code": -32602, "message": ALCHEMY_TOO_MANY.format(a=b, b=a)}
                 return {"code": -32005, "message": INFURA_TOO_MANY.format(n=n, a=a, b=b)}
         return None
+
+    # --- dropped logs (a node that lost some logs and says nothing) ----------------------
+
+    def drop_logs(self, start_token_ids: set[int]) -> None:
+        """Leave the BatchMinted logs starting at these token ids out of every answer."""
+        self._dropped_topics = {"0x" + format(i, "064x") for i in start_token_ids}
+
+    _dropped_topics: set[str] = set()  # noqa: RUF012 - replaced per instance by drop_logs
+    dropped = 0  # logs left out so far
+
+    def _drop_chosen_logs(self, data: bytes) -> bytes:
+        if not self._dropped_topics or b'"topics"' not in data:
+            return data
+        decoded = orjson.loads(data)
+        for item in decoded if isinstance(decoded, list) else [decoded]:
+            logs = item.get("result") if isinstance(item, dict) else None
+            if isinstance(logs, list):
+                kept = [
+                    log for log in logs
+                    if len(log.get("topics") or []) < 4
+                    or log["topics"][3].lower() not in self._dropped_topics
+                ]  # fmt: skip
+                self.dropped += len(logs) - len(kept)
+                item["result"] = kept
+        return orjson.dumps(decoded)
 
     def _reply(self, handler: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
         self._send(handler, status, orjson.dumps(obj))
