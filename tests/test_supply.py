@@ -1,0 +1,264 @@
+"""The supply proof and the targeted repair on real anvil + PostgreSQL: the tables against
+the contract's own nextTokenId(), what `glisk status` and the Dagster check say, and
+`glisk repair` storing exactly the missing mints."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from dagster import AssetCheckSeverity, AssetSelection, instance_for_test, materialize
+from sqlalchemy import Engine, delete, select
+
+from devtools.history import History, realistic_history
+from devtools.oracle import compare_with_chain
+from glisk_pipeline.cli import recover_events, repair, status
+from glisk_pipeline.db.schema import mint_events, tokens
+from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.supply import prove
+from tests.faultproxy import FaultProxy
+from tests.fixtures_chain import DevChain
+
+GLISK = [sys.executable, "-m", "glisk_pipeline.cli"]
+
+
+@pytest.fixture
+def history(devchain: DevChain) -> History:
+    return realistic_history(
+        devchain.anvil, devchain.glisk, devchain.decoy, n_batches=80, n_blocks=60, seed=15
+    )
+
+
+def use(monkeypatch: pytest.MonkeyPatch, environment: dict, **changes: str) -> None:
+    for key, value in {**environment, **changes}.items():
+        monkeypatch.setenv(key, value)
+
+
+def delete_mints(engine: Engine, start_ids: list[int]) -> None:
+    with engine.begin() as conn:
+        ids = select(mint_events.c.id).where(mint_events.c.start_token_id.in_(start_ids))
+        conn.execute(delete(tokens).where(tokens.c.mint_event_id.in_(ids)))
+        conn.execute(delete(mint_events).where(mint_events.c.start_token_id.in_(start_ids)))
+
+
+def proof_now(monkeypatch, cli_env, engine: Engine, **env: str):
+    use(monkeypatch, cli_env, **env)
+    settings = load_settings()
+    with RpcClient.from_settings(settings) as client:
+        final = client.final_block(settings.GLISK_CONFIRMATIONS)
+        from glisk_pipeline.db.store import MintStore
+
+        checkpoint = MintStore(engine, "0x" + "0" * 40).last_processed_block()
+        return prove(client, engine, settings, final, checkpoint)
+
+
+def test_healthy_history_passes_and_status_says_so(
+    cli_env, history, devchain, pg_engine, monkeypatch, capsys
+) -> None:
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    proof = proof_now(monkeypatch, cli_env, pg_engine)
+    assert proof.consistent and not proof.advisory and not proof.failing
+    assert proof.next_id == history.tokens_minted + 1 and proof.live_ids == history.tokens_minted
+    # the alternative function gives the same number
+    alt = proof_now(monkeypatch, cli_env, pg_engine, GLISK_SUPPLY_FUNCTION="totalSupply() + 1")
+    assert alt.next_id == proof.next_id and alt.consistent
+    capsys.readouterr()
+    assert status.main(["--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["integrity"]["supply"]["consistent"] is True
+    assert s["integrity"]["token_ids_contiguous"]["passed"] is True
+    assert status.main(["--prometheus"]) == 0
+    metrics = capsys.readouterr().out
+    assert "glisk_supply_proof_ok 1" in metrics and "glisk_supply_missing_ids 0" in metrics
+
+
+def test_a_bad_supply_function_is_a_config_error_naming_the_variable(monkeypatch) -> None:
+    monkeypatch.setenv("GLISK_SUPPLY_FUNCTION", "nextTokenId(uint256)")
+    with pytest.raises(ConfigError, match="GLISK_SUPPLY_FUNCTION"):
+        load_settings()
+
+
+def test_deleted_rows_fail_naming_the_ids_and_repair_restores_exactly_them(
+    cli_env, history, devchain, pg_engine, monkeypatch, capsys
+) -> None:
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    mints = sorted(history.mints, key=lambda m: m.start_token_id)
+    gone = [mints[5], mints[30], mints[-1]]  # two gaps inside, and the tail
+    delete_mints(pg_engine, [m.start_token_id for m in gone])
+
+    proof = proof_now(monkeypatch, cli_env, pg_engine)
+    assert proof.failing
+    assert [(r.first, r.last) for r in proof.missing] == [
+        (m.start_token_id, m.start_token_id + m.quantity - 1) for m in gone
+    ]
+    capsys.readouterr()
+    assert status.main([]) == 4  # failing: documented exit code
+    out = capsys.readouterr().out
+    assert f"ids {gone[0].start_token_id}-" in out and "run `glisk repair`" in out
+
+    with FaultProxy(devchain.anvil.url) as proxy:
+        use(monkeypatch, cli_env, RPC_URL=proxy.url)
+        assert repair.main(["--dry-run"]) == 4
+        assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) != []
+        before = len(proxy.requests)
+        assert repair.main([]) == 0
+        out = capsys.readouterr().out
+        getlogs = [r for r in proxy.requests[before:] if isinstance(r, list)]
+    # three gaps of one batch each: 3 eth_getLogs queries in one HTTP request
+    assert "Found 3 missing mints with 3 eth_getLogs queries by startTokenId in 1 HTTP" in out
+    assert len(getlogs) == 1 and len(getlogs[0]) == 3
+    assert "Stored 3 mints" in out and "all present" in out
+    assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []
+
+
+def test_a_provider_that_drops_logs_fails_the_dagster_check(
+    cli_env, history, devchain, pg_engine, monkeypatch, tmp_path
+) -> None:
+    from dagster import DagsterInstance
+
+    from glisk_pipeline.defs.assets import mint_events as asset
+    from glisk_pipeline.defs.checks import mint_event_checks, supply_matches_contract
+    from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+
+    mints = sorted(history.mints, key=lambda m: m.start_token_id)
+    dropped = [mints[10], mints[11]]  # one gap of two batches
+    with FaultProxy(devchain.anvil.url) as proxy:
+        proxy.drop_logs({m.start_token_id for m in dropped})
+        use(monkeypatch, cli_env, RPC_URL=proxy.url)
+        assert recover_events.main(["--from-block", "0"]) == 0
+        assert proxy.dropped >= 2
+    resources = {
+        "chain": ChainResource(
+            rpc_url=devchain.anvil.url, network="LOCAL", contract_address=devchain.glisk,
+            start_block=0, partition_size=10_000, confirmations=0,
+        ),
+        "database": DatabaseResource(
+            database_url=cli_env["DATABASE_URL"],
+            default_author_wallet=cli_env["GLISK_DEFAULT_AUTHOR_WALLET"],
+        ),
+    }  # fmt: skip
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with DagsterInstance.from_config(str(home)) as instance:
+        result = materialize(
+            [asset, *mint_event_checks],
+            selection=AssetSelection.checks(supply_matches_contract),
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
+    first, last = dropped[0].start_token_id, dropped[1].start_token_id + dropped[1].quantity - 1
+    assert f"ids {first}-{last}" in evaluation.metadata["missing_ranges"].text
+    assert evaluation.metadata["partitions_to_rematerialize"].text == "000000000000-000000009999"
+    assert "glisk repair" in evaluation.description
+    # glisk status reads the check's latest result from the instance, and fails on it
+    out = subprocess.run(
+        [*GLISK, "status", "--json"],
+        env={**cli_env, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 4, out.stderr
+    s = json.loads(out.stdout)
+    (check,) = [c for c in s["checks"] if c["name"] == "supply_matches_contract"]
+    assert check["passed"] is False and check["severity"] == "ERROR"
+    assert {"supply_matches_contract"} <= set(s["failing"])
+    # repair: one gap of two batches = two rounds of one query
+    use(monkeypatch, cli_env)
+    assert repair.main([]) == 0
+    assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []
+
+
+def test_pruned_state_is_reported_and_compared_near_the_head(
+    cli_env, history, devchain, pg_engine, monkeypatch
+) -> None:
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    devchain.anvil.mine_empty(150)  # anvil keeps the state of the last 100 blocks only
+    proof = proof_now(monkeypatch, cli_env, pg_engine, GLISK_CONFIRMATIONS="140")
+    assert proof.advisory and proof.block == devchain.anvil.block_number() - 4
+    assert "no state at the final block" in proof.notes[0]
+    assert proof.consistent and not proof.failing
+    # a mint missing in the middle of final history is still a data failure
+    mints = sorted(history.mints, key=lambda m: m.start_token_id)
+    delete_mints(pg_engine, [mints[3].start_token_id])
+    proof = proof_now(monkeypatch, cli_env, pg_engine, GLISK_CONFIRMATIONS="140")
+    assert proof.advisory and proof.failing
+    assert [r.first for r in proof.missing] == [mints[3].start_token_id]
+
+
+def test_first_id_is_the_counter_before_the_start_block(
+    cli_env, devchain, pg_engine, monkeypatch
+) -> None:
+    before = realistic_history(
+        devchain.anvil, devchain.glisk, devchain.decoy, n_batches=20, n_blocks=20, seed=2
+    )
+    start = devchain.anvil.block_number() + 1
+    realistic_history(
+        devchain.anvil, devchain.glisk, devchain.decoy, n_batches=20, n_blocks=20, seed=3
+    )
+    use(monkeypatch, cli_env, GLISK_START_BLOCK=str(start))
+    assert recover_events.main(["--from-block", str(start)]) == 0
+    proof = proof_now(monkeypatch, cli_env, pg_engine, GLISK_START_BLOCK=str(start))
+    assert proof.first_id == before.tokens_minted + 1
+    assert proof.consistent, proof.summary()
+
+
+def unanswering_port() -> socket.socket:
+    """A listening socket nobody accepts from: connects, then silence (a black hole)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(0)
+    return sock
+
+
+def test_status_with_the_chain_down_still_prints_the_database_and_names_the_endpoint(
+    cli_env, history, pg_engine, monkeypatch
+) -> None:
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    with unanswering_port() as hole:
+        port = hole.getsockname()[1]
+        env = {**cli_env, "RPC_URL": f"http://127.0.0.1:{port}/v2/secret-key"}
+        # deadline: the backfill's client would wait 30 s x 6 attempts here
+        out = subprocess.run(
+            [*GLISK, "status", "--json"], env=env, capture_output=True, text=True, timeout=20
+        )
+    assert out.returncode == 1
+    s = json.loads(out.stdout)
+    assert s["unreachable"] == [f"http://127.0.0.1:{port}"]
+    assert f"127.0.0.1:{port}" in s["problems"][0] and "secret-key" not in out.stdout + out.stderr
+    assert s["rows"]["backfill"] == len(history.mints)
+    assert s["checkpoint"]["last_processed_block"] == history.to_block
+    assert s["integrity"]["token_ids_contiguous"]["passed"] is True
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
+    from dagster import DagsterInstance
+
+    from glisk_pipeline.cli.status_output import print_text
+    from glisk_pipeline.defs.instance_status import partition_summary
+    from glisk_pipeline.status import empty_status
+    from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
+
+    with instance_for_test() as instance:
+        assert isinstance(instance, DagsterInstance)
+        keys = [partition_key(a, a + 99) for a in range(0, 1600, 100)]
+        instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
+        parts = partition_summary(instance)
+    assert parts["missing"] == 16 and len(parts["missing_keys"]) == 10
+    s = empty_status()
+    s["partitions"] = parts
+    print_text(s, "OK")
+    assert f"missing: {', '.join(keys[:10])}, … and 6 more" in capsys.readouterr().out
