@@ -18,11 +18,12 @@ nodes (hosted providers) serve it, a self-hosted full node keeps only recent sta
 the state at B is gone, the proof says so (not a data failure) and compares at the newest
 block whose state the node has (head - STATE_FALLBACK_DEPTH), counting only rows at or
 below it; that comparison is advisory, and only findings at or below the final block
-fail it. When the state before GLISK_START_BLOCK is gone, first is the lowest live id
-(a missing head of the range cannot be seen then; the proof says so).
+fail it. When the state before GLISK_START_BLOCK is gone, first is the startTokenId of
+the first BatchMinted log at or after it (logs need no state; only the blocks before the
+lowest stored event are read).
 
 Costs: one eth_call (two when GLISK_START_BLOCK > 0), one more plus `eth_blockNumber`
-when the final block's state is gone, and two indexed queries over mint_events.
+when the final block's state is gone, and a few indexed queries over mint_events.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from eth_utils import function_signature_to_4byte_selector
 from sqlalchemy import Engine, and_, func, or_, select
 
+from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.provider_errors import RpcError, StateUnavailable
 from glisk_pipeline.rpc import RpcClient
@@ -345,7 +347,7 @@ def prove(
             f"GLISK_NFT_CONTRACT_ADDRESS {settings.contract_address} has no code at block "
             f"{proof.block}: wrong address or network?"
         )
-    first = _first_id(client, engine, settings, proof)
+    first = _first_id(client, engine, settings, proof, next_id)
     live_ids, missing, extra = compare_ids(
         engine, block=proof.block, first=first, next_id=next_id, start_block=start_block
     )
@@ -385,7 +387,9 @@ def _split_at_horizon(
     return split
 
 
-def _first_id(client: RpcClient, engine: Engine, settings: Settings, proof: SupplyProof) -> int:
+def _first_id(
+    client: RpcClient, engine: Engine, settings: Settings, proof: SupplyProof, next_id: int
+) -> int:
     """The contract's next token id just before GLISK_START_BLOCK (1 before it existed)."""
     start = settings.GLISK_START_BLOCK
     if start == 0:
@@ -394,10 +398,35 @@ def _first_id(client: RpcClient, engine: Engine, settings: Settings, proof: Supp
         before = next_token_id(client, settings, start - 1)
     except StateUnavailable as exc:
         assert proof.block is not None
-        _, low, _, _ = _totals(engine, proof.block)
+        first = first_logged_id(client, engine, settings, proof.block, next_id)
         proof.notes.append(
-            f"first id taken from the tables ({low or 1}): the node has no state at block "
-            f"{start - 1} ({exc}), so mints missing before the lowest stored id cannot be seen"
+            f"no state at block {start - 1} ({exc}): first id {first} read from the first "
+            f"BatchMinted log at or after block {start} instead"
         )
-        return low or 1
+        return first
     return 1 if before is None else before
+
+
+def first_logged_id(
+    client: RpcClient, engine: Engine, settings: Settings, block: int, next_id: int
+) -> int:
+    """startTokenId of the first BatchMinted log in [GLISK_START_BLOCK, block]: logs need no
+    state, and ids grow in chain order. Only the blocks before the lowest stored event are
+    read, its own included (usually few: the deployment to the first mint)."""
+    contract = settings.contract_address
+    with engine.connect() as conn:
+        lowest = conn.execute(
+            select(events_t.c.block_number, events_t.c.start_token_id)
+            .where(~events_t.c.removed, events_t.c.block_number <= block)
+            .order_by(events_t.c.start_token_id)
+            .limit(1)
+        ).first()
+    upto = lowest[0] if lowest is not None else block  # its block may hold earlier mints
+    if upto >= settings.GLISK_START_BLOCK:
+        chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, settings.GLISK_START_BLOCK, upto)
+        for chunk in chunks:
+            for log in chunk.logs:
+                if str(log.get("address", "")).lower() == contract and len(log["topics"]) == 4:
+                    return int(log["topics"][3], 16)
+    # no log up to the lowest stored event (a node without the logs?), or none at all
+    return int(lowest[1]) if lowest is not None else next_id

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 
 import pytest
 from dagster import AssetCheckSeverity, AssetSelection, instance_for_test, materialize
@@ -17,13 +16,13 @@ from devtools.history import History, realistic_history
 from devtools.oracle import compare_with_chain
 from glisk_pipeline.cli import recover_events, repair, status
 from glisk_pipeline.db.schema import mint_events, tokens
+from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import ConfigError, load_settings
 from glisk_pipeline.supply import prove
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain
-
-GLISK = [sys.executable, "-m", "glisk_pipeline.cli"]
+from tests.test_cli_ops import GLISK, use
 
 
 @pytest.fixture
@@ -31,11 +30,6 @@ def history(devchain: DevChain) -> History:
     return realistic_history(
         devchain.anvil, devchain.glisk, devchain.decoy, n_batches=80, n_blocks=60, seed=15
     )
-
-
-def use(monkeypatch: pytest.MonkeyPatch, environment: dict, **changes: str) -> None:
-    for key, value in {**environment, **changes}.items():
-        monkeypatch.setenv(key, value)
 
 
 def delete_mints(engine: Engine, start_ids: list[int]) -> None:
@@ -50,8 +44,6 @@ def proof_now(monkeypatch, cli_env, engine: Engine, **env: str):
     settings = load_settings()
     with RpcClient.from_settings(settings) as client:
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
-        from glisk_pipeline.db.store import MintStore
-
         checkpoint = MintStore(engine, "0x" + "0" * 40).last_processed_block()
         return prove(client, engine, settings, final, checkpoint)
 
@@ -212,6 +204,14 @@ def test_first_id_is_the_counter_before_the_start_block(
     proof = proof_now(monkeypatch, cli_env, pg_engine, GLISK_START_BLOCK=str(start))
     assert proof.first_id == before.tokens_minted + 1
     assert proof.consistent, proof.summary()
+    # the state before the start block pruned, and the first mint after it deleted: the
+    # first id comes from the first BatchMinted log instead, and the missing head shows
+    devchain.anvil.mine_empty(150)
+    first = before.tokens_minted + 1
+    delete_mints(pg_engine, [first])
+    proof = proof_now(monkeypatch, cli_env, pg_engine, GLISK_START_BLOCK=str(start))
+    assert "no state at block" in proof.notes[0] and proof.first_id == first
+    assert [r.first for r in proof.missing] == [first] and proof.failing
 
 
 def unanswering_port() -> socket.socket:
