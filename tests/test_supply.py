@@ -102,9 +102,11 @@ def test_deleted_rows_fail_naming_the_ids_and_repair_restores_exactly_them(
         assert repair.main([]) == 0
         out = capsys.readouterr().out
         getlogs = [r for r in proxy.requests[before:] if isinstance(r, list)]
-    # three gaps of one batch each: 3 eth_getLogs queries in one HTTP request
+    # three gaps of one batch each: 3 eth_getLogs queries in one HTTP request, beside the
+    # last block's header (an answer from a node behind the head is refused)
     assert "Found 3 missing mints with 3 eth_getLogs queries by startTokenId in 1 HTTP" in out
-    assert len(getlogs) == 1 and len(getlogs[0]) == 3
+    assert len(getlogs) == 1
+    assert [c["method"] for c in getlogs[0]] == ["eth_getLogs"] * 3 + ["eth_getBlockByNumber"]
     assert "Stored 3 mints" in out and "all present" in out
     assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []
 
@@ -223,25 +225,50 @@ def unanswering_port() -> socket.socket:
 
 
 def test_status_with_the_chain_down_still_prints_the_database_and_names_the_endpoint(
-    cli_env, history, pg_engine, monkeypatch
+    cli_env, history, pg_engine, monkeypatch, tmp_path
 ) -> None:
+    from dagster import DagsterInstance
+
+    from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
+
     use(monkeypatch, cli_env)
     assert recover_events.main(["--from-block", "0"]) == 0
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    keys = [partition_key(a, a + 99) for a in range(0, 1600, 100)]
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
     with unanswering_port() as hole:
         port = hole.getsockname()[1]
-        env = {**cli_env, "RPC_URL": f"http://127.0.0.1:{port}/v2/secret-key"}
+        env = {
+            **cli_env,
+            "RPC_URL": f"http://127.0.0.1:{port}/v2/secret-key",
+            "DAGSTER_HOME": str(home),
+        }
         # deadline: the backfill's client would wait 30 s x 6 attempts here
-        out = subprocess.run(
-            [*GLISK, "status", "--json"], env=env, capture_output=True, text=True, timeout=20
-        )
-    assert out.returncode == 1
-    s = json.loads(out.stdout)
+        runs = [
+            subprocess.run(
+                [*GLISK, "status", *flag], env=env, capture_output=True, text=True, timeout=30
+            )
+            for flag in (["--json"], [])
+        ]
+    for out in runs:
+        assert out.returncode == 1
+        assert "secret-key" not in out.stdout + out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    s = json.loads(runs[0].stdout)
     assert s["unreachable"] == [f"http://127.0.0.1:{port}"]
-    assert f"127.0.0.1:{port}" in s["problems"][0] and "secret-key" not in out.stdout + out.stderr
+    assert f"127.0.0.1:{port}" in s["problems"][0]
     assert s["rows"]["backfill"] == len(history.mints)
     assert s["checkpoint"]["last_processed_block"] == history.to_block
     assert s["integrity"]["token_ids_contiguous"]["passed"] is True
-    assert len(out.stderr.strip().splitlines()) == 1
+    # the Dagster facts are there too, with the cut list's full length beside it
+    assert s["partitions"]["missing"] == 16 and len(s["partitions"]["missing_keys"]) == 10
+    assert {c["name"] for c in s["checks"]} >= {"supply_matches_contract"}
+    text = runs[1].stdout
+    assert f"rows        webhook 0, backfill {len(history.mints)}" in text
+    assert "… and 6 more" in text and "status      ERROR" in text
 
 
 def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
@@ -262,3 +289,22 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
     s["partitions"] = parts
     print_text(s, "OK")
     assert f"missing: {', '.join(keys[:10])}, … and 6 more" in capsys.readouterr().out
+
+
+def test_repair_through_a_provider_that_caps_the_block_range(
+    cli_env, history, devchain, pg_engine, monkeypatch, capsys
+) -> None:
+    if not hasattr(FaultProxy, "lag_logs"):  # the proxy that answers batches item by item
+        pytest.skip("this fault proxy applies range limits to single eth_getLogs calls only")
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    mints = sorted(history.mints, key=lambda m: m.start_token_id)
+    delete_mints(pg_engine, [mints[7].start_token_id, mints[40].start_token_id])
+    with FaultProxy(devchain.anvil.url) as proxy:
+        proxy.limit_range(10, "alchemy")  # Alchemy's free tier: [start, final] is refused
+        use(monkeypatch, cli_env, RPC_URL=proxy.url)
+        capsys.readouterr()
+        assert repair.main([]) == 0
+    out = capsys.readouterr().out
+    assert "refused the wide range: read the blocks around 2 gaps" in out
+    assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []

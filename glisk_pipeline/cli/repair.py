@@ -115,6 +115,11 @@ def print_found(report: RepairReport) -> None:
         )
     if len(report.found) > SHOWN:
         print(f"  … and {len(report.found) - SHOWN} more")
+    if report.scanned:
+        print(
+            f"The provider refused the wide range: read the blocks around "
+            f"{len(report.scanned)} gaps instead ({shown(report.scanned)})"
+        )
     if report.not_found:
         print(
             f"Not found ({len(report.not_found)}): no BatchMinted log starts at token "
