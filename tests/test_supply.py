@@ -289,6 +289,10 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
     s["partitions"] = parts
     print_text(s, "OK")
     assert f"missing: {', '.join(keys[:10])}, … and 6 more" in capsys.readouterr().out
+    # and in the checks' metadata
+    from glisk_pipeline.defs.checks import _shown
+
+    assert _shown(keys).text.splitlines()[10:] == ["… and 6 more"]
 
 
 def test_repair_through_a_provider_that_caps_the_block_range(

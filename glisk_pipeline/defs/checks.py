@@ -116,7 +116,8 @@ def uncovered_windows(
 
 def _shown(items: Sequence[object]) -> MetadataValue:
     return MetadataValue.text(
-        "\n".join(map(str, items[:SHOWN])) + ("\n..." if items[SHOWN:] else "")
+        "\n".join(map(str, items[:SHOWN]))
+        + (f"\n… and {len(items) - SHOWN} more" if items[SHOWN:] else "")
     )
 
 
