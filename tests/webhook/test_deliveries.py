@@ -30,6 +30,7 @@ from devtools.oracle import (
 from devtools.replay import SEQUENCE_BASE, chain_deliveries, delivery
 from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore
+from tests.factories import chain_of
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import Service, TcpProxy
 
@@ -333,7 +334,7 @@ def test_a_delivery_without_sequence_number_does_not_revive_a_final_removal(
     block = payload["event"]["data"]["block"]["number"]
     # the final chain has no mint in that block (a reorg took it): reconciled, removed
     MintStore(pg_engine, DEFAULT_AUTHOR, start_block=0).reconcile_range(
-        [], start_block=block, end_block=block
+        [], start_block=block, end_block=block, canonical=chain_of()
     )
     assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0
     webhook.post(payload)  # the same delivery again
