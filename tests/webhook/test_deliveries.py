@@ -197,6 +197,21 @@ def test_eth_getlogs_shaped_logs_are_accepted_and_removed_ones_ignored(
     assert_tables_match_chain(pg_engine, [decode_mint(raw[0])], set())
 
 
+def test_a_graphql_log_marked_removed_is_not_stored_as_live(
+    webhook: Service, devchain: DevChain, pg_engine: Engine
+) -> None:
+    mint_some(devchain, 2, per_block=2)
+    raw = chain_logs(devchain.anvil, devchain.glisk)
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    payload["event"]["data"]["block"]["logs"][1]["removed"] = True
+    answer = webhook.post(payload)
+    assert answer.status_code == 200, answer.text
+    assert_tables_match_chain(pg_engine, [decode_mint(raw[0])], set())
+    payload["event"]["data"]["block"]["logs"][1]["removed"] = "yes"  # not a boolean
+    refused = webhook.post(payload)
+    assert refused.status_code == 400 and "removed" in refused.json()["message"]
+
+
 def test_sequence_number_above_2_to_the_53_is_kept_exact(
     webhook: Service, devchain: DevChain, pg_engine: Engine
 ) -> None:
