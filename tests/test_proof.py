@@ -15,6 +15,10 @@ from itertools import groupby
 
 import pytest
 from dagster import instance_for_test, materialize
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from sqlalchemy import Engine, func, select
 
 from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
@@ -35,6 +39,7 @@ from tests.pipeline_support import local_resources
 
 CLI = [sys.executable, "-m", "glisk_pipeline.cli", "recover"]
 LAG = 30  # blocks the lagging node is behind
+SIZE = 10  # blocks per window here
 
 
 def mint_live(devchain: DevChain, store: MintStore, n: int, per_block: int = 2) -> int:
@@ -112,6 +117,42 @@ def test_a_lagging_node_removes_no_live_mint_through_the_cli(
     assert store.last_processed_block() == devchain.anvil.block_number()
 
 
+def test_a_lagging_node_removes_no_live_mint_through_the_asset(
+    devchain: DevChain, pg_engine: Engine, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RPC_MAX_ATTEMPTS", "2")
+    store = MintStore(pg_engine, DEFAULT_AUTHOR)
+    first = mint_live(devchain, store, 40)
+    start = first // SIZE * SIZE
+    end = (devchain.anvil.block_number() // SIZE) * SIZE - 1  # the last complete window
+    live = table_rows(pg_engine)
+    keys = [partition_key(lo, lo + SIZE - 1) for lo in range(start, end, SIZE)]
+    with FaultProxy(devchain.anvil.url) as proxy, instance_for_test() as instance:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
+        proxy.lag_logs(LAG)
+        resources = local_resources(devchain, pg_url, start, SIZE, rpc_url=proxy.url)
+        failed = materialize(
+            [mint_events_asset],
+            instance=instance,
+            resources=resources,
+            tags=range_tags(keys),
+            raise_on_error=False,
+        )
+        assert not failed.success
+        assert table_rows(pg_engine) == live and removed(pg_engine) == 0
+        assert store.last_processed_block() is None
+        proxy.lag_logs(None)
+        ok = materialize(
+            [mint_events_asset], instance=instance, resources=resources, tags=range_tags(keys)
+        )
+    assert ok.success
+    assert table_rows(pg_engine) == chain_rows(devchain.mints()) and removed(pg_engine) == 0
+
+
+def range_tags(keys: list[str]) -> dict[str, str]:
+    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+
 def test_the_loop_waits_for_a_lagging_node_to_catch_up(
     devchain: DevChain, pg_engine: Engine
 ) -> None:
@@ -168,8 +209,6 @@ def test_an_answer_lacking_a_log_of_a_canonical_block_removes_nothing(
 
 # --- a reorg across a window / chunk boundary ---------------------------------------------
 
-SIZE = 10  # blocks per window here
-
 
 def straddling_reorg(devchain: DevChain, store: MintStore) -> tuple[int, int]:
     """Mints at blocks B-1 and B (B a window start) delivered live; then a reorg of both:
@@ -215,6 +254,7 @@ def test_a_reorg_across_a_window_boundary_reconciles_in_the_asset(
         assert result.success
         (event,) = result.asset_materializations_for_node("mint_events")
         assert event.metadata["removed"].value == 2  # both lost rows, each proven
+        assert event.metadata["removal_proofs"].value == 2  # blocks B - 1 and B
     assert table_rows(pg_engine) == chain_rows(devchain.mints())
     assert removed(pg_engine) == 2 and store.last_processed_block() == boundary - 1
     assert final >= boundary + SIZE
