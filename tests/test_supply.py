@@ -298,8 +298,6 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
 def test_repair_through_a_provider_that_caps_the_block_range(
     cli_env, history, devchain, pg_engine, monkeypatch, capsys
 ) -> None:
-    if not hasattr(FaultProxy, "lag_logs"):  # the proxy that answers batches item by item
-        pytest.skip("this fault proxy applies range limits to single eth_getLogs calls only")
     use(monkeypatch, cli_env)
     assert recover_events.main(["--from-block", "0"]) == 0
     mints = sorted(history.mints, key=lambda m: m.start_token_id)
