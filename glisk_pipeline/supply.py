@@ -286,7 +286,7 @@ def compare_ids(
             continue
         else:
             lo, from_block = prev_end + 1, prev_block if prev_block is not None else start_block
-        hi = min(start - 1, last)
+        lo, hi = max(lo, first), min(start - 1, last)  # the parts outside are extra, above
         if lo <= hi:
             missing.append(IdRange(lo, hi, from_block, row_block))
     if high is None:  # no live rows at all

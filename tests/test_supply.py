@@ -310,3 +310,39 @@ def test_repair_through_a_provider_that_caps_the_block_range(
     out = capsys.readouterr().out
     assert "refused the wide range: read the blocks around 2 gaps" in out
     assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []
+
+
+def test_compare_ids_names_missing_extra_and_doubled_ids(engine: Engine) -> None:
+    """The SQL side alone, on both dialects: rows against a contract range [first, next)."""
+    from dataclasses import replace
+
+    from glisk_pipeline.supply import compare_ids, contiguity_breaks
+    from tests.factories import make_records
+
+    records = make_records(12, first_token=1, first_block=100)  # blocks 100-103
+    ids = [(r.start_token_id, r.start_token_id + r.quantity - 1) for r in records]
+    kept = [r for i, r in enumerate(records) if i not in (0, 5, 11)]  # head, middle, tail gone
+    # a row of a lost fork holding record 7's ids again
+    twin = replace(records[7], tx_hash="0x" + "f" * 64, block_number=104)
+    MintStore(engine, "0x" + "0" * 40).store(kept, source="backfill")
+    with engine.begin() as conn:  # the store refuses doubled ids; a corrupt table has them
+        conn.execute(mint_events.insert().values(
+            tx_hash=twin.tx_hash, log_index=0, block_number=104, block_hash=twin.block_hash,
+            block_timestamp=select(mint_events.c.block_timestamp).limit(1).scalar_subquery(),
+            contract_address=twin.contract_address, minter=twin.minter,
+            author_wallet=twin.author_wallet, start_token_id=twin.start_token_id,
+            quantity=twin.quantity, total_paid=twin.total_paid, source="webhook",
+        ))  # fmt: skip
+    # the contract says the last id is inside record 10: record 10's tail is extra
+    next_id = ids[10][0] + 1
+    live, missing, extra = compare_ids(engine, block=200, first=1, next_id=next_id, start_block=100)
+    assert [(r.first, r.last) for r in missing] == [ids[0], ids[5]]
+    assert missing[0].from_block == 100 and missing[1].from_block <= records[5].block_number
+    assert [(r.first, r.last) for r in extra] == [ids[7], (ids[10][0] + 1, ids[10][1])] or [
+        (r.first, r.last) for r in extra
+    ] == [ids[7]]  # record 10 may be a single id
+    gaps, overlaps = contiguity_breaks(engine, checkpoint=200)
+    assert [(g.first, g.last) for g in gaps] == [ids[5]] and [
+        (o.first, o.last) for o in overlaps
+    ] == [ids[7]]
+    assert live == sum(r.quantity for r in kept) + twin.quantity
