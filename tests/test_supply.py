@@ -39,6 +39,16 @@ def delete_mints(engine: Engine, start_ids: list[int]) -> None:
         conn.execute(delete(mint_events).where(mint_events.c.start_token_id.in_(start_ids)))
 
 
+def recover_then_delete(monkeypatch, cli_env, history: History, engine: Engine, picks: list[int]):
+    """Recover the whole history, then delete the mints at `picks` (indexes in token order)."""
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    mints = sorted(history.mints, key=lambda m: m.start_token_id)
+    gone = [mints[i] for i in picks]
+    delete_mints(engine, [m.start_token_id for m in gone])
+    return gone
+
+
 def proof_now(monkeypatch, cli_env, engine: Engine, **env: str):
     use(monkeypatch, cli_env, **env)
     settings = load_settings()
@@ -78,11 +88,8 @@ def test_a_bad_supply_function_is_a_config_error_naming_the_variable(monkeypatch
 def test_deleted_rows_fail_naming_the_ids_and_repair_restores_exactly_them(
     cli_env, history, devchain, pg_engine, monkeypatch, capsys
 ) -> None:
-    use(monkeypatch, cli_env)
-    assert recover_events.main(["--from-block", "0"]) == 0
-    mints = sorted(history.mints, key=lambda m: m.start_token_id)
-    gone = [mints[5], mints[30], mints[-1]]  # two gaps inside, and the tail
-    delete_mints(pg_engine, [m.start_token_id for m in gone])
+    gone = recover_then_delete(monkeypatch, cli_env, history, pg_engine, [5, 30, -1])
+    # two gaps inside, and the tail
 
     proof = proof_now(monkeypatch, cli_env, pg_engine)
     assert proof.failing
@@ -298,10 +305,7 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
 def test_repair_through_a_provider_that_caps_the_block_range(
     cli_env, history, devchain, pg_engine, monkeypatch, capsys
 ) -> None:
-    use(monkeypatch, cli_env)
-    assert recover_events.main(["--from-block", "0"]) == 0
-    mints = sorted(history.mints, key=lambda m: m.start_token_id)
-    delete_mints(pg_engine, [mints[7].start_token_id, mints[40].start_token_id])
+    recover_then_delete(monkeypatch, cli_env, history, pg_engine, [7, 40])
     with FaultProxy(devchain.anvil.url) as proxy:
         proxy.limit_range(10, "alchemy")  # Alchemy's free tier: [start, final] is refused
         use(monkeypatch, cli_env, RPC_URL=proxy.url)
