@@ -350,3 +350,31 @@ def test_compare_ids_names_missing_extra_and_doubled_ids(engine: Engine) -> None
         (o.first, o.last) for o in overlaps
     ] == [ids[7]]
     assert live == sum(r.quantity for r in kept) + twin.quantity
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "missing trie node 8e1d5b1b0c4d (path ) <nil>",  # geth, erigon
+        "historical state 0x1f2e... is not available",  # geth's path scheme
+        "header not found",
+        "BlockOutOfRangeError: block height is 306 but requested was 2",  # anvil
+    ],
+)
+def test_state_unavailable_messages_are_recognised(message: str) -> None:
+    from glisk_pipeline.provider_errors import state_unavailable
+
+    assert state_unavailable(message)
+    assert not state_unavailable("execution reverted")
+
+
+def test_an_eth_call_without_state_is_not_retried(devchain: DevChain) -> None:
+    from glisk_pipeline.provider_errors import StateUnavailable
+
+    devchain.anvil.mine_empty(150)  # block 1's state is pruned (anvil keeps 100)
+    with FaultProxy(devchain.anvil.url) as proxy, RpcClient(proxy.url, max_attempts=6) as client:
+        with pytest.raises(StateUnavailable, match="eth_call at block 1"):
+            client.eth_call(devchain.glisk, "0x75794a3c", 1)  # nextTokenId()
+        assert proxy.count("eth_call") == 1
+        head = devchain.anvil.block_number()
+        assert int(client.eth_call(devchain.glisk, "0x75794a3c", head), 16) >= 1
