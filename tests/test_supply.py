@@ -378,3 +378,24 @@ def test_an_eth_call_without_state_is_not_retried(devchain: DevChain) -> None:
         assert proxy.count("eth_call") == 1
         head = devchain.anvil.block_number()
         assert int(client.eth_call(devchain.glisk, "0x75794a3c", head), 16) >= 1
+
+
+def test_a_failed_dagster_check_fails_status_unless_status_evaluates_it_itself() -> None:
+    from glisk_pipeline.cli.status import exit_code, judge_checks
+    from glisk_pipeline.status import empty_status
+
+    def result(name: str, passed: bool, severity: str) -> dict[str, object]:
+        return {"name": name, "status": "FAILED", "passed": passed, "severity": severity,
+                "description": "d", "at": "2026-12-02T00:00:00+00:00", "run_id": "r"}  # fmt: skip
+
+    s = empty_status()
+    # an older failure of a check status has just evaluated itself (it passed): shown only
+    s["checks"] = [result("supply_matches_contract", False, "ERROR")]
+    judge_checks(s)
+    assert exit_code(s) == 0
+    s["checks"].append(result("partitions_cover_checkpoint", False, "WARN"))
+    judge_checks(s)
+    assert exit_code(s) == 0 and len(s["warnings"]) == 1
+    s["checks"].append(result("tokens_match_quantity", False, "ERROR"))
+    judge_checks(s)
+    assert exit_code(s) == 4 and s["failing"] == ["tokens_match_quantity"]
