@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from eth_utils import is_checksum_address, is_checksum_formatted_address
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from glisk_pipeline.keccak import has_valid_checksum
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 DEFAULT_SQLITE_PATH = Path(".glisk") / "glisk.db"
@@ -53,13 +54,15 @@ ALCHEMY_HOSTS = {
 
 def normalize_address(value: str) -> str:
     """Lowercase 0x-hex, the one form every writer stores. A mixed-case address must carry
-    a valid EIP-55 checksum (eth-utils checks it): one mistyped character in a pasted
+    a valid EIP-55 checksum (keccak.has_valid_checksum): one mistyped character in a pasted
     address then fails here, instead of filtering a contract that does not exist."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value.strip()):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
     address = value.strip()
     # all-lowercase or all-uppercase carries no checksum; mixed case is one (EIP-55)
-    if is_checksum_formatted_address(address) and not is_checksum_address(address):
+    digits = address[2:]
+    mixed_case = digits not in (digits.lower(), digits.upper())
+    if mixed_case and not has_valid_checksum(address):
         raise ValueError("mixed-case address with a wrong EIP-55 checksum (a typo?)")
     return address.lower()
 

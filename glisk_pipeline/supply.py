@@ -31,11 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_utils import function_signature_to_4byte_selector
 from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.db.schema import mint_events as events_t
+from glisk_pipeline.keccak import selector
 from glisk_pipeline.provider_errors import RpcError, StateUnavailable
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings
@@ -156,7 +156,7 @@ def listed(name: str, items: list[Any], limit: int = SHOWN) -> dict[str, Any]:
 
 def supply_call_data(settings: Settings) -> str:
     signature, _ = settings.supply_function
-    return "0x" + function_signature_to_4byte_selector(signature).hex()
+    return selector(signature)
 
 
 def next_token_id(client: RpcClient, settings: Settings, block: int) -> int | None:
