@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from glisk_pipeline.audit import AuditReport, audit_range
 from glisk_pipeline.chain import DecodeError
 from glisk_pipeline.cli.common import (
     EXIT_ERROR,
@@ -40,8 +39,11 @@ from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
 from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
-from glisk_pipeline.supply import shown
-from glisk_pipeline.windows import keys_of_blocks
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from glisk_pipeline.audit import AuditReport
 
 SHOWN = 20  # findings of a dry run listed per kind
 
@@ -209,6 +211,12 @@ def dry_run(
 ) -> int:
     """Compare, write nothing; print the counts, the blocks and partitions to recover and
     the command that does it. Exit 4 (EXIT_FAILING) when anything is missing or differs."""
+    # Only a dry run needs these, so a recovery does not import them (~3 ms with bytecode
+    # compiled, now that eth-utils is gone; tests/test_invariants.py keeps them out).
+    from glisk_pipeline.audit import audit_range
+    from glisk_pipeline.supply import shown
+    from glisk_pipeline.windows import keys_of_blocks
+
     print(f"Dry run: comparing blocks {start} - {end} with the tables (nothing is written)")
 
     def on_chunk(part: AuditReport) -> None:
