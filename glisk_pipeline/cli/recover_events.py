@@ -31,6 +31,7 @@ from glisk_pipeline.cli.common import (
     EXIT_PARTIAL,
     ArgumentParser,
     block_number,
+    freeze_imports,
     positive_int,
     schema_problem,
 )
@@ -91,6 +92,7 @@ def to_block_arg(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    freeze_imports()
     try:
         settings = load_settings()
         settings.require("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
