@@ -57,14 +57,18 @@ def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: 
 
 
 def metadata(result, key: str):
-    (event, *_) = result.asset_materializations_for_node("mint_events")
+    """A metadata value of a single-partition run's materialization, or a run_* figure
+    (those are on the run's last window only)."""
+    events = result.asset_materializations_for_node("mint_events")
+    (event,) = [e for e in events if key in e.metadata] if key.startswith("run_") else events
     return event.metadata[key].value
 
 
 def per_partition(result, key: str) -> dict[str, object]:
-    """{partition key: that partition's metadata value} of a run's materializations."""
+    """{partition key: that partition's metadata value, None if it has none} of a run's
+    materializations."""
     return {
-        event.partition: event.metadata[key].value
+        event.partition: event.metadata[key].value if key in event.metadata else None
         for event in result.asset_materializations_for_node("mint_events")
     }
 
@@ -85,7 +89,7 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
         ranged = materialize_range(instance, p, keys[0], keys[-1])
         assert ranged.success
         assert per_partition(ranged, "first_block")[keys[0]] == p.start_block
-        assert metadata(ranged, "partitions_in_run") == len(keys)
+        assert metadata(ranged, "run_partitions") == len(keys)
         assert len(ranged.asset_materializations_for_node("mint_events")) == len(keys)
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
         assert all(c.passed for c in ranged.get_asset_check_evaluations())
@@ -99,6 +103,15 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
             lo, hi = parse_key(key)
             assert found[key] == sum(1 for m in p.history.mints if lo <= m.block_number <= hi)
         assert sum(found.values()) == len(p.history.mints) == metadata(ranged, "run_logs_found")
+        # RPC calls are each window's own: they sum to the run's, counted once
+        calls = per_partition(ranged, "rpc_calls")
+        assert all(n >= 1 for n in calls.values())
+        assert sum(calls.values()) == metadata(ranged, "run_rpc_calls")
+        # the run's figures once, on its last window; the table's size on every window
+        with_run = [k for k, v in per_partition(ranged, "run_block_range").items() if v]
+        assert with_run == [keys[-1]]
+        live = len(p.history.mints)
+        assert set(per_partition(ranged, "dagster/row_count").values()) == {live}
         # the one-partition run before stored that window: the range run found it present
         assert per_partition(ranged, "stored")[keys[2]] == 0 < found[keys[2]]
         assert per_partition(ranged, "duplicates")[keys[2]] == found[keys[2]]
@@ -110,6 +123,42 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
         materialized = instance.get_materialized_partitions(AssetKey("mint_events"))
         assert materialized == set(keys)
+
+
+ASSET_TABLES = """
+{ assetNodes(assetKeys: [{path: ["mint_events"]}, {path: ["mint_stats"]}]) {
+    assetKey { path }
+    metadataEntries {
+      label
+      ... on TextMetadataEntry { text }
+      ... on TableSchemaMetadataEntry { schema { columns { name type } } }
+    } } }"""
+
+
+def test_the_catalog_shows_each_assets_table_and_columns() -> None:
+    """What the UI's catalog reads (GraphQL, the code location loaded as dagster dev does):
+    the table name and column schema, before anything was materialized."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    from devtools.anvil import REPO_ROOT
+    from glisk_pipeline.db.schema import mint_events as events_table
+    from glisk_pipeline.db.schema import mint_stats as stats_table
+
+    tables = {"mint_events": events_table, "mint_stats": stats_table}
+    with (
+        instance_for_test() as instance,
+        define_out_of_process_context(str(REPO_ROOT / "workspace.yaml"), None, instance) as ctx,
+    ):
+        nodes = execute_dagster_graphql(ctx, ASSET_TABLES).data["assetNodes"]
+    assert {n["assetKey"]["path"][0] for n in nodes} == set(tables)
+    for node in nodes:
+        table = tables[node["assetKey"]["path"][0]]
+        entries = {e["label"]: e for e in node["metadataEntries"]}
+        assert entries["dagster/table_name"]["text"] == table.name
+        columns = entries["dagster/column_schema"]["schema"]["columns"]
+        assert [c["name"] for c in columns] == [c.name for c in table.columns]
+        if table is events_table:
+            assert {"name": "total_paid", "type": "NUMERIC(78, 0)"} in columns
 
 
 def test_reconciliation_marks_a_webhook_only_row_removed(pipeline: Pipeline) -> None:  # noqa: F811
