@@ -126,8 +126,10 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
 
 
 ASSET_TABLES = """
-{ assetNodes(assetKeys: [{path: ["mint_events"]}, {path: ["mint_stats"]}]) {
+{ assetNodes(assetKeys: [{path: ["mint_events"]}, {path: ["mint_stats"]},
+                         {path: ["mint_events_tip"]}]) {
     assetKey { path }
+    pools
     metadataEntries {
       label
       ... on TextMetadataEntry { text }
@@ -135,9 +137,10 @@ ASSET_TABLES = """
     } } }"""
 
 
-def test_the_catalog_shows_each_assets_table_and_columns() -> None:
+def test_the_catalog_shows_each_assets_table_columns_and_pool() -> None:
     """What the UI's catalog reads (GraphQL, the code location loaded as dagster dev does):
-    the table name and column schema, before anything was materialized."""
+    the table name and column schema, before anything was materialized; and the assets that
+    call the provider (the backfill and the silence fill) share the rpc pool."""
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
     from devtools.anvil import REPO_ROOT
@@ -150,8 +153,11 @@ def test_the_catalog_shows_each_assets_table_and_columns() -> None:
         define_out_of_process_context(str(REPO_ROOT / "workspace.yaml"), None, instance) as ctx,
     ):
         nodes = execute_dagster_graphql(ctx, ASSET_TABLES).data["assetNodes"]
-    assert {n["assetKey"]["path"][0] for n in nodes} == set(tables)
+    pools = {n["assetKey"]["path"][0]: n["pools"] for n in nodes}
+    assert pools == {"mint_events": ["rpc"], "mint_stats": [], "mint_events_tip": ["rpc"]}
     for node in nodes:
+        if node["assetKey"]["path"][0] not in tables:
+            continue
         table = tables[node["assetKey"]["path"][0]]
         entries = {e["label"]: e for e in node["metadataEntries"]}
         assert entries["dagster/table_name"]["text"] == table.name

@@ -179,7 +179,7 @@ def _refuse_bad_keys(context: AssetExecutionContext, size: int, final: int) -> N
         raise Failure(f"removed block_ranges keys that must not be partitions: {reasons}")
 
 
-def window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[str, object]:
+def window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[str, MetadataValue]:
     """One block range's own figures, RPC calls included: what the UI plots per partition
     (and what the tip fill reports for the blocks it read)."""
     start, end = report.from_block, report.to_block
