@@ -18,6 +18,9 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetPartitionStatus,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
     MetadataValue,
     asset_check,
 )
@@ -66,34 +69,62 @@ def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
         return [(r[0], 0 if r[1] else r[2], r[3], r[4]) for r in conn.execute(query)]
 
 
-def token_id_breaks(engine: Engine, checkpoint: int | None) -> list[tuple[str, int, int, int]]:
+def token_id_breaks(
+    engine: Engine, checkpoint: int | None
+) -> list[tuple[str, int, int, int, int | None]]:
     """Breaks in the token ids of live events, in token order: ("overlap", start, previous
-    end, block) anywhere, ("gap", ...) where the later event is at or below the checkpoint.
-    Above it the index may still be catching up, so a gap there is not yet an error."""
+    end, block, previous block) anywhere, ("gap", ...) where the later event is at or below
+    the checkpoint. `previous block` is the block of the event before the break in token
+    order (None before the first event). Above the checkpoint the index may still be
+    catching up, so a gap there is not yet an error."""
     # GliskNFT ids start at 1: before the first event, the previous end is 0, so missing
     # ids at the very start show as a gap too
+    in_token_order = events_t.c.start_token_id
     prev_end = func.coalesce(
-        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1).over(
-            order_by=events_t.c.start_token_id
-        ),
+        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1).over(order_by=in_token_order),
         literal_column("0"),
     ).label("prev_end")
+    prev_block = func.lag(events_t.c.block_number).over(order_by=in_token_order)
     ordered = (
-        select(events_t.c.start_token_id, events_t.c.block_number, prev_end)
+        select(
+            events_t.c.start_token_id,
+            events_t.c.block_number,
+            prev_end,
+            prev_block.label("prev_block"),
+        )
         .where(~events_t.c.removed)
         .subquery()
     )
     query = select(ordered).where(
         ordered.c.start_token_id != ordered.c.prev_end + literal_column("1"),
     )
-    breaks = []
+    breaks: list[tuple[str, int, int, int, int | None]] = []
     with engine.connect() as conn:
-        for start, block, previous_end in conn.execute(query):
+        for start, block, previous_end, previous_block in conn.execute(query):
             if start <= previous_end:
-                breaks.append(("overlap", start, previous_end, block))
+                breaks.append(("overlap", start, previous_end, block, previous_block))
             elif checkpoint is not None and block <= checkpoint:
-                breaks.append(("gap", start, previous_end, block))
+                breaks.append(("gap", start, previous_end, block, previous_block))
     return breaks
+
+
+def windows_of_breaks(
+    breaks: Iterable[tuple[str, int, int, int, int | None]], *, start_block: int, size: int
+) -> list[str]:
+    """The windows to re-materialize for token-id breaks, ascending. A gap's missing mints
+    lie anywhere between the events on either side of it (token ids follow block order):
+    every window from the earlier event's to the later one's, both included, since a
+    missing mint may share a block with either. An overlap: the windows of both events
+    (one of the two is a lost fork's row still live)."""
+    starts: set[int] = set()
+    for kind, _, _, block, previous_block in breaks:
+        before = start_block if previous_block is None else previous_block
+        if kind == "overlap":
+            starts |= {window_of(block, size)[0], window_of(before, size)[0]}
+            continue
+        low, high = sorted((before, block))
+        starts.update(range(window_of(low, size)[0], high + 1, size))
+    return [partition_key(start, start + size - 1) for start in sorted(starts)]
 
 
 def uncovered_windows(
@@ -119,8 +150,7 @@ def _shown(items: Sequence[object]) -> MetadataValue:
     )
 
 
-def _rematerialize(blocks: Iterable[int], size: int) -> dict[str, MetadataValue]:
-    keys = keys_of_blocks(blocks, size)
+def _rematerialize(keys: Sequence[str]) -> dict[str, MetadataValue]:
     return {
         "partitions_to_rematerialize": _shown(keys),
         "partitions_to_rematerialize_count": MetadataValue.int(len(keys)),
@@ -145,7 +175,7 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
         metadata={
             "mismatched_events": len(bad),
             "examples (id, expected, actual, block)": _shown(bad),
-            **_rematerialize((b[3] for b in bad), size),
+            **_rematerialize(keys_of_blocks((b[3] for b in bad), size)),
         },
     )
 
@@ -154,24 +184,103 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
     asset=mint_events,
     description="Token ids of live events are contiguous: no overlap anywhere, no gap at or "
     "below last_processed_block. A gap means a mint is missing, an overlap a row of a lost "
-    "fork still live: re-materialize the listed partitions.",
+    "fork still live: re-materialize the listed partitions (for a gap, every window between "
+    "the events on either side of it; windows_hold_their_logs names the window exactly).",
 )
 def token_ids_contiguous(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
     checkpoint = database.store().last_processed_block()
     breaks = token_id_breaks(database.engine, checkpoint)
-    size = chain.settings().GLISK_PARTITION_SIZE
+    settings = chain.settings()
+    keys = windows_of_breaks(
+        breaks, start_block=settings.GLISK_START_BLOCK, size=settings.GLISK_PARTITION_SIZE
+    )
     return AssetCheckResult(
         passed=not breaks,
         description=None
         if not breaks
         else f"{len(breaks)} breaks in the token ids: re-materialize the partitions listed "
-        "in partitions_to_rematerialize",
+        "in partitions_to_rematerialize (every window between the events on either side "
+        "of a gap)",
         metadata={
             "overlaps": sum(1 for b in breaks if b[0] == "overlap"),
             "gaps": sum(1 for b in breaks if b[0] == "gap"),
             "last_processed_block": checkpoint if checkpoint is not None else -1,
-            "examples (kind, start, previous end, block)": _shown(breaks),
-            **_rematerialize((b[3] for b in breaks), size),
+            "examples (kind, start, previous end, block, previous block)": _shown(breaks),
+            **_rematerialize(keys),
+        },
+    )
+
+
+def live_rows_by_window(engine: Engine, size: int) -> dict[int, int]:
+    """{window start block: live rows in that window} (one grouped scan)."""
+    window = (events_t.c.block_number - events_t.c.block_number % size).label("window")
+    query = select(window, func.count()).where(~events_t.c.removed).group_by(window)
+    with engine.connect() as conn:
+        return {int(start): int(rows) for start, rows in conn.execute(query)}
+
+
+def logs_found_by_window(instance: DagsterInstance) -> dict[str, int]:
+    """{partition key: logs_found of its latest materialization}, for the windows whose
+    latest materialization recorded it (two queries: the latest event id per partition,
+    then those events)."""
+    asset_key = AssetKey("mint_events")
+    latest = instance.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION
+    )
+    ids = list(latest.values())
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, storage_ids=batch), limit=len(batch)
+        ).records
+        for record in records:
+            materialization = record.asset_materialization
+            entry = materialization.metadata.get("logs_found") if materialization else None
+            if materialization and materialization.partition and entry is not None:
+                found[materialization.partition] = int(entry.value)  # type: ignore[arg-type]
+    return found
+
+
+def window_row_mismatches(
+    recorded: dict[str, int], live: dict[int, int]
+) -> list[tuple[str, int, int]]:
+    """(key, logs its latest materialization found on the chain, live rows now) for every
+    window whose live rows differ: rows lost (or added) since it was reconciled."""
+    bad = []
+    for key, logs in sorted(recorded.items()):
+        rows = live.get(parse_key(key)[0], 0)
+        if rows != logs:
+            bad.append((key, logs, rows))
+    return bad
+
+
+@asset_check(
+    asset=mint_events,
+    description="Every materialized window still holds as many live rows as its latest "
+    "materialization found logs on the chain (its logs_found): a window's blocks are final, "
+    "so any difference is damage to the table since. Names the windows exactly: "
+    "re-materialize the listed partitions.",
+)
+def windows_hold_their_logs(
+    context: AssetCheckExecutionContext, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
+    recorded = logs_found_by_window(context.instance)
+    live = live_rows_by_window(database.engine, chain.settings().GLISK_PARTITION_SIZE)
+    bad = window_row_mismatches(recorded, live)
+    keys = [key for key, _, _ in bad]
+    return AssetCheckResult(
+        passed=not bad,
+        description=None
+        if not bad
+        else f"{len(bad)} windows hold a different number of live rows than their latest "
+        "materialization found: re-materialize the partitions listed in "
+        "partitions_to_rematerialize",
+        metadata={
+            "windows_compared": len(recorded),
+            "mismatched_windows": len(bad),
+            "examples (partition, logs found, live rows)": _shown(bad),
+            **_rematerialize(keys),
         },
     )
 
@@ -219,7 +328,7 @@ def partitions_cover_checkpoint(
             "materialized": len(covered) - in_flight,
             "in_progress": in_flight,
             "missing_below_checkpoint": len(missing),
-            "partitions_to_rematerialize": _shown(missing),
+            **_rematerialize(missing),
         },
     )
 
@@ -259,6 +368,7 @@ def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetC
 mint_event_checks = [
     tokens_match_quantity,
     token_ids_contiguous,
+    windows_hold_their_logs,
     partitions_cover_checkpoint,
     checkpoint_fresh,
 ]
