@@ -47,15 +47,12 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 @dataclass
 class FillCursor:
-    """Where the fills of this silence stand: the last block a successful fill read, the
-    run requested and not yet seen finished (its run_key and last block), and a counter
-    that keeps every request's run_key new (a retry of the same blocks must not be taken
-    for a repeat of the request, which Dagster would drop)."""
+    """Where the fills of this silence stand: the last block a successful fill read, and
+    the run requested and not yet seen finished (its run_key and last block)."""
 
     filled_to: int | None = None
     pending_key: str | None = None
     pending_to: int | None = None
-    requests: int = 0
 
     @classmethod
     def load(cls, cursor: str | None) -> "FillCursor":
@@ -122,8 +119,11 @@ def webhook_silence_sensor(
             cursor=state.dump(),
         )
     low, high = blocks
-    state.requests += 1
-    state.pending_key, state.pending_to = f"tip-fill-{state.requests}:{low}-{high}", high
+    # The request's time in the run_key keeps every request new: Dagster drops a request
+    # whose run_key this sensor used before, and a retry of the same blocks (or a later
+    # silence reading the same ones) must run.
+    asked_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
+    state.pending_key, state.pending_to = f"tip-fill:{low}-{high}:{asked_at}", high
     context.log.info(f"{silent}; requesting a fill of blocks {low}-{high}")
     config = TipBlocks(from_block=low, to_block=high, reason=silent)
     return SensorResult(
