@@ -168,7 +168,8 @@ class DagsterDev:
         answer = self.http.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables}
         )
-        answer.raise_for_status()
+        if answer.status_code != 200:  # the body says why (a resolver's error)
+            raise RuntimeError(f"GraphQL HTTP {answer.status_code}: {answer.text[:4000]}")
         body = answer.json()
         if body.get("errors"):
             raise RuntimeError(f"GraphQL errors: {body['errors']}")

@@ -240,6 +240,17 @@ FILL_RUNS = """
 query { runsOrError(filter: {tags: [{key: "dagster/sensor_name",
                                      value: "webhook_silence_sensor"}]}) {
   __typename ... on Runs { results { runId status creationTime startTime endTime } } } }"""
+STOP_SENSOR = """
+mutation Stop($id: String!) { stopSensor(id: $id) { __typename } }"""
+PREVIEW_TICK = """
+mutation Preview($s: SensorSelector!, $c: String) {
+  sensorDryRun(selectorData: $s, cursor: $c) { __typename
+  ... on PythonError { message stack }
+  ... on DryRunInstigationTick { evaluationResult { runRequests { runKey runConfigYaml }
+                                                    skipReason error { message } } } } }"""
+SENSOR_CURSOR = """
+query Cursor($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename
+  ... on Sensor { sensorState { typeSpecificData { ... on SensorData { lastCursor } } } } } }"""
 TIP_MATERIALIZATIONS = """
 query { assetOrError(assetKey: {path: ["mint_events_tip"]}) { __typename
   ... on Asset { assetMaterializations { runId metadataEntries { label
@@ -290,9 +301,13 @@ def test_under_dagster_dev_the_silence_fill_is_a_run_of_the_catalog(
             time.sleep(0.5)
         with pg_engine.connect() as conn:
             stored_at = conn.execute(select(func.max(mint_events.c.detected_at))).scalar_one()
-        runs = dev.graphql(FILL_RUNS, {})["runsOrError"]["results"]
-        done = [r for r in runs if r["status"] == "SUCCESS"]
-        assert done, runs
+        while True:  # the rows are stored; the run that stored them ends right after
+            runs = dev.graphql(FILL_RUNS, {})["runsOrError"]["results"]
+            done = [r for r in runs if r["status"] == "SUCCESS"]
+            if done:
+                break
+            assert time.monotonic() < deadline, runs
+            time.sleep(0.5)
         first = min(done, key=lambda r: r["creationTime"])
         entries = dev.graphql(TIP_MATERIALIZATIONS, {})["assetOrError"]["assetMaterializations"]
         (filled,) = [m for m in entries if m["runId"] == first["runId"]]
@@ -305,5 +320,23 @@ def test_under_dagster_dev_the_silence_fill_is_a_run_of_the_catalog(
             f"{first['startTime'] - first['creationTime']:.1f} s, started -> stored "
             f"{stored_at.timestamp() - first['startTime']:.1f} s)"
         )
+
+        # "Preview tick result" (the UI's dry run) decides and shows the request, and
+        # stores nothing: with the sensor stopped, a new mint stays missing.
+        stopped = dev.graphql(STOP_SENSOR, {"id": started["sensorState"]["id"]})
+        assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
+        mint(devchain, [5], minter=4)
+        # with the sensor's cursor, as the UI's Preview passes it
+        sensor = dev.graphql(SENSOR_CURSOR, {"s": SILENCE_SENSOR})["sensorOrError"]
+        cursor = sensor["sensorState"]["typeSpecificData"]["lastCursor"]
+        assert cursor and "filled_to" in cursor
+        preview = dev.graphql(PREVIEW_TICK, {"s": SILENCE_SENSOR, "c": cursor})["sensorDryRun"]
+        assert preview["__typename"] == "DryRunInstigationTick", preview
+        (request,) = preview["evaluationResult"]["runRequests"]
+        assert "mint_events_tip" in request["runConfigYaml"]
+        rows = table_rows(pg_engine)
+        assert on_chain(devchain, start) - rows == on_chain(devchain, anvil.block_number())
+        after = dev.graphql(FILL_RUNS, {})["runsOrError"]["results"]
+        assert {r["runId"] for r in after} == {r["runId"] for r in runs}
     finally:
         assert dev.stop() == []
