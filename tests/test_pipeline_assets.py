@@ -25,10 +25,10 @@ from glisk_pipeline.defs.assets import mint_events, mint_stats
 from glisk_pipeline.defs.checks import (
     mint_event_checks,
     token_count_mismatches,
-    token_id_breaks,
     uncovered_windows,
 )
 from glisk_pipeline.stats import read_table
+from glisk_pipeline.supply import contiguity_breaks
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
 from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
@@ -244,7 +244,7 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
         assert materialize_range(instance, p, keys[0], keys[-1]).success
         assert token_count_mismatches(p.engine) == []
         checkpoint = parse_key(keys[-1])[1]
-        assert token_id_breaks(p.engine, checkpoint) == []
+        assert contiguity_breaks(p.engine, checkpoint) == ([], [])
 
         with p.engine.begin() as conn:
             victim = conn.execute(text("SELECT min(token_id) FROM tokens")).scalar_one()
@@ -263,14 +263,15 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
                 {"v": str(checkpoint + 5 * SIZE)},
             )
         assert len(token_count_mismatches(p.engine)) == 1
-        kinds = {b[0] for b in token_id_breaks(p.engine, checkpoint)}
-        assert kinds == {"overlap", "gap"}
+        gaps, overlaps = contiguity_breaks(p.engine, checkpoint)
+        assert len(gaps) == len(overlaps) == 1
         with p.engine.begin() as conn:  # the first event gone: ids 1.. missing at the start
             first = conn.execute(
                 select(events_t.c.id).order_by(events_t.c.start_token_id).limit(1)
             ).scalar_one()
             conn.execute(update(events_t).where(events_t.c.id == first).values(removed=True))
-        assert ("gap", 0) in {(b[0], b[2]) for b in token_id_breaks(p.engine, checkpoint)}
+        # the table against itself cannot see ids missing before its first row: the
+        # supply proof below does (missing_ranges "ids 1-...")
 
         # The same through Dagster: every check fails.
         result = materialize(
@@ -287,7 +288,11 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
             "windows_hold_their_logs": False,
             "partitions_cover_checkpoint": False,
             "checkpoint_fresh": True,  # the checkpoint was moved past the head
+            "supply_matches_contract": False,  # the first event's ids missing, ids held twice
         }
+        supply = evaluations["supply_matches_contract"]
+        assert supply.metadata["missing_ranges"].text.startswith("ids 1-")
+        assert supply.metadata["extra_ids"].value == 1 and "glisk repair" in supply.description
         # each failing check says what to do and names the partitions to re-materialize
         for name in ("tokens_match_quantity", "token_ids_contiguous", "windows_hold_their_logs"):
             assert "re-materialize" in evaluations[name].description

@@ -23,7 +23,6 @@ from glisk_pipeline.defs.checks import (
     mint_event_checks,
     token_ids_contiguous,
     windows_hold_their_logs,
-    windows_of_breaks,
 )
 from glisk_pipeline.ingest import backfill_range
 from glisk_pipeline.rpc import RpcClient
@@ -165,16 +164,14 @@ def test_a_window_whose_rows_were_deleted_is_named_by_the_checks(
         assert all(e.passed for e in evaluate().values())
 
 
-def test_windows_of_breaks() -> None:
-    key = lambda start: f"{start:012d}-{start + 99:012d}"  # noqa: E731
-    # a gap between an event in block 150 and one in block 420: windows 100..400
-    gap = [("gap", 40, 30, 420, 150)]
-    assert windows_of_breaks(gap, start_block=120, size=100) == [
-        key(s) for s in (100, 200, 300, 400)
-    ]
-    # ids missing before the first event: from the start block's window
-    first = [("gap", 5, 0, 330, None)]
-    assert windows_of_breaks(first, start_block=120, size=100) == [key(s) for s in (100, 200, 300)]
-    # an overlap: the two events' windows only
-    overlap = [("overlap", 40, 45, 820, 150)]
-    assert windows_of_breaks(overlap, start_block=120, size=100) == [key(100), key(800)]
+def test_windows_of_a_gap_span_the_events_around_it() -> None:
+    from glisk_pipeline.supply import IdRange, windows_of
+
+    def key(start: int) -> str:
+        return f"{start:012d}-{start + 99:012d}"
+
+    # ids 31..39 missing between an event in block 150 and one in block 420
+    gap = IdRange(31, 39, 150, 420)
+    assert windows_of([gap], size=100, start_block=120) == [key(s) for s in (100, 200, 300, 400)]
+    # an overlap at one block: that block's window
+    assert windows_of([IdRange(40, 45, 820, 820)], size=100, start_block=120) == [key(800)]

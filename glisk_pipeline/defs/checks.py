@@ -24,13 +24,14 @@ from dagster import (
     MetadataValue,
     asset_check,
 )
-from sqlalchemy import Engine, and_, func, literal_column, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.supply import contiguity_breaks, prove, windows_of
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -69,64 +70,6 @@ def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
         return [(r[0], 0 if r[1] else r[2], r[3], r[4]) for r in conn.execute(query)]
 
 
-def token_id_breaks(
-    engine: Engine, checkpoint: int | None
-) -> list[tuple[str, int, int, int, int | None]]:
-    """Breaks in the token ids of live events, in token order: ("overlap", start, previous
-    end, block, previous block) anywhere, ("gap", ...) where the later event is at or below
-    the checkpoint. `previous block` is the block of the event before the break in token
-    order (None before the first event). Above the checkpoint the index may still be
-    catching up, so a gap there is not yet an error."""
-    # GliskNFT ids start at 1: before the first event, the previous end is 0, so missing
-    # ids at the very start show as a gap too
-    in_token_order = events_t.c.start_token_id
-    prev_end = func.coalesce(
-        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1).over(order_by=in_token_order),
-        literal_column("0"),
-    ).label("prev_end")
-    prev_block = func.lag(events_t.c.block_number).over(order_by=in_token_order)
-    ordered = (
-        select(
-            events_t.c.start_token_id,
-            events_t.c.block_number,
-            prev_end,
-            prev_block.label("prev_block"),
-        )
-        .where(~events_t.c.removed)
-        .subquery()
-    )
-    query = select(ordered).where(
-        ordered.c.start_token_id != ordered.c.prev_end + literal_column("1"),
-    )
-    breaks: list[tuple[str, int, int, int, int | None]] = []
-    with engine.connect() as conn:
-        for start, block, previous_end, previous_block in conn.execute(query):
-            if start <= previous_end:
-                breaks.append(("overlap", start, previous_end, block, previous_block))
-            elif checkpoint is not None and block <= checkpoint:
-                breaks.append(("gap", start, previous_end, block, previous_block))
-    return breaks
-
-
-def windows_of_breaks(
-    breaks: Iterable[tuple[str, int, int, int, int | None]], *, start_block: int, size: int
-) -> list[str]:
-    """The windows to re-materialize for token-id breaks, ascending. A gap's missing mints
-    lie anywhere between the events on either side of it (token ids follow block order):
-    every window from the earlier event's to the later one's, both included, since a
-    missing mint may share a block with either. An overlap: the windows of both events
-    (one of the two is a lost fork's row still live)."""
-    starts: set[int] = set()
-    for kind, _, _, block, previous_block in breaks:
-        before = start_block if previous_block is None else previous_block
-        if kind == "overlap":
-            starts |= {window_of(block, size)[0], window_of(before, size)[0]}
-            continue
-        low, high = sorted((before, block))
-        starts.update(range(window_of(low, size)[0], high + 1, size))
-    return [partition_key(start, start + size - 1) for start in sorted(starts)]
-
-
 def uncovered_windows(
     materialized: Iterable[str], *, start_block: int, size: int, checkpoint: int | None
 ) -> list[str]:
@@ -146,7 +89,8 @@ def uncovered_windows(
 
 def _shown(items: Sequence[object]) -> MetadataValue:
     return MetadataValue.text(
-        "\n".join(map(str, items[:SHOWN])) + ("\n..." if items[SHOWN:] else "")
+        "\n".join(map(str, items[:SHOWN]))
+        + (f"\n… and {len(items) - SHOWN} more" if items[SHOWN:] else "")
     )
 
 
@@ -185,27 +129,30 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
     description="Token ids of live events are contiguous: no overlap anywhere, no gap at or "
     "below last_processed_block. A gap means a mint is missing, an overlap a row of a lost "
     "fork still live: re-materialize the listed partitions (for a gap, every window between "
-    "the events on either side of it; windows_hold_their_logs names the window exactly).",
+    "the events on either side of it; windows_hold_their_logs names the window exactly). "
+    "Ids missing before the first event or after the last: supply_matches_contract.",
 )
 def token_ids_contiguous(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    # The same evaluation as `glisk status` (glisk_pipeline/supply.py), so both agree.
     checkpoint = database.store().last_processed_block()
-    breaks = token_id_breaks(database.engine, checkpoint)
+    gaps, overlaps = contiguity_breaks(database.engine, checkpoint)
     settings = chain.settings()
-    keys = windows_of_breaks(
-        breaks, start_block=settings.GLISK_START_BLOCK, size=settings.GLISK_PARTITION_SIZE
+    keys = windows_of(
+        gaps + overlaps, size=settings.GLISK_PARTITION_SIZE, start_block=settings.GLISK_START_BLOCK
     )
     return AssetCheckResult(
-        passed=not breaks,
+        passed=not (gaps or overlaps),
         description=None
-        if not breaks
-        else f"{len(breaks)} breaks in the token ids: re-materialize the partitions listed "
-        "in partitions_to_rematerialize (every window between the events on either side "
-        "of a gap)",
+        if not (gaps or overlaps)
+        else f"{len(gaps)} gaps and {len(overlaps)} overlaps in the token ids: re-materialize "
+        "the partitions listed in partitions_to_rematerialize (for a gap, every window "
+        "between the events on either side of it)",
         metadata={
-            "overlaps": sum(1 for b in breaks if b[0] == "overlap"),
-            "gaps": sum(1 for b in breaks if b[0] == "gap"),
+            "overlaps": len(overlaps),
+            "gaps": len(gaps),
             "last_processed_block": checkpoint if checkpoint is not None else -1,
-            "examples (kind, start, previous end, block, previous block)": _shown(breaks),
+            "gap_ranges": _shown([str(g) for g in gaps]),
+            "overlap_ranges": _shown([str(o) for o in overlaps]),
             **_rematerialize(keys),
         },
     )
@@ -365,10 +312,57 @@ def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetC
     )
 
 
+@asset_check(
+    asset=mint_events,
+    description="Supply proof: the live token ids of the mints at or below the final block "
+    "are exactly the contract's own range [first, nextTokenId - 1] (GLISK_SUPPLY_FUNCTION "
+    "by eth_call at the final block; first at the block before GLISK_START_BLOCK). It sees "
+    "what the table cannot see in itself, such as a missing tail. On failure: run "
+    "`glisk repair` (it stores exactly the missing mints, one eth_getLogs per gap); extra "
+    "ids: re-materialize the listed partitions. When the node has no state at the final "
+    "block the result says so (WARN, not a data failure) and compares near the head.",
+)
+def supply_matches_contract(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    settings = chain.settings()
+    with chain.client() as client:
+        final = client.final_block(settings.GLISK_CONFIRMATIONS)
+        checkpoint = database.store().last_processed_block()
+        proof = prove(client, database.engine, settings, final, checkpoint)
+    metadata: dict[str, MetadataValue] = {
+        "final_block": MetadataValue.int(final),
+        "compared_at_block": MetadataValue.int(proof.block if proof.block is not None else -1),
+        "advisory": MetadataValue.bool(proof.advisory),
+        "next_token_id": MetadataValue.int(proof.next_id or 0),
+        "first_id": MetadataValue.int(proof.first_id or 0),
+        "live_ids": MetadataValue.int(proof.live_ids),
+        "missing_ids": MetadataValue.int(sum(r.size for r in proof.missing)),
+        "extra_ids": MetadataValue.int(sum(r.size for r in proof.extra)),
+        "missing_ranges": _shown([str(r) for r in proof.missing]),
+        "missing_ranges_count": MetadataValue.int(len(proof.missing)),
+        "extra_ranges": _shown([str(r) for r in proof.extra]),
+        "extra_ranges_count": MetadataValue.int(len(proof.extra)),
+        "partitions_to_rematerialize": _shown(proof.partitions),
+        "partitions_to_rematerialize_count": MetadataValue.int(len(proof.partitions)),
+        "notes": MetadataValue.text("\n".join(proof.notes)),
+    }
+    if proof.compared and proof.consistent:
+        return AssetCheckResult(passed=True, metadata=metadata)
+    advice = " Run `glisk repair` for the missing ids" if proof.missing else ""
+    if proof.extra:
+        advice += "; re-materialize the partitions in partitions_to_rematerialize for the extra"
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.ERROR if proof.failing else AssetCheckSeverity.WARN,
+        description=f"supply proof {proof.summary()}." + advice,
+        metadata=metadata,
+    )
+
+
 mint_event_checks = [
     tokens_match_quantity,
     token_ids_contiguous,
     windows_hold_their_logs,
     partitions_cover_checkpoint,
     checkpoint_fresh,
+    supply_matches_contract,
 ]
