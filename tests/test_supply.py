@@ -399,3 +399,24 @@ def test_a_failed_dagster_check_fails_status_unless_status_evaluates_it_itself()
     s["checks"].append(result("tokens_match_quantity", False, "ERROR"))
     judge_checks(s)
     assert exit_code(s) == 4 and s["failing"] == ["tokens_match_quantity"]
+
+
+def test_repair_through_a_lagging_node_stores_nothing_until_it_has_caught_up(
+    cli_env, history, devchain, pg_engine, monkeypatch, capsys
+) -> None:
+    gone = recover_then_delete(monkeypatch, cli_env, history, pg_engine, [3, -1])
+    devchain.anvil.mine_empty(5)
+    with FaultProxy(devchain.anvil.url) as proxy:
+        # eth_getLogs (and its batch) from a node 30 blocks behind; eth_call, heads current
+        proxy.lag_logs(30)
+        use(monkeypatch, cli_env, RPC_URL=proxy.url)
+        capsys.readouterr()
+        assert repair.main([]) == 1
+        err = capsys.readouterr().err
+        assert "lacks block" in err and "Traceback" not in err
+        assert len(compare_with_chain(pg_engine, devchain.mints(), with_stats=False)) > 0
+        assert proxy.lagging_answers == 1
+        proxy.lag_logs(None)  # caught up
+        assert repair.main([]) == 0
+    assert f"Stored {len(gone)} mints" in capsys.readouterr().out
+    assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []
