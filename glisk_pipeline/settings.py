@@ -191,9 +191,13 @@ class Settings(BaseSettings):
             raise ValueError("must be 409 (the spec) or 200 (never retried by Alchemy)")
         return value
 
-    @field_validator("WEBHOOK_ALLOWED_SOURCES", "WEBHOOK_TRUSTED_PROXIES")
+    @field_validator("WEBHOOK_ALLOWED_SOURCES", "WEBHOOK_TRUSTED_PROXIES", mode="before")
     @classmethod
-    def _cidr_list(cls, value: str) -> str:
+    def _cidr_list(cls, value: object) -> object:
+        if value is None:  # `WEBHOOK_ALLOWED_SOURCES=` (as in .env.example): none
+            return ""
+        if not isinstance(value, str):
+            return value  # pydantic then says it must be a string
         return ",".join(str(net) for net in parse_cidr_list(value))
 
     @field_validator("DATABASE_URL")
