@@ -29,29 +29,38 @@ class Pipeline:
         return {"chain": self.resources(**chain_overrides)["chain"]}
 
     def resources(self, **chain_overrides: object) -> dict[str, object]:
-        chain = {
-            "rpc_url": self.devchain.anvil.url,
-            "network": "LOCAL",
-            "contract_address": self.devchain.glisk,
-            "start_block": self.start_block,
-            "partition_size": SIZE,
-            "confirmations": 0,
-            **chain_overrides,
-        }
-        return {
-            "chain": ChainResource(**chain),
-            "database": DatabaseResource(
-                database_url=self.database_url,
-                default_author_wallet=DEFAULT_AUTHOR,
-                start_block=self.start_block,
-            ),
-        }
+        return local_resources(
+            self.devchain, self.database_url, self.start_block, SIZE, **chain_overrides
+        )
 
     def mismatches(self, from_block: int, to_block: int) -> list[str]:
         """The oracle's mismatches over mint_events/tokens of a block range (mint_stats is not
         built in these tests)."""
         mints = chain_mints(self.devchain.anvil, self.devchain.glisk, from_block, to_block)
         return compare_with_chain(self.engine, mints, with_stats=False)
+
+
+def local_resources(
+    devchain: DevChain, database_url: str, start_block: int, size: int, **chain_overrides: object
+) -> dict[str, object]:
+    """The asset's resources on the session's anvil (every block final) and a database."""
+    chain = {
+        "rpc_url": devchain.anvil.url,
+        "network": "LOCAL",
+        "contract_address": devchain.glisk,
+        "start_block": start_block,
+        "partition_size": size,
+        "confirmations": 0,
+        **chain_overrides,
+    }
+    return {
+        "chain": ChainResource(**chain),
+        "database": DatabaseResource(
+            database_url=database_url,
+            default_author_wallet=DEFAULT_AUTHOR,
+            start_block=start_block,
+        ),
+    }
 
 
 @pytest.fixture

@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Done: {totals['found']} events found, {totals['stored']} stored, "
             f"{totals['duplicates']} already present, {totals['removed']} removed; "
-            f"{client.stats.calls} RPC calls ({client.stats.retries} retries) in {elapsed:.1f}s",
+            f"{client.stats.calls} RPC calls ({client.stats.retries} retries; "
+            f"{client.stats.lagging} answers refused from a lagging node; "
+            f"{client.stats.proofs} block hashes read as proof) in {elapsed:.1f}s",
             flush=True,
         )
         return EXIT_OK

@@ -165,6 +165,10 @@ def _window_metadata(database: DatabaseResource, report: BackfillReport) -> dict
         "stored": MetadataValue.int(report.stored),
         "duplicates": MetadataValue.int(report.duplicates),
         "removed": MetadataValue.int(report.removed),
+        # removals need proof (the chain's hash at the row's block changed): blocks read
+        "removal_proofs": MetadataValue.int(report.proven_blocks),
+        # answers refused from a node that lacked the window (it lagged the head)
+        "lagging_answers": MetadataValue.int(report.lagging_answers),
         "tokens_stored": MetadataValue.int(report.tokens),
         "duration_s": MetadataValue.float(round(report.duration_s, 3)),
         "preview": _preview(database, start, end),
