@@ -31,6 +31,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Literal
 
@@ -108,11 +109,13 @@ class ScreenedConnection(h11.Connection):
     request is admitted or refused by the client its X-Forwarded-For names. A refused
     request reads as NEED_DATA to uvicorn; the screen has already dropped the connection."""
 
-    def __init__(self, screen: Any, max_incomplete_event_size: int) -> None:
+    def __init__(
+        self, screen: Callable[[h11.Request], bool], max_incomplete_event_size: int
+    ) -> None:
         super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
         self._screen = screen
 
-    def next_event(self) -> Any:
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         event = super().next_event()
         if isinstance(event, h11.Request) and not self._screen(event):
             return h11.NEED_DATA
@@ -145,9 +148,9 @@ class DeadlineH11Protocol(H11Protocol):
         self._via_proxy = False
         self._peer = ""
         if self.policy.trusted_proxies:
-            self.conn = ScreenedConnection(
-                self._screen_request, self.conn._max_incomplete_event_size
-            )
+            # the same head-size limit uvicorn gave its own h11 connection
+            limit = self.conn._max_incomplete_event_size
+            self.conn = ScreenedConnection(self._screen_request, limit)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = transport.get_extra_info("peername")
