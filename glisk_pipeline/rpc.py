@@ -48,8 +48,10 @@ from glisk_pipeline.provider_errors import (
     RangeError,
     Retry,
     RpcError,
+    StateUnavailable,
     classify,
     redact,
+    state_unavailable,
 )
 from glisk_pipeline.settings import Settings
 
@@ -222,6 +224,34 @@ class RpcClient:
                 f"{exc}; this node has no 'finalized' block: set GLISK_CONFIRMATIONS"
             ) from None
         return int(block["number"], 16) if block else -1
+
+    def eth_call(self, to: str, data: str, block: int) -> str:
+        """`eth_call` of `data` on `to` with the block number as the tag: the raw 0x-hex
+        result, `0x` where `to` had no code at that block. A node without that block's
+        state raises StateUnavailable on the first answer (pruned state does not come back
+        by retrying); other failures are retried like any call."""
+        self._ids += 1
+        what = f"eth_call at block {block}"
+        payload = {
+            "jsonrpc": "2.0",
+            "id": self._ids,
+            "method": "eth_call",
+            "params": [{"to": to, "data": data}, hex(block)],
+        }
+        try:
+            body = self._post_once(payload)
+        except Retry as retry:
+            if state_unavailable(retry.failure.message):
+                raise StateUnavailable(f"{what}: {retry.failure.message}") from None
+            body = self._send(payload, what)
+        except RpcError as exc:
+            if state_unavailable(str(exc)):
+                raise StateUnavailable(f"{what}: {exc}") from None
+            raise RpcError(f"{what}: {exc}") from None
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(result, str):
+            raise RpcError(f"{what}: unexpected response from {self.endpoint}")
+        return result
 
     # --- eth_getLogs --------------------------------------------------------------------
 

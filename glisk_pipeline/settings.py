@@ -80,6 +80,18 @@ def parse_cidr_list(value: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+_SUPPLY_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\(\)\s*(?:\+\s*(\d{1,6}))?\s*$")
+
+
+def parse_supply_function(value: str) -> tuple[str, int] | None:
+    """("name()", constant) of GLISK_SUPPLY_FUNCTION, e.g. "totalSupply() + 1" ->
+    ("totalSupply()", 1); None when it is not of that form."""
+    match = _SUPPLY_RE.match(value)
+    if match is None:
+        return None
+    return f"{match[1]}()", int(match[2] or 0)
+
+
 def normalize_database_url(url: str) -> str:
     """Pick psycopg 3 for the app's PostgreSQL engine; leave other URLs alone."""
     for prefix in ("postgres://", "postgresql://"):
@@ -140,6 +152,10 @@ class Settings(BaseSettings):
     # webhook_blocks rows more than this many blocks below the checkpoint are pruned: a final
     # block's delivery can no longer change anything (the reconcile decides it).
     GLISK_WEBHOOK_BLOCKS_RETENTION: int = Field(default=1_000, ge=0)
+    # The contract's own counter that the supply proof compares the tables with: the next
+    # token id, as a no-argument view plus an optional constant. GliskNFT (ERC721Enumerable,
+    # ids from 1, no burn) has `nextTokenId()`; `totalSupply() + 1` is the same number.
+    GLISK_SUPPLY_FUNCTION: str = "nextTokenId()"
 
     # Webhook sidecar.
     WEBHOOK_DUPLICATE_STATUS: int = 409
@@ -178,6 +194,16 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         return normalize_address(value)
+
+    @field_validator("GLISK_SUPPLY_FUNCTION")
+    @classmethod
+    def _supply_function(cls, value: str) -> str:
+        if parse_supply_function(value) is None:
+            raise ValueError(
+                "must be a no-argument view, optionally plus a constant, such as "
+                "nextTokenId() or totalSupply() + 1"
+            )
+        return value.strip()
 
     @field_validator("NETWORK", mode="before")
     @classmethod
@@ -276,6 +302,13 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{name}: not set (see .env.example)")
         if "ALCHEMY_WEBHOOK_SECRET" in names and not self.webhook_signing_keys:
             raise ConfigError("ALCHEMY_WEBHOOK_SECRET: holds no signing key")
+
+    @property
+    def supply_function(self) -> tuple[str, int]:
+        """(view signature, constant added): the next token id is view() + constant."""
+        parsed = parse_supply_function(self.GLISK_SUPPLY_FUNCTION)
+        assert parsed is not None  # validated at start-up
+        return parsed
 
     @property
     def contract_address(self) -> str:

@@ -9,6 +9,8 @@ Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
 - `script(...)`: the next requests fail once each: 429 (+Retry-After), JSON-RPC 429 inside
   HTTP 200, 503, a timeout, a connection reset, truncated JSON;
 - `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do;
+- `drop_logs(ids)`: eth_getLogs answers silently leave out the BatchMinted logs whose
+  startTokenId is in `ids`, as a faulty provider node that lost them would;
 - `lag_logs(n)`: a load-balanced provider one of whose nodes is n blocks behind: every
   request carrying eth_getLogs reaches that node (its logs clamped to its head with no
   error, as geth-style nodes answer; headers past its head null), while other requests
@@ -193,6 +195,7 @@ class FaultProxy:
         return answers
 
     def _strip(self, data: bytes) -> bytes:
+        data = self._drop_chosen_logs(data)
         if not self.strip_timestamps or b"blockTimestamp" not in data:
             return data
         decoded = orjson.loads(data)
@@ -271,6 +274,31 @@ class FaultProxy:
                     return {"code": -32602, "message": ALCHEMY_TOO_MANY.format(a=b, b=a)}
                 return {"code": -32005, "message": INFURA_TOO_MANY.format(n=n, a=a, b=b)}
         return None
+
+    # --- dropped logs (a node that lost some logs and says nothing) ----------------------
+
+    def drop_logs(self, start_token_ids: set[int]) -> None:
+        """Leave the BatchMinted logs starting at these token ids out of every answer."""
+        self._dropped_topics = {"0x" + format(i, "064x") for i in start_token_ids}
+
+    _dropped_topics: set[str] = set()  # noqa: RUF012 - replaced per instance by drop_logs
+    dropped = 0  # logs left out so far
+
+    def _drop_chosen_logs(self, data: bytes) -> bytes:
+        if not self._dropped_topics or b'"topics"' not in data:
+            return data
+        decoded = orjson.loads(data)
+        for item in decoded if isinstance(decoded, list) else [decoded]:
+            logs = item.get("result") if isinstance(item, dict) else None
+            if isinstance(logs, list):
+                kept = [
+                    log for log in logs
+                    if len(log.get("topics") or []) < 4
+                    or log["topics"][3].lower() not in self._dropped_topics
+                ]  # fmt: skip
+                self.dropped += len(logs) - len(kept)
+                item["result"] = kept
+        return orjson.dumps(decoded)
 
     def _reply(self, handler: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
         self._send(handler, status, orjson.dumps(obj))

@@ -230,7 +230,11 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
             "token_ids_contiguous": False,
             "partitions_cover_checkpoint": False,
             "checkpoint_fresh": True,  # the checkpoint was moved past the head
+            "supply_matches_contract": False,  # the first event's ids missing, ids held twice
         }
+        supply = evaluations["supply_matches_contract"]
+        assert supply.metadata["missing_ranges"].text.startswith("ids 1-")
+        assert supply.metadata["extra_ids"].value == 1 and "glisk repair" in supply.description
         # each failing check says what to do and names the partitions to re-materialize
         for name in ("tokens_match_quantity", "token_ids_contiguous"):
             assert "re-materialize" in evaluations[name].description

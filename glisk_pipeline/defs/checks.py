@@ -28,6 +28,7 @@ from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.supply import prove
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -115,7 +116,8 @@ def uncovered_windows(
 
 def _shown(items: Sequence[object]) -> MetadataValue:
     return MetadataValue.text(
-        "\n".join(map(str, items[:SHOWN])) + ("\n..." if items[SHOWN:] else "")
+        "\n".join(map(str, items[:SHOWN]))
+        + (f"\n… and {len(items) - SHOWN} more" if items[SHOWN:] else "")
     )
 
 
@@ -256,9 +258,56 @@ def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetC
     )
 
 
+@asset_check(
+    asset=mint_events,
+    description="Supply proof: the live token ids of the mints at or below the final block "
+    "are exactly the contract's own range [first, nextTokenId - 1] (GLISK_SUPPLY_FUNCTION "
+    "by eth_call at the final block; first at the block before GLISK_START_BLOCK). It sees "
+    "what the table cannot see in itself, such as a missing tail. On failure: run "
+    "`glisk repair` (it stores exactly the missing mints, one eth_getLogs per gap); extra "
+    "ids: re-materialize the listed partitions. When the node has no state at the final "
+    "block the result says so (WARN, not a data failure) and compares near the head.",
+)
+def supply_matches_contract(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    settings = chain.settings()
+    with chain.client() as client:
+        final = client.final_block(settings.GLISK_CONFIRMATIONS)
+        checkpoint = database.store().last_processed_block()
+        proof = prove(client, database.engine, settings, final, checkpoint)
+    metadata: dict[str, MetadataValue] = {
+        "final_block": MetadataValue.int(final),
+        "compared_at_block": MetadataValue.int(proof.block if proof.block is not None else -1),
+        "advisory": MetadataValue.bool(proof.advisory),
+        "next_token_id": MetadataValue.int(proof.next_id or 0),
+        "first_id": MetadataValue.int(proof.first_id or 0),
+        "live_ids": MetadataValue.int(proof.live_ids),
+        "missing_ids": MetadataValue.int(sum(r.size for r in proof.missing)),
+        "extra_ids": MetadataValue.int(sum(r.size for r in proof.extra)),
+        "missing_ranges": _shown([str(r) for r in proof.missing]),
+        "missing_ranges_count": MetadataValue.int(len(proof.missing)),
+        "extra_ranges": _shown([str(r) for r in proof.extra]),
+        "extra_ranges_count": MetadataValue.int(len(proof.extra)),
+        "partitions_to_rematerialize": _shown(proof.partitions),
+        "partitions_to_rematerialize_count": MetadataValue.int(len(proof.partitions)),
+        "notes": MetadataValue.text("\n".join(proof.notes)),
+    }
+    if proof.compared and proof.consistent:
+        return AssetCheckResult(passed=True, metadata=metadata)
+    advice = " Run `glisk repair` for the missing ids" if proof.missing else ""
+    if proof.extra:
+        advice += "; re-materialize the partitions in partitions_to_rematerialize for the extra"
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.ERROR if proof.failing else AssetCheckSeverity.WARN,
+        description=f"supply proof {proof.summary()}." + advice,
+        metadata=metadata,
+    )
+
+
 mint_event_checks = [
     tokens_match_quantity,
     token_ids_contiguous,
     partitions_cover_checkpoint,
     checkpoint_fresh,
+    supply_matches_contract,
 ]
