@@ -199,7 +199,10 @@ def test_a_connection_flood_past_the_cap_sheds_the_stalled_not_the_newcomers(
             extra.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
             answer = b""
             while not answer.endswith(b"}"):  # the whole JSON answer, then it stays idle
-                answer += extra.recv(65536)
+                chunk = extra.recv(65536)
+                if not chunk:
+                    break  # closed by the server: not served
+                answer += chunk
             served.append(answer)
             newcomers.append(extra)
         assert all(r.startswith(b"HTTP/1.1 200") for r in served), {r[:40] for r in served}
