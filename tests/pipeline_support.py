@@ -63,11 +63,28 @@ def local_resources(
     }
 
 
-@pytest.fixture
-def pipeline(devchain: DevChain, pg_engine: Engine, pg_url: str) -> Pipeline:
+def _with_history(devchain: DevChain, database_url: str, engine: Engine) -> Pipeline:
     start = devchain.anvil.block_number() + 1  # the history's first block, mid-window
     history = realistic_history(
         devchain.anvil, devchain.glisk, devchain.decoy, n_batches=150, n_blocks=650, seed=3
     )
     devchain.anvil.mine_empty(SIZE)  # the history's last window becomes complete
-    return Pipeline(devchain, history, start, pg_url, pg_engine)
+    return Pipeline(devchain, history, start, database_url, engine)
+
+
+@pytest.fixture
+def pipeline(devchain: DevChain, pg_engine: Engine, pg_url: str) -> Pipeline:
+    return _with_history(devchain, pg_url, pg_engine)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def pipeline_any_db(request: pytest.FixtureRequest, devchain: DevChain) -> Pipeline:
+    """The same, on either dialect of the app tables (the embedded default is SQLite)."""
+    if request.param == "postgresql":
+        url, engine = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_engine")
+    else:
+        url, engine = (
+            request.getfixturevalue("sqlite_url"),
+            request.getfixturevalue("sqlite_engine"),
+        )
+    return _with_history(devchain, url, engine)

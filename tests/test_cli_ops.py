@@ -323,7 +323,7 @@ def test_glisk_lists_its_commands() -> None:
 
 
 def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> None:
-    from glisk_pipeline.tip import MAX_BLOCKS_PER_TICK, REORG_OVERLAP, tip_range
+    from glisk_pipeline.tip import MAX_BLOCKS_PER_FILL, REORG_OVERLAP, tip_range
 
     assert tip_range(head=500, checkpoint=None, start_block=100, filled_to=None) == (100, 500)
     assert tip_range(head=500, checkpoint=299, start_block=100, filled_to=None) == (300, 500)
@@ -334,4 +334,4 @@ def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> Non
     )
     assert tip_range(head=299, checkpoint=299, start_block=100, filled_to=None) is None
     low, high = tip_range(head=10**7, checkpoint=0, start_block=0, filled_to=None)
-    assert high - low + 1 == MAX_BLOCKS_PER_TICK
+    assert high - low + 1 == MAX_BLOCKS_PER_FILL

@@ -18,17 +18,20 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetPartitionStatus,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
     MetadataValue,
     asset_check,
 )
-from sqlalchemy import Engine, and_, func, literal_column, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from glisk_pipeline.supply import prove
+from glisk_pipeline.supply import contiguity_breaks, prove, windows_of
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -67,36 +70,6 @@ def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
         return [(r[0], 0 if r[1] else r[2], r[3], r[4]) for r in conn.execute(query)]
 
 
-def token_id_breaks(engine: Engine, checkpoint: int | None) -> list[tuple[str, int, int, int]]:
-    """Breaks in the token ids of live events, in token order: ("overlap", start, previous
-    end, block) anywhere, ("gap", ...) where the later event is at or below the checkpoint.
-    Above it the index may still be catching up, so a gap there is not yet an error."""
-    # GliskNFT ids start at 1: before the first event, the previous end is 0, so missing
-    # ids at the very start show as a gap too
-    prev_end = func.coalesce(
-        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1).over(
-            order_by=events_t.c.start_token_id
-        ),
-        literal_column("0"),
-    ).label("prev_end")
-    ordered = (
-        select(events_t.c.start_token_id, events_t.c.block_number, prev_end)
-        .where(~events_t.c.removed)
-        .subquery()
-    )
-    query = select(ordered).where(
-        ordered.c.start_token_id != ordered.c.prev_end + literal_column("1"),
-    )
-    breaks = []
-    with engine.connect() as conn:
-        for start, block, previous_end in conn.execute(query):
-            if start <= previous_end:
-                breaks.append(("overlap", start, previous_end, block))
-            elif checkpoint is not None and block <= checkpoint:
-                breaks.append(("gap", start, previous_end, block))
-    return breaks
-
-
 def uncovered_windows(
     materialized: Iterable[str], *, start_block: int, size: int, checkpoint: int | None
 ) -> list[str]:
@@ -121,8 +94,7 @@ def _shown(items: Sequence[object]) -> MetadataValue:
     )
 
 
-def _rematerialize(blocks: Iterable[int], size: int) -> dict[str, MetadataValue]:
-    keys = keys_of_blocks(blocks, size)
+def _rematerialize(keys: Sequence[str]) -> dict[str, MetadataValue]:
     return {
         "partitions_to_rematerialize": _shown(keys),
         "partitions_to_rematerialize_count": MetadataValue.int(len(keys)),
@@ -147,7 +119,7 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
         metadata={
             "mismatched_events": len(bad),
             "examples (id, expected, actual, block)": _shown(bad),
-            **_rematerialize((b[3] for b in bad), size),
+            **_rematerialize(keys_of_blocks((b[3] for b in bad), size)),
         },
     )
 
@@ -156,24 +128,106 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
     asset=mint_events,
     description="Token ids of live events are contiguous: no overlap anywhere, no gap at or "
     "below last_processed_block. A gap means a mint is missing, an overlap a row of a lost "
-    "fork still live: re-materialize the listed partitions.",
+    "fork still live: re-materialize the listed partitions (for a gap, every window between "
+    "the events on either side of it; windows_hold_their_logs names the window exactly). "
+    "Ids missing before the first event or after the last: supply_matches_contract.",
 )
 def token_ids_contiguous(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    # The same evaluation as `glisk status` (glisk_pipeline/supply.py), so both agree.
     checkpoint = database.store().last_processed_block()
-    breaks = token_id_breaks(database.engine, checkpoint)
-    size = chain.settings().GLISK_PARTITION_SIZE
+    gaps, overlaps = contiguity_breaks(database.engine, checkpoint)
+    settings = chain.settings()
+    keys = windows_of(
+        gaps + overlaps, size=settings.GLISK_PARTITION_SIZE, start_block=settings.GLISK_START_BLOCK
+    )
     return AssetCheckResult(
-        passed=not breaks,
+        passed=not (gaps or overlaps),
         description=None
-        if not breaks
-        else f"{len(breaks)} breaks in the token ids: re-materialize the partitions listed "
-        "in partitions_to_rematerialize",
+        if not (gaps or overlaps)
+        else f"{len(gaps)} gaps and {len(overlaps)} overlaps in the token ids: re-materialize "
+        "the partitions listed in partitions_to_rematerialize (for a gap, every window "
+        "between the events on either side of it)",
         metadata={
-            "overlaps": sum(1 for b in breaks if b[0] == "overlap"),
-            "gaps": sum(1 for b in breaks if b[0] == "gap"),
+            "overlaps": len(overlaps),
+            "gaps": len(gaps),
             "last_processed_block": checkpoint if checkpoint is not None else -1,
-            "examples (kind, start, previous end, block)": _shown(breaks),
-            **_rematerialize((b[3] for b in breaks), size),
+            "gap_ranges": _shown([str(g) for g in gaps]),
+            "overlap_ranges": _shown([str(o) for o in overlaps]),
+            **_rematerialize(keys),
+        },
+    )
+
+
+def live_rows_by_window(engine: Engine, size: int) -> dict[int, int]:
+    """{window start block: live rows in that window} (one grouped scan)."""
+    window = (events_t.c.block_number - events_t.c.block_number % size).label("window")
+    query = select(window, func.count()).where(~events_t.c.removed).group_by(window)
+    with engine.connect() as conn:
+        return {int(start): int(rows) for start, rows in conn.execute(query)}
+
+
+def logs_found_by_window(instance: DagsterInstance) -> dict[str, int]:
+    """{partition key: logs_found of its latest materialization}, for the windows whose
+    latest materialization recorded it (two queries: the latest event id per partition,
+    then those events)."""
+    asset_key = AssetKey("mint_events")
+    latest = instance.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION
+    )
+    ids = list(latest.values())
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, storage_ids=batch), limit=len(batch)
+        ).records
+        for record in records:
+            materialization = record.asset_materialization
+            entry = materialization.metadata.get("logs_found") if materialization else None
+            if materialization and materialization.partition and entry is not None:
+                found[materialization.partition] = int(entry.value)  # type: ignore[arg-type]
+    return found
+
+
+def window_row_mismatches(
+    recorded: dict[str, int], live: dict[int, int]
+) -> list[tuple[str, int, int]]:
+    """(key, logs its latest materialization found on the chain, live rows now) for every
+    window whose live rows differ: rows lost (or added) since it was reconciled."""
+    bad = []
+    for key, logs in sorted(recorded.items()):
+        rows = live.get(parse_key(key)[0], 0)
+        if rows != logs:
+            bad.append((key, logs, rows))
+    return bad
+
+
+@asset_check(
+    asset=mint_events,
+    description="Every materialized window still holds as many live rows as its latest "
+    "materialization found logs on the chain (its logs_found): a window's blocks are final, "
+    "so any difference is damage to the table since. Names the windows exactly: "
+    "re-materialize the listed partitions.",
+)
+def windows_hold_their_logs(
+    context: AssetCheckExecutionContext, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
+    recorded = logs_found_by_window(context.instance)
+    live = live_rows_by_window(database.engine, chain.settings().GLISK_PARTITION_SIZE)
+    bad = window_row_mismatches(recorded, live)
+    keys = [key for key, _, _ in bad]
+    return AssetCheckResult(
+        passed=not bad,
+        description=None
+        if not bad
+        else f"{len(bad)} windows hold a different number of live rows than their latest "
+        "materialization found: re-materialize the partitions listed in "
+        "partitions_to_rematerialize",
+        metadata={
+            "windows_compared": len(recorded),
+            "mismatched_windows": len(bad),
+            "examples (partition, logs found, live rows)": _shown(bad),
+            **_rematerialize(keys),
         },
     )
 
@@ -221,7 +275,7 @@ def partitions_cover_checkpoint(
             "materialized": len(covered) - in_flight,
             "in_progress": in_flight,
             "missing_below_checkpoint": len(missing),
-            "partitions_to_rematerialize": _shown(missing),
+            **_rematerialize(missing),
         },
     )
 
@@ -307,6 +361,7 @@ def supply_matches_contract(database: DatabaseResource, chain: ChainResource) ->
 mint_event_checks = [
     tokens_match_quantity,
     token_ids_contiguous,
+    windows_hold_their_logs,
     partitions_cover_checkpoint,
     checkpoint_fresh,
     supply_matches_contract,
