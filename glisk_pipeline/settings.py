@@ -7,6 +7,7 @@ never echoed, not even in error messages.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from functools import cached_property
@@ -46,6 +47,7 @@ CHAIN_IDS: dict[Network, int | None] = {
     Network.BASE_MAINNET: 8453,
     Network.LOCAL: None,  # any chain id (anvil: 31337)
 }
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALCHEMY_HOSTS = {
     Network.BASE_SEPOLIA: "base-sepolia.g.alchemy.com",
     Network.BASE_MAINNET: "base-mainnet.g.alchemy.com",
@@ -65,6 +67,20 @@ def normalize_address(value: str) -> str:
     if mixed_case and not has_valid_checksum(address):
         raise ValueError("mixed-case address with a wrong EIP-55 checksum (a typo?)")
     return address.lower()
+
+
+def parse_cidr_list(value: str) -> tuple[IPNetwork, ...]:
+    """`10.0.0.0/8, 54.236.136.17` -> networks (a bare address is a /32 or /128). Host bits
+    set under the mask (`10.0.0.1/8`) are refused: in an access list that is a typo."""
+    networks = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an address or CIDR ({exc})") from None
+    return tuple(networks)
 
 
 _SUPPLY_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\(\)\s*(?:\+\s*(\d{1,6}))?\s*$")
@@ -158,6 +174,14 @@ class Settings(BaseSettings):
     WEBHOOK_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
     WEBHOOK_KEEP_ALIVE_SECONDS: int = Field(default=5, ge=1, le=300)
     WEBHOOK_MAX_CONNECTIONS: int = Field(default=256, ge=1)
+    # Open connections per worker from one client address (an IPv6 client's /64), checked
+    # when the connection is accepted, so one client cannot take every slot.
+    WEBHOOK_MAX_CONNECTIONS_PER_CLIENT: int = Field(default=32, ge=1)
+    # Comma-separated CIDRs. Allowed sources: empty = everyone; else any other source is
+    # closed at accept. Trusted proxies: connections from them name the client in
+    # X-Forwarded-For, and the allowlist and per-client cap apply to that client.
+    WEBHOOK_ALLOWED_SOURCES: str = ""
+    WEBHOOK_TRUSTED_PROXIES: str = ""
     # Token rows one delivery may create; a larger one is refused (413) before the database.
     WEBHOOK_MAX_TOKENS_PER_DELIVERY: int = Field(default=10_000, ge=1)
     # Unauthenticated rejections (401, oversized, stalled) log one line per this many
@@ -195,6 +219,15 @@ class Settings(BaseSettings):
         if value not in (200, 409):
             raise ValueError("must be 409 (the spec) or 200 (never retried by Alchemy)")
         return value
+
+    @field_validator("WEBHOOK_ALLOWED_SOURCES", "WEBHOOK_TRUSTED_PROXIES", mode="before")
+    @classmethod
+    def _cidr_list(cls, value: object) -> object:
+        if value is None:  # `WEBHOOK_ALLOWED_SOURCES=` (as in .env.example): none
+            return ""
+        if not isinstance(value, str):
+            return value  # pydantic then says it must be a string
+        return ",".join(str(net) for net in parse_cidr_list(value))
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -242,6 +275,14 @@ class Settings(BaseSettings):
             return ()
         raw = self.ALCHEMY_WEBHOOK_SECRET.get_secret_value()
         return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
+
+    @property
+    def webhook_allowed_sources(self) -> tuple[IPNetwork, ...]:
+        return parse_cidr_list(self.WEBHOOK_ALLOWED_SOURCES)
+
+    @property
+    def webhook_trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return parse_cidr_list(self.WEBHOOK_TRUSTED_PROXIES)
 
     def rpc_url(self) -> str:
         """The JSON-RPC endpoint: RPC_URL, else built from NETWORK + ALCHEMY_API_KEY."""
