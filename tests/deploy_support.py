@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from devtools.dagster_dev import session_pids
 
@@ -31,6 +33,18 @@ ROLES: dict[str, list[str]] = {
     "migrate": ["python", "-m", "glisk_pipeline.db.migrate", "upgrade"],
     "cli": ["glisk"],
 }
+
+
+def snake_case_keys(value: Any) -> Any:
+    """Every key in snake_case, as Helm's `snakecase` makes them (the Dagster chart renders
+    camelCase values into the instance's snake_case config this way)."""
+    if isinstance(value, dict):
+        return {
+            re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): snake_case_keys(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [snake_case_keys(v) for v in value]
+    return value
 
 
 def local_argv(argv: Sequence[str]) -> list[str]:
