@@ -41,6 +41,10 @@ def service(db: str, workers: int = 2) -> Iterator[Service]:
         "ALCHEMY_WEBHOOK_SECRET": KEY,
         "NETWORK": "LOCAL",
         "WEBHOOK_WORKERS": str(workers),
+        # The load generator is one address playing many senders (up to 64 connections,
+        # spread unevenly over the workers): the per-client cap, still checked on every
+        # connection, must not be what limits it.
+        "WEBHOOK_MAX_CONNECTIONS_PER_CLIENT": "256",
     }
     with _server(env) as svc:
         yield svc

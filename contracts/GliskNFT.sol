@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-/// @notice Dev-chain stand-in for GliskNFT: the same mint rules and the same BatchMinted event,
-/// without ERC721 storage. No per-token writes keeps a mint at ~29k gas, so ~1,000 mints fit in a
+/// @notice Dev-chain stand-in for GliskNFT: the same mint rules, the same BatchMinted event and
+/// the same supply views (`nextTokenId()`, `totalSupply()`: ERC721Enumerable semantics, ids
+/// contiguous from 1, no burn, so totalSupply() == nextTokenId() - 1), without ERC721 storage. No per-token writes keeps a mint at ~29k gas, so ~1,000 mints fit in a
 /// 30M-gas block and tests can build histories of thousands of mints in seconds.
 contract GliskNFT {
     /// topic0 = 0x20c0d4a5bab7118059cf1d2fd0403c4f29a05e446d435b347f90b80778374c54
@@ -36,7 +37,8 @@ contract GliskNFT {
         emit BatchMinted(msg.sender, promptAuthor, start, quantity, msg.value);
     }
 
-    function totalMinted() external view returns (uint256) {
+    /// ERC721Enumerable's count of live tokens: every id minted so far (nothing is burned).
+    function totalSupply() external view returns (uint256) {
         return nextTokenId - 1;
     }
 }

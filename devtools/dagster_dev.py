@@ -99,6 +99,15 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
+def default_signal_dispositions() -> None:
+    """SIGINT and SIGTERM back to their defaults, in a child before it execs. A shell
+    starts a background job with SIGINT ignored and an ignored signal stays ignored across
+    exec; Dagster then maps SIGTERM to SIGINT's disposition (setup_interrupt_handlers), so
+    dagster dev started from a script would ignore both and only SIGKILL would stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class DagsterDev:
     """`dagster dev` (webserver + daemon) in its own session; stop() ends all of it."""
 
@@ -110,6 +119,7 @@ class DagsterDev:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.killed = False  # stop() had to SIGKILL what SIGINT did not stop
         self.http = httpx.Client(timeout=30.0)
 
     def spawn(self) -> DagsterDev:
@@ -128,6 +138,8 @@ class DagsterDev:
                 stderr=subprocess.STDOUT if self.log_path else None,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # only signal.signal runs between fork and exec: safe beside threads
+                preexec_fn=default_signal_dispositions,
             )
         return self
 
@@ -156,7 +168,8 @@ class DagsterDev:
         answer = self.http.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables}
         )
-        answer.raise_for_status()
+        if answer.status_code != 200:  # the body says why (a resolver's error)
+            raise RuntimeError(f"GraphQL HTTP {answer.status_code}: {answer.text[:4000]}")
         body = answer.json()
         if body.get("errors"):
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
@@ -232,6 +245,7 @@ class DagsterDev:
         while session_pids(sid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if session_pids(sid):
+            self.killed = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sid, signal.SIGKILL)
             time.sleep(0.5)
@@ -266,17 +280,18 @@ def dagster_pg_env(url: str | None) -> Iterator[None]:
 
 def ingest_figures(instance: Any) -> tuple[int, float]:
     """(logs, seconds) summed over the mint_events runs, from their materialization
-    metadata: each partition carries its window's logs_found, each run its run_duration_s
-    (the same on every partition of the run: counted once)."""
+    metadata: each partition carries its window's logs_found, and each run's last window
+    its run_duration_s."""
     from dagster import AssetKey
 
-    logs, per_run = 0, {}
+    logs, seconds = 0, 0.0
     result = instance.fetch_materializations(AssetKey("mint_events"), limit=10_000)
     for record in result.records:
         meta = record.asset_materialization.metadata
         logs += meta["logs_found"].value
-        per_run[record.run_id] = meta["run_duration_s"].value
-    return logs, sum(per_run.values())
+        if "run_duration_s" in meta:
+            seconds += meta["run_duration_s"].value
+    return logs, seconds
 
 
 # --- the sensor's logic, applied to an instance ---------------------------------------

@@ -201,7 +201,9 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
 
     from glisk_pipeline.defs.resources import ChainResource
 
-    # SIGTERM (`kill PID`) takes the same clean path as Ctrl-C.
+    # Ctrl-C and SIGTERM (`kill PID`) take the same clean path, even when a script started
+    # us in the background with SIGINT ignored (Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: signal.default_int_handler(signal.SIGINT, None))
     with temp_dir() as tmp, Anvil() as anvil:
         local = build_local_chain(anvil, options, tmp, print)
@@ -227,27 +229,7 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
             else "no partitions yet: turn chain_head_sensor on to add them"
         )
         env_file = write_env_file(tmp / "dev.env", {**local.env, "DAGSTER_HOME": str(home)})
-        print(
-            f"\nThis chain and database (also in {env_file}: `set -a; . {env_file}` points\n"
-            "  glisk, psql, make webhook and the replay at them):\n"
-            + "".join(
-                f"  {name}={local.env[name]}\n"
-                for name in (
-                    "DATABASE_URL",
-                    "RPC_URL",
-                    "GLISK_NFT_CONTRACT_ADDRESS",
-                    "GLISK_START_BLOCK",
-                )
-            )
-            + f"\nDagster UI: http://127.0.0.1:{port}  (storage: "
-            f"{'PostgreSQL from DAGSTER_PG_URL' if postgres else 'local, in ' + str(home)})\n"
-            f"  {partitions}.\n"
-            "  Assets > mint_events > Materialize > select partitions > Launch backfill;\n"
-            "  then materialize mint_stats. Automation > chain_head_sensor: adds new final\n"
-            "  windows as partitions and requests their runs.\n"
-            f"  Ctrl-C (or kill -INT {os.getpid()}) stops everything.\n",
-            flush=True,
-        )
+        print(banner(local.env, env_file, port, home, postgres, partitions), flush=True)
         dev = DagsterDev(home, env, None, port=port).spawn()
         try:
             assert dev.proc is not None
@@ -256,9 +238,43 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
             code = 0
         finally:
             left = dev.stop()
+            if dev.killed:
+                print("dagster dev did not stop on SIGINT: its processes were killed", flush=True)
             if left:
                 print(f"still running after stop: {left}", flush=True)
         return code
+
+
+def banner(
+    settings: dict[str, str],
+    env_file: Path,
+    port: int,
+    home: Path,
+    postgres: bool,
+    partitions: str,
+) -> str:
+    """What `make dev` prints before the UI starts: the settings, where they are written,
+    and the way round the UI in its own words."""
+    database = settings["DATABASE_URL"]
+    # psql only reads PostgreSQL; the default app database is a SQLite file
+    readers = (
+        "glisk, psql, make webhook and the replay"
+        if database.startswith("postgresql")
+        else ("glisk, make webhook and the replay (sqlite3 opens the file)")
+    )
+    names = ("DATABASE_URL", "RPC_URL", "GLISK_NFT_CONTRACT_ADDRESS", "GLISK_START_BLOCK")
+    return (
+        f"\nThis chain and database (also in {env_file}: `set -a; . {env_file}; set +a`\n"
+        f"  points {readers} at them):\n"
+        + "".join(f"  {name}={settings[name]}\n" for name in names)
+        + f"\nDagster UI: http://127.0.0.1:{port}  (storage: "
+        f"{'PostgreSQL from DAGSTER_PG_URL' if postgres else 'local, in ' + str(home)})\n"
+        f"  {partitions}.\n"
+        "  Catalog > mint_events > Materialize... > select partitions > Launch backfill;\n"
+        "  then materialize mint_stats. Automation > chain_head_sensor: adds new final\n"
+        "  windows as partitions and requests their runs.\n"
+        f"  Ctrl-C, or kill -TERM {os.getpid()} (or -INT), stops everything.\n"
+    )
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> Path:

@@ -17,6 +17,7 @@ from glisk_pipeline.defs.checks import mint_event_checks
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.sensors import chain_head_sensor
 from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
+from glisk_pipeline.defs.tip_fill import mint_events_tip
 
 
 def _env(name: str) -> EnvVar | None:
@@ -28,7 +29,7 @@ def _env_int(name: str) -> int | None:  # an IntEnvVar is an int to the type che
 
 
 defs = Definitions(
-    assets=[mint_events, mint_stats],
+    assets=[mint_events, mint_stats, mint_events_tip],
     asset_checks=mint_event_checks,
     sensors=[chain_head_sensor, webhook_silence_sensor],
     # One process per run, not one per step: the default multiprocess executor starts a

@@ -33,6 +33,7 @@ class ChunkReport:
     duplicates: int
     removed: int
     tokens: int
+    proven_blocks: int = 0
 
 
 @dataclass(slots=True)
@@ -46,6 +47,8 @@ class BackfillReport:
     tokens: int = 0
     rpc_calls: int = 0
     rpc_retries: int = 0
+    lagging_answers: int = 0  # eth_getLogs answers refused: the node lacked the range
+    proven_blocks: int = 0  # block hashes read to prove removals
     final_chunk_size: int = 0
     duration_s: float = 0.0
     chunks: list[ChunkReport] = field(default_factory=list)
@@ -82,24 +85,26 @@ def backfill_range(
     not remove what the webhook stored). None means the whole range is final."""
     contract = contract.lower()
     report = BackfillReport(from_block, to_block)
-    calls, retries = client.stats.calls, client.stats.retries
+    calls, retries, lagging = client.stats.calls, client.stats.retries, client.stats.lagging
     started = time.perf_counter()
     last_final = to_block if final_block is None else min(to_block, final_block)
     try:
         logs = client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block)
         for chunk, records in prefetch(_decoded(logs, contract)):
-            part = _write(store, chunk.from_block, chunk.to_block, records, last_final, dry_run)
+            part = _write(client, store, chunk, records, last_final, dry_run)
             report.chunks.append(part)
             report.logs_found += part.found
             report.stored += part.stored
             report.duplicates += part.duplicates
             report.removed += part.removed
             report.tokens += part.tokens
+            report.proven_blocks += part.proven_blocks
             if on_chunk is not None:
                 on_chunk(part)
     finally:
         report.rpc_calls = client.stats.calls - calls
         report.rpc_retries = client.stats.retries - retries
+        report.lagging_answers = client.stats.lagging - lagging
         report.final_chunk_size = client.stats.chunk_size
         report.duration_s = time.perf_counter() - started
     return report
@@ -122,27 +127,43 @@ def _decoded(
 
 
 def _write(
+    client: RpcClient,
     store: MintStore,
-    start: int,
-    end: int,
+    chunk: LogChunk,
     records: list[MintRecord],
     last_final: int,
     dry_run: bool,
 ) -> ChunkReport:
+    start, end = chunk.from_block, chunk.to_block
     if dry_run:
         return ChunkReport(start, end, len(records), 0, 0, 0, 0)
     result = StoreResult()
     if start <= last_final:  # the final part: the chain is the truth for it
         final_end = min(end, last_final)
         final = [r for r in records if r.block_number <= final_end]
-        result.merge(store.reconcile_range(final, start_block=start, end_block=final_end))
+        result.merge(
+            store.reconcile_range(
+                final,
+                start_block=start,
+                end_block=final_end,
+                # a row leaves the live set only if its block's hash changed (store/proof.py)
+                canonical=client.block_hashes,
+            )
+        )
     fresh = [r for r in records if r.block_number > last_final]
     if fresh:
         # not final: add what is missing, but never revive a row a reorg removed (this
         # node's view may be the older fork)
         result.merge(store.store(fresh, source="backfill", revive=False))
     return ChunkReport(
-        start, end, len(records), result.stored, result.duplicates, result.removed, result.tokens
+        start,
+        end,
+        len(records),
+        result.stored,
+        result.duplicates,
+        result.removed,
+        result.tokens,
+        result.proven_blocks,
     )
 
 

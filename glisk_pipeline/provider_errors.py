@@ -135,3 +135,31 @@ class RangeError(RpcError):
     def __init__(self, failure: Failure):
         super().__init__(f"block range too wide: {failure.message}")
         self.failure = failure
+
+
+# --- state availability (eth_call at a past block) ----------------------------------------
+# An eth_call at block N needs N's state. Archive nodes (hosted providers) keep all of it; a
+# full node keeps only recent state (geth: the last 128 blocks) and answers for older blocks
+# with one of these. Retrying does not bring pruned state back, so they are not transient.
+_STATE_HINTS = (
+    "missing trie node",  # geth, erigon
+    "state not available",
+    "state is not available",
+    "historical state",  # geth path scheme, reth
+    "state histories",
+    "world state",  # besu
+    "pruned",
+    "header not found",  # a block the node no longer (or not yet) has
+    "unknown block",
+    "blockoutofrangeerror",  # anvil --prune-history
+)
+
+
+class StateUnavailable(RpcError):
+    """The node has no state for the block an eth_call asked about (pruned or not yet
+    there): not a fault of the data, and not worth retrying."""
+
+
+def state_unavailable(message: str) -> bool:
+    text = message.lower()
+    return any(hint in text for hint in _STATE_HINTS)

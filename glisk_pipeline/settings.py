@@ -7,6 +7,7 @@ never echoed, not even in error messages.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from functools import cached_property
@@ -45,6 +46,7 @@ CHAIN_IDS: dict[Network, int | None] = {
     Network.BASE_MAINNET: 8453,
     Network.LOCAL: None,  # any chain id (anvil: 31337)
 }
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALCHEMY_HOSTS = {
     Network.BASE_SEPOLIA: "base-sepolia.g.alchemy.com",
     Network.BASE_MAINNET: "base-mainnet.g.alchemy.com",
@@ -62,6 +64,32 @@ def normalize_address(value: str) -> str:
     if is_checksum_formatted_address(address) and not is_checksum_address(address):
         raise ValueError("mixed-case address with a wrong EIP-55 checksum (a typo?)")
     return address.lower()
+
+
+def parse_cidr_list(value: str) -> tuple[IPNetwork, ...]:
+    """`10.0.0.0/8, 54.236.136.17` -> networks (a bare address is a /32 or /128). Host bits
+    set under the mask (`10.0.0.1/8`) are refused: in an access list that is a typo."""
+    networks = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an address or CIDR ({exc})") from None
+    return tuple(networks)
+
+
+_SUPPLY_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\(\)\s*(?:\+\s*(\d{1,6}))?\s*$")
+
+
+def parse_supply_function(value: str) -> tuple[str, int] | None:
+    """("name()", constant) of GLISK_SUPPLY_FUNCTION, e.g. "totalSupply() + 1" ->
+    ("totalSupply()", 1); None when it is not of that form."""
+    match = _SUPPLY_RE.match(value)
+    if match is None:
+        return None
+    return f"{match[1]}()", int(match[2] or 0)
 
 
 def normalize_database_url(url: str) -> str:
@@ -124,6 +152,10 @@ class Settings(BaseSettings):
     # webhook_blocks rows more than this many blocks below the checkpoint are pruned: a final
     # block's delivery can no longer change anything (the reconcile decides it).
     GLISK_WEBHOOK_BLOCKS_RETENTION: int = Field(default=1_000, ge=0)
+    # The contract's own counter that the supply proof compares the tables with: the next
+    # token id, as a no-argument view plus an optional constant. GliskNFT (ERC721Enumerable,
+    # ids from 1, no burn) has `nextTokenId()`; `totalSupply() + 1` is the same number.
+    GLISK_SUPPLY_FUNCTION: str = "nextTokenId()"
 
     # Webhook sidecar.
     WEBHOOK_DUPLICATE_STATUS: int = 409
@@ -139,6 +171,14 @@ class Settings(BaseSettings):
     WEBHOOK_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
     WEBHOOK_KEEP_ALIVE_SECONDS: int = Field(default=5, ge=1, le=300)
     WEBHOOK_MAX_CONNECTIONS: int = Field(default=256, ge=1)
+    # Open connections per worker from one client address (an IPv6 client's /64), checked
+    # when the connection is accepted, so one client cannot take every slot.
+    WEBHOOK_MAX_CONNECTIONS_PER_CLIENT: int = Field(default=32, ge=1)
+    # Comma-separated CIDRs. Allowed sources: empty = everyone; else any other source is
+    # closed at accept. Trusted proxies: connections from them name the client in
+    # X-Forwarded-For, and the allowlist and per-client cap apply to that client.
+    WEBHOOK_ALLOWED_SOURCES: str = ""
+    WEBHOOK_TRUSTED_PROXIES: str = ""
     # Token rows one delivery may create; a larger one is refused (413) before the database.
     WEBHOOK_MAX_TOKENS_PER_DELIVERY: int = Field(default=10_000, ge=1)
     # Unauthenticated rejections (401, oversized, stalled) log one line per this many
@@ -155,6 +195,16 @@ class Settings(BaseSettings):
             return None
         return normalize_address(value)
 
+    @field_validator("GLISK_SUPPLY_FUNCTION")
+    @classmethod
+    def _supply_function(cls, value: str) -> str:
+        if parse_supply_function(value) is None:
+            raise ValueError(
+                "must be a no-argument view, optionally plus a constant, such as "
+                "nextTokenId() or totalSupply() + 1"
+            )
+        return value.strip()
+
     @field_validator("NETWORK", mode="before")
     @classmethod
     def _network(cls, value: object) -> object:
@@ -166,6 +216,15 @@ class Settings(BaseSettings):
         if value not in (200, 409):
             raise ValueError("must be 409 (the spec) or 200 (never retried by Alchemy)")
         return value
+
+    @field_validator("WEBHOOK_ALLOWED_SOURCES", "WEBHOOK_TRUSTED_PROXIES", mode="before")
+    @classmethod
+    def _cidr_list(cls, value: object) -> object:
+        if value is None:  # `WEBHOOK_ALLOWED_SOURCES=` (as in .env.example): none
+            return ""
+        if not isinstance(value, str):
+            return value  # pydantic then says it must be a string
+        return ",".join(str(net) for net in parse_cidr_list(value))
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -214,6 +273,14 @@ class Settings(BaseSettings):
         raw = self.ALCHEMY_WEBHOOK_SECRET.get_secret_value()
         return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
 
+    @property
+    def webhook_allowed_sources(self) -> tuple[IPNetwork, ...]:
+        return parse_cidr_list(self.WEBHOOK_ALLOWED_SOURCES)
+
+    @property
+    def webhook_trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return parse_cidr_list(self.WEBHOOK_TRUSTED_PROXIES)
+
     def rpc_url(self) -> str:
         """The JSON-RPC endpoint: RPC_URL, else built from NETWORK + ALCHEMY_API_KEY."""
         if self.RPC_URL is not None and self.RPC_URL.get_secret_value():
@@ -235,6 +302,13 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{name}: not set (see .env.example)")
         if "ALCHEMY_WEBHOOK_SECRET" in names and not self.webhook_signing_keys:
             raise ConfigError("ALCHEMY_WEBHOOK_SECRET: holds no signing key")
+
+    @property
+    def supply_function(self) -> tuple[str, int]:
+        """(view signature, constant added): the next token id is view() + constant."""
+        parsed = parse_supply_function(self.GLISK_SUPPLY_FUNCTION)
+        assert parsed is not None  # validated at start-up
+        return parsed
 
     @property
     def contract_address(self) -> str:

@@ -8,12 +8,15 @@ loop as every backfill (ingest.backfill_range), but ADD-ONLY: nothing is reconci
 checkpointed or revived there (a node's view of non-final blocks may be a fork that loses);
 the window's reconcile, once it is final, makes those blocks equal the chain.
 
-The Dagster sensor `webhook_silence_sensor` (defs/silence_sensor.py) runs it; this module
-holds the decisions, so they are testable without Dagster.
+The Dagster sensor `webhook_silence_sensor` (defs/silence_sensor.py) decides with the
+functions here and requests a run of the `mint_events_tip` asset (defs/tip_fill.py), which
+calls fill_tip; this module holds the decisions and the fill, so they are testable
+without Dagster.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,15 +25,16 @@ from sqlalchemy import Engine, func, select
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
 from glisk_pipeline.db.store.reconcile import last_processed_block
-from glisk_pipeline.ingest import BackfillReport, backfill_range
+from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
 from glisk_pipeline.rpc import RpcClient
 
 # Blocks re-read below the last filled block on each tick: a shallow tip reorg moves
 # mints between blocks the previous tick already read (Base reorgs are a few blocks deep).
 REORG_OVERLAP = 64
-# Blocks fetched per tick at most (a sensor evaluation times out after 60 s); the cursor
-# resumes the next tick.
-MAX_BLOCKS_PER_TICK = 50_000
+# Blocks one fill run reads at most; the next run resumes where it stopped. A day of Base
+# is 43,200 blocks: one run covers a day's silence, and a run stays short enough that the
+# fills keep up with the chain (the next one starts after this one ends).
+MAX_BLOCKS_PER_FILL = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +73,12 @@ def silence(view: WebhookView, head: int, now: datetime, threshold_s: int) -> st
 def tip_range(
     *, head: int, checkpoint: int | None, start_block: int, filled_to: int | None
 ) -> tuple[int, int] | None:
-    """The blocks to read this tick: above the checkpoint, from a little below where the
-    last tick stopped, up to the head (at most MAX_BLOCKS_PER_TICK); None if there are none."""
+    """The blocks to read next: above the checkpoint, from a little below where the last
+    fill stopped, up to the head (at most MAX_BLOCKS_PER_FILL); None if there are none."""
     low = max(start_block, (checkpoint if checkpoint is not None else start_block - 1) + 1)
     if filled_to is not None:
         low = max(low, filled_to + 1 - REORG_OVERLAP)
-    high = min(head, low + MAX_BLOCKS_PER_TICK - 1)
+    high = min(head, low + MAX_BLOCKS_PER_FILL - 1)
     return (low, high) if low <= high else None
 
 
@@ -84,11 +88,22 @@ class TipFill:
     conflict: str | None = None  # a token conflict left to the final reconcile
 
 
-def fill_tip(client: RpcClient, store: MintStore, contract: str, low: int, high: int) -> TipFill:
+def fill_tip(
+    client: RpcClient,
+    store: MintStore,
+    contract: str,
+    low: int,
+    high: int,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+) -> TipFill:
     """Store the mints of [low, high] that are missing; reconcile nothing. A token conflict
     (a reorg's new fork claiming ids a lost fork's rows still hold) stops the fill: those
     blocks are corrected by the reconcile of their window once it is final."""
     try:
-        return TipFill(backfill_range(client, store, contract, low, high, final_block=low - 1))
+        return TipFill(
+            backfill_range(
+                client, store, contract, low, high, final_block=low - 1, on_chunk=on_chunk
+            )
+        )
     except TokenConflictError as exc:
         return TipFill(None, str(exc))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 
 from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.db.store.api import CanonicalHashes
 
 
 def address(i: int) -> str:
@@ -43,3 +45,22 @@ def make_records(
         )
         token += quantity
     return records
+
+
+def block_hash(block: int, salt: str = "b") -> str:
+    """The hash make_records gives `block` (salt "b"); another salt is another fork."""
+    return "0x" + salt * 8 + f"{block:056x}"
+
+
+def chain_of(*records: MintRecord, replaced: str = "c") -> CanonicalHashes:
+    """The proof a final reconcile asks for (the canonical hash at each block number),
+    for store tests that need no node: a block holding one of `records` has that
+    record's hash; every other block was replaced by a fork whose hashes (salt
+    `replaced`) no stored row has. The wiring to a real node's eth_getBlockByNumber is
+    tested on anvil (tests/test_proof.py)."""
+    hashes = {r.block_number: r.block_hash for r in records}
+
+    def canonical(numbers: Sequence[int]) -> Mapping[int, str | None]:
+        return {n: hashes.get(n, block_hash(n, replaced)) for n in numbers}
+
+    return canonical

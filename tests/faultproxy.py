@@ -8,7 +8,14 @@ Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
 - `limit_results(n, style)`: responses with more than n logs fail, with a suggested range;
 - `script(...)`: the next requests fail once each: 429 (+Retry-After), JSON-RPC 429 inside
   HTTP 200, 503, a timeout, a connection reset, truncated JSON;
-- `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do.
+- `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do;
+- `drop_logs(ids)`: eth_getLogs answers silently leave out the BatchMinted logs whose
+  startTokenId is in `ids`, as a faulty provider node that lost them would;
+- `lag_logs(n)`: a load-balanced provider one of whose nodes is n blocks behind: every
+  request carrying eth_getLogs reaches that node (its logs clamped to its head with no
+  error, as geth-style nodes answer; headers past its head null), while other requests
+  (eth_blockNumber, eth_getBlockByNumber alone) reach a current node.
+JSON-RPC batches are answered item by item, with the same faults per eth_getLogs item.
 Every request is recorded (`requests`), every injected fault counted (`faults`).
 """
 
@@ -51,6 +58,9 @@ class FaultProxy:
         self._range: tuple[int, str] | None = None
         self._results: tuple[int, str] | None = None
         self._script: deque[str] = deque()
+        self._lag: int | None = None
+        self._lag_answers_left: int | None = None
+        self.lagging_answers = 0  # eth_getLogs answers clamped by the lagging node
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=30, headers={"Content-Type": "application/json"})
         proxy = self
@@ -93,13 +103,24 @@ class FaultProxy:
     def limit_results(self, logs: int, style: str = "alchemy") -> None:
         self._results = (logs, style)
 
+    def lag_logs(self, blocks: int | None, *, catch_up_after: int | None = None) -> None:
+        """Serve eth_getLogs (and whatever shares its batch) from a node `blocks` behind
+        the head; after `catch_up_after` answers that lacked blocks it has caught up.
+        None: every node current again."""
+        self._lag, self._lag_answers_left = blocks, catch_up_after
+
     def script(self, *faults: str) -> None:
         """Faults for the next requests, one each: '429', 'rpc429', 'item429' (every item
         of a batch rate-limited), '503', 'timeout', 'reset', 'truncate', 'nobackend'."""
         self._script.extend(faults)
 
     def count(self, method: str) -> int:
-        return sum(1 for r in self.requests if isinstance(r, dict) and r["method"] == method)
+        """Requests that called `method` (a batch counts once if any item did)."""
+        return sum(
+            1
+            for r in self.requests
+            if any(item.get("method") == method for item in (r if isinstance(r, list) else [r]))
+        )
 
     # --- serving ------------------------------------------------------------------------
 
@@ -112,21 +133,77 @@ class FaultProxy:
             self.faults.append(fault)
             if self._inject(handler, fault, payload):
                 return
-        if isinstance(payload, dict) and payload.get("method") == "eth_getLogs":
-            error = self._check_logs(payload)
-            if error is not None:
-                self.faults.append("range")
-                self._reply(handler, 200, {"jsonrpc": "2.0", "id": payload["id"], "error": error})
+        items = payload if isinstance(payload, list) else [payload]
+        answers = self._answer_locally(items)
+        forward = [item for item in items if item.get("id") not in answers]
+        if not isinstance(payload, list) and not answers:  # a plain call: pass it through
+            upstream = self._http.post(self.upstream, content=orjson.dumps(payload))
+            self._send(handler, upstream.status_code, self._strip(upstream.content))
+            return
+        if forward:
+            upstream = self._http.post(self.upstream, content=orjson.dumps(forward))
+            if upstream.status_code != 200:
+                self._send(handler, upstream.status_code, upstream.content)
                 return
-        upstream = self._http.post(self.upstream, content=body)
-        data = upstream.content
-        if self.strip_timestamps and b"blockTimestamp" in data:
-            decoded = orjson.loads(data)
-            for item in decoded if isinstance(decoded, list) else [decoded]:
-                for log in item.get("result") or [] if isinstance(item.get("result"), list) else []:
-                    log.pop("blockTimestamp", None)
-            data = orjson.dumps(decoded)
-        self._send(handler, upstream.status_code, data)
+            for item in orjson.loads(self._strip(upstream.content)):
+                answers[item.get("id")] = item
+        out = [answers[item.get("id")] for item in items]
+        self._reply(handler, 200, out if isinstance(payload, list) else out[0])
+
+    def _answer_locally(self, items: list[Any]) -> dict[Any, Any]:
+        """Answers the proxy makes itself, by request id: provider limits on eth_getLogs,
+        and what a lagging node says. A lagging node's clamped eth_getLogs goes upstream
+        with its toBlock rewritten (the caller's item is changed in place)."""
+        answers: dict[Any, Any] = {}
+        node_head = None
+        if self._lag is not None and any(i.get("method") == "eth_getLogs" for i in items):
+            head = int(
+                self._http.post(self.upstream, json=_req("eth_blockNumber")).json()["result"], 16
+            )
+            node_head = max(0, head - self._lag)
+        lacked = False
+        for item in items:
+            rid, method, params = item.get("id"), item.get("method"), item.get("params") or []
+            if method == "eth_getLogs":
+                error = self._check_logs(item)
+                if error is not None:
+                    self.faults.append("range")
+                    answers[rid] = {"jsonrpc": "2.0", "id": rid, "error": error}
+                elif node_head is not None:
+                    flt = params[0]
+                    if int(flt["toBlock"], 16) > node_head:
+                        lacked = True
+                        if int(flt["fromBlock"], 16) > node_head:
+                            answers[rid] = {"jsonrpc": "2.0", "id": rid, "result": []}
+                        else:
+                            flt["toBlock"] = hex(node_head)
+            elif node_head is not None and method == "eth_blockNumber":
+                answers[rid] = {"jsonrpc": "2.0", "id": rid, "result": hex(node_head)}
+            elif node_head is not None and method == "eth_getBlockByNumber":
+                tag = params[0] if params else "latest"
+                if tag.startswith("0x") and int(tag, 16) > node_head:
+                    answers[rid] = {"jsonrpc": "2.0", "id": rid, "result": None}
+                elif not tag.startswith("0x"):  # latest/safe/finalized: its own head
+                    item["params"] = [hex(node_head), *params[1:]]
+        if lacked:
+            with self._lock:
+                self.lagging_answers += 1
+                if self._lag_answers_left is not None:
+                    self._lag_answers_left -= 1
+                    if self._lag_answers_left <= 0:
+                        self._lag = None
+        return answers
+
+    def _strip(self, data: bytes) -> bytes:
+        data = self._drop_chosen_logs(data)
+        if not self.strip_timestamps or b"blockTimestamp" not in data:
+            return data
+        decoded = orjson.loads(data)
+        for item in decoded if isinstance(decoded, list) else [decoded]:
+            result = item.get("result")
+            for log in result if isinstance(result, list) else []:
+                log.pop("blockTimestamp", None)
+        return orjson.dumps(decoded)
 
     def _inject(self, handler: BaseHTTPRequestHandler, fault: str, payload: Any) -> bool:
         rid = payload.get("id") if isinstance(payload, dict) else None
@@ -198,6 +275,31 @@ class FaultProxy:
                 return {"code": -32005, "message": INFURA_TOO_MANY.format(n=n, a=a, b=b)}
         return None
 
+    # --- dropped logs (a node that lost some logs and says nothing) ----------------------
+
+    def drop_logs(self, start_token_ids: set[int]) -> None:
+        """Leave the BatchMinted logs starting at these token ids out of every answer."""
+        self._dropped_topics = {"0x" + format(i, "064x") for i in start_token_ids}
+
+    _dropped_topics: set[str] = set()  # noqa: RUF012 - replaced per instance by drop_logs
+    dropped = 0  # logs left out so far
+
+    def _drop_chosen_logs(self, data: bytes) -> bytes:
+        if not self._dropped_topics or b'"topics"' not in data:
+            return data
+        decoded = orjson.loads(data)
+        for item in decoded if isinstance(decoded, list) else [decoded]:
+            logs = item.get("result") if isinstance(item, dict) else None
+            if isinstance(logs, list):
+                kept = [
+                    log for log in logs
+                    if len(log.get("topics") or []) < 4
+                    or log["topics"][3].lower() not in self._dropped_topics
+                ]  # fmt: skip
+                self.dropped += len(logs) - len(kept)
+                item["result"] = kept
+        return orjson.dumps(decoded)
+
     def _reply(self, handler: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
         self._send(handler, status, orjson.dumps(obj))
 
@@ -218,3 +320,7 @@ class FaultProxy:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout tests)
+
+
+def _req(method: str, params: list[Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}

@@ -29,23 +29,9 @@ class Pipeline:
         return {"chain": self.resources(**chain_overrides)["chain"]}
 
     def resources(self, **chain_overrides: object) -> dict[str, object]:
-        chain = {
-            "rpc_url": self.devchain.anvil.url,
-            "network": "LOCAL",
-            "contract_address": self.devchain.glisk,
-            "start_block": self.start_block,
-            "partition_size": SIZE,
-            "confirmations": 0,
-            **chain_overrides,
-        }
-        return {
-            "chain": ChainResource(**chain),
-            "database": DatabaseResource(
-                database_url=self.database_url,
-                default_author_wallet=DEFAULT_AUTHOR,
-                start_block=self.start_block,
-            ),
-        }
+        return local_resources(
+            self.devchain, self.database_url, self.start_block, SIZE, **chain_overrides
+        )
 
     def mismatches(self, from_block: int, to_block: int) -> list[str]:
         """The oracle's mismatches over mint_events/tokens of a block range (mint_stats is not
@@ -54,11 +40,51 @@ class Pipeline:
         return compare_with_chain(self.engine, mints, with_stats=False)
 
 
-@pytest.fixture
-def pipeline(devchain: DevChain, pg_engine: Engine, pg_url: str) -> Pipeline:
+def local_resources(
+    devchain: DevChain, database_url: str, start_block: int, size: int, **chain_overrides: object
+) -> dict[str, object]:
+    """The asset's resources on the session's anvil (every block final) and a database."""
+    chain = {
+        "rpc_url": devchain.anvil.url,
+        "network": "LOCAL",
+        "contract_address": devchain.glisk,
+        "start_block": start_block,
+        "partition_size": size,
+        "confirmations": 0,
+        **chain_overrides,
+    }
+    return {
+        "chain": ChainResource(**chain),
+        "database": DatabaseResource(
+            database_url=database_url,
+            default_author_wallet=DEFAULT_AUTHOR,
+            start_block=start_block,
+        ),
+    }
+
+
+def _with_history(devchain: DevChain, database_url: str, engine: Engine) -> Pipeline:
     start = devchain.anvil.block_number() + 1  # the history's first block, mid-window
     history = realistic_history(
         devchain.anvil, devchain.glisk, devchain.decoy, n_batches=150, n_blocks=650, seed=3
     )
     devchain.anvil.mine_empty(SIZE)  # the history's last window becomes complete
-    return Pipeline(devchain, history, start, pg_url, pg_engine)
+    return Pipeline(devchain, history, start, database_url, engine)
+
+
+@pytest.fixture
+def pipeline(devchain: DevChain, pg_engine: Engine, pg_url: str) -> Pipeline:
+    return _with_history(devchain, pg_url, pg_engine)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def pipeline_any_db(request: pytest.FixtureRequest, devchain: DevChain) -> Pipeline:
+    """The same, on either dialect of the app tables (the embedded default is SQLite)."""
+    if request.param == "postgresql":
+        url, engine = request.getfixturevalue("pg_url"), request.getfixturevalue("pg_engine")
+    else:
+        url, engine = (
+            request.getfixturevalue("sqlite_url"),
+            request.getfixturevalue("sqlite_engine"),
+        )
+    return _with_history(devchain, url, engine)

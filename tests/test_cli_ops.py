@@ -20,6 +20,7 @@ from glisk_pipeline.cli import authors as authors_cli
 from glisk_pipeline.cli import recover_events, status
 from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.windows import partition_key
 from tests.factories import make_records
 from tests.fixtures_chain import DevChain
 
@@ -98,7 +99,7 @@ def test_dry_run_reports_missing_differing_and_foreign_rows(
     with pg_engine.connect() as conn:
         before = conn.execute(select(func.count()).select_from(mint_events)).scalar_one()
 
-    assert recover_events.main(["--from-block", "0", "--to-block", end, "--dry-run"]) == 0
+    assert recover_events.main(["--from-block", "0", "--to-block", end, "--dry-run"]) == 4
     out = capsys.readouterr().out
     n = len(small_history.mints)
     assert f"{n} logs on chain: {n - 2} present, 1 missing, 1 differ; 1 live rows not on chain" in (
@@ -109,6 +110,10 @@ def test_dry_run_reports_missing_differing_and_foreign_rows(
     assert f"not on chain: block {foreign.block_number} tx {foreign.tx_hash}" in out
     blocks = sorted({gone.block_number, changed.block_number, foreign.block_number})
     assert f"Blocks to recover (3): {', '.join(map(str, blocks))}" in out
+    keys = sorted({partition_key(b - b % 10_000, b - b % 10_000 + 9_999) for b in blocks})
+    assert f"Partitions to re-materialize ({len(keys)}): {', '.join(keys)}" in out
+    assert f"Run: glisk recover --from-block {blocks[0]} --to-block {blocks[-1]}" in out
+    assert "glisk repair" not in out  # rows differ: only a recover reconciles them
     with pg_engine.connect() as conn:  # read-only
         assert conn.execute(select(func.count()).select_from(mint_events)).scalar_one() == before
 
@@ -318,7 +323,7 @@ def test_glisk_lists_its_commands() -> None:
 
 
 def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> None:
-    from glisk_pipeline.tip import MAX_BLOCKS_PER_TICK, REORG_OVERLAP, tip_range
+    from glisk_pipeline.tip import MAX_BLOCKS_PER_FILL, REORG_OVERLAP, tip_range
 
     assert tip_range(head=500, checkpoint=None, start_block=100, filled_to=None) == (100, 500)
     assert tip_range(head=500, checkpoint=299, start_block=100, filled_to=None) == (300, 500)
@@ -329,4 +334,4 @@ def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> Non
     )
     assert tip_range(head=299, checkpoint=299, start_block=100, filled_to=None) is None
     low, high = tip_range(head=10**7, checkpoint=0, start_block=0, filled_to=None)
-    assert high - low + 1 == MAX_BLOCKS_PER_TICK
+    assert high - low + 1 == MAX_BLOCKS_PER_FILL

@@ -25,10 +25,10 @@ from glisk_pipeline.defs.assets import mint_events, mint_stats
 from glisk_pipeline.defs.checks import (
     mint_event_checks,
     token_count_mismatches,
-    token_id_breaks,
     uncovered_windows,
 )
 from glisk_pipeline.stats import read_table
+from glisk_pipeline.supply import contiguity_breaks
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
 from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
@@ -57,14 +57,18 @@ def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: 
 
 
 def metadata(result, key: str):
-    (event, *_) = result.asset_materializations_for_node("mint_events")
+    """A metadata value of a single-partition run's materialization, or a run_* figure
+    (those are on the run's last window only)."""
+    events = result.asset_materializations_for_node("mint_events")
+    (event,) = [e for e in events if key in e.metadata] if key.startswith("run_") else events
     return event.metadata[key].value
 
 
 def per_partition(result, key: str) -> dict[str, object]:
-    """{partition key: that partition's metadata value} of a run's materializations."""
+    """{partition key: that partition's metadata value, None if it has none} of a run's
+    materializations."""
     return {
-        event.partition: event.metadata[key].value
+        event.partition: event.metadata[key].value if key in event.metadata else None
         for event in result.asset_materializations_for_node("mint_events")
     }
 
@@ -85,7 +89,7 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
         ranged = materialize_range(instance, p, keys[0], keys[-1])
         assert ranged.success
         assert per_partition(ranged, "first_block")[keys[0]] == p.start_block
-        assert metadata(ranged, "partitions_in_run") == len(keys)
+        assert metadata(ranged, "run_partitions") == len(keys)
         assert len(ranged.asset_materializations_for_node("mint_events")) == len(keys)
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
         assert all(c.passed for c in ranged.get_asset_check_evaluations())
@@ -99,6 +103,15 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
             lo, hi = parse_key(key)
             assert found[key] == sum(1 for m in p.history.mints if lo <= m.block_number <= hi)
         assert sum(found.values()) == len(p.history.mints) == metadata(ranged, "run_logs_found")
+        # RPC calls are each window's own: they sum to the run's, counted once
+        calls = per_partition(ranged, "rpc_calls")
+        assert all(n >= 1 for n in calls.values())
+        assert sum(calls.values()) == metadata(ranged, "run_rpc_calls")
+        # the run's figures once, on its last window; the table's size on every window
+        with_run = [k for k, v in per_partition(ranged, "run_block_range").items() if v]
+        assert with_run == [keys[-1]]
+        live = len(p.history.mints)
+        assert set(per_partition(ranged, "dagster/row_count").values()) == {live}
         # the one-partition run before stored that window: the range run found it present
         assert per_partition(ranged, "stored")[keys[2]] == 0 < found[keys[2]]
         assert per_partition(ranged, "duplicates")[keys[2]] == found[keys[2]]
@@ -110,6 +123,48 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
         materialized = instance.get_materialized_partitions(AssetKey("mint_events"))
         assert materialized == set(keys)
+
+
+ASSET_TABLES = """
+{ assetNodes(assetKeys: [{path: ["mint_events"]}, {path: ["mint_stats"]},
+                         {path: ["mint_events_tip"]}]) {
+    assetKey { path }
+    pools
+    metadataEntries {
+      label
+      ... on TextMetadataEntry { text }
+      ... on TableSchemaMetadataEntry { schema { columns { name type } } }
+    } } }"""
+
+
+def test_the_catalog_shows_each_assets_table_columns_and_pool() -> None:
+    """What the UI's catalog reads (GraphQL, the code location loaded as dagster dev does):
+    the table name and column schema, before anything was materialized; and the assets that
+    call the provider (the backfill and the silence fill) share the rpc pool."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    from devtools.anvil import REPO_ROOT
+    from glisk_pipeline.db.schema import mint_events as events_table
+    from glisk_pipeline.db.schema import mint_stats as stats_table
+
+    tables = {"mint_events": events_table, "mint_stats": stats_table}
+    with (
+        instance_for_test() as instance,
+        define_out_of_process_context(str(REPO_ROOT / "workspace.yaml"), None, instance) as ctx,
+    ):
+        nodes = execute_dagster_graphql(ctx, ASSET_TABLES).data["assetNodes"]
+    pools = {n["assetKey"]["path"][0]: n["pools"] for n in nodes}
+    assert pools == {"mint_events": ["rpc"], "mint_stats": [], "mint_events_tip": ["rpc"]}
+    for node in nodes:
+        if node["assetKey"]["path"][0] not in tables:
+            continue
+        table = tables[node["assetKey"]["path"][0]]
+        entries = {e["label"]: e for e in node["metadataEntries"]}
+        assert entries["dagster/table_name"]["text"] == table.name
+        columns = entries["dagster/column_schema"]["schema"]["columns"]
+        assert [c["name"] for c in columns] == [c.name for c in table.columns]
+        if table is events_table:
+            assert {"name": "total_paid", "type": "NUMERIC(78, 0)"} in columns
 
 
 def test_reconciliation_marks_a_webhook_only_row_removed(pipeline: Pipeline) -> None:  # noqa: F811
@@ -189,7 +244,7 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
         assert materialize_range(instance, p, keys[0], keys[-1]).success
         assert token_count_mismatches(p.engine) == []
         checkpoint = parse_key(keys[-1])[1]
-        assert token_id_breaks(p.engine, checkpoint) == []
+        assert contiguity_breaks(p.engine, checkpoint) == ([], [])
 
         with p.engine.begin() as conn:
             victim = conn.execute(text("SELECT min(token_id) FROM tokens")).scalar_one()
@@ -208,14 +263,15 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
                 {"v": str(checkpoint + 5 * SIZE)},
             )
         assert len(token_count_mismatches(p.engine)) == 1
-        kinds = {b[0] for b in token_id_breaks(p.engine, checkpoint)}
-        assert kinds == {"overlap", "gap"}
+        gaps, overlaps = contiguity_breaks(p.engine, checkpoint)
+        assert len(gaps) == len(overlaps) == 1
         with p.engine.begin() as conn:  # the first event gone: ids 1.. missing at the start
             first = conn.execute(
                 select(events_t.c.id).order_by(events_t.c.start_token_id).limit(1)
             ).scalar_one()
             conn.execute(update(events_t).where(events_t.c.id == first).values(removed=True))
-        assert ("gap", 0) in {(b[0], b[2]) for b in token_id_breaks(p.engine, checkpoint)}
+        # the table against itself cannot see ids missing before its first row: the
+        # supply proof below does (missing_ranges "ids 1-...")
 
         # The same through Dagster: every check fails.
         result = materialize(
@@ -228,11 +284,17 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
         assert {name: e.passed for name, e in evaluations.items()} == {
             "tokens_match_quantity": False,
             "token_ids_contiguous": False,
+            # the first event was marked removed: its window holds one live row less
+            "windows_hold_their_logs": False,
             "partitions_cover_checkpoint": False,
             "checkpoint_fresh": True,  # the checkpoint was moved past the head
+            "supply_matches_contract": False,  # the first event's ids missing, ids held twice
         }
+        supply = evaluations["supply_matches_contract"]
+        assert supply.metadata["missing_ranges"].text.startswith("ids 1-")
+        assert supply.metadata["extra_ids"].value == 1 and "glisk repair" in supply.description
         # each failing check says what to do and names the partitions to re-materialize
-        for name in ("tokens_match_quantity", "token_ids_contiguous"):
+        for name in ("tokens_match_quantity", "token_ids_contiguous", "windows_hold_their_logs"):
             assert "re-materialize" in evaluations[name].description
             listed = evaluations[name].metadata["partitions_to_rematerialize"].text
             assert listed and all(k in keys for k in listed.split())

@@ -14,14 +14,26 @@ from dagster import (
     instance_for_test,
     materialize,
 )
+from sqlalchemy import text
 
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.defs.assets import mint_events
-from glisk_pipeline.defs.checks import checkpoint_fresh, mint_event_checks
+from glisk_pipeline.defs.checks import (
+    checkpoint_fresh,
+    mint_event_checks,
+    token_ids_contiguous,
+    windows_hold_their_logs,
+)
 from glisk_pipeline.ingest import backfill_range
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.windows import parse_key
-from tests.pipeline_support import DEFAULT_AUTHOR, SIZE, Pipeline, pipeline  # noqa: F401
+from tests.pipeline_support import (  # noqa: F401
+    DEFAULT_AUTHOR,
+    SIZE,
+    Pipeline,
+    pipeline,
+    pipeline_any_db,
+)
 from tests.test_pipeline_assets import ASSETS, add_all_partitions, materialize_range
 
 
@@ -95,3 +107,71 @@ def test_every_check_has_a_description() -> None:
     for check in mint_event_checks:
         (spec,) = check.check_specs
         assert spec.description and len(spec.description) > 40, spec.name
+
+
+def test_a_window_whose_rows_were_deleted_is_named_by_the_checks(
+    pipeline_any_db: Pipeline,  # noqa: F811
+) -> None:
+    """An operator deletes (or loses) one window's rows: the checks must name that window,
+    and re-materializing what they list must fix it."""
+    p = pipeline_any_db
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert materialize_range(instance, p, keys[0], keys[-1]).success
+        blocks = sorted({m.block_number for m in p.history.mints})
+        victim = keys[len(keys) // 2]
+        lo, hi = parse_key(victim)
+        assert any(lo <= b <= hi for b in blocks)
+        with p.engine.begin() as conn:
+            between = {"lo": lo, "hi": hi}
+            conn.execute(
+                text(
+                    "DELETE FROM tokens WHERE mint_event_id IN (SELECT id FROM mint_events "
+                    "WHERE block_number BETWEEN :lo AND :hi)"
+                ),
+                between,
+            )
+            conn.execute(
+                text("DELETE FROM mint_events WHERE block_number BETWEEN :lo AND :hi"), between
+            )
+
+        def evaluate() -> dict[str, object]:
+            result = materialize(
+                ASSETS,
+                selection=AssetSelection.checks(token_ids_contiguous, windows_hold_their_logs),
+                instance=instance,
+                resources=p.resources(),
+                raise_on_error=False,
+            )
+            return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+        checks = evaluate()
+        # the gap's windows: from the last mint before the deleted window to the first
+        # after it, both included (a missing mint may share a block with either)
+        before = max(b for b in blocks if b < lo)
+        after = min(b for b in blocks if b > hi)
+        expected = [k for k in keys if parse_key(k)[1] >= before and parse_key(k)[0] <= after]
+        assert victim in expected
+        contiguous = checks["token_ids_contiguous"]
+        assert not contiguous.passed
+        assert contiguous.metadata["partitions_to_rematerialize"].text.split() == expected
+        # the per-window check names it exactly
+        per_window = checks["windows_hold_their_logs"]
+        assert not per_window.passed
+        assert per_window.metadata["partitions_to_rematerialize"].text.split() == [victim]
+
+        assert materialize_range(instance, p, victim, victim).success
+        assert all(e.passed for e in evaluate().values())
+
+
+def test_windows_of_a_gap_span_the_events_around_it() -> None:
+    from glisk_pipeline.supply import IdRange, windows_of
+
+    def key(start: int) -> str:
+        return f"{start:012d}-{start + 99:012d}"
+
+    # ids 31..39 missing between an event in block 150 and one in block 420
+    gap = IdRange(31, 39, 150, 420)
+    assert windows_of([gap], size=100, start_block=120) == [key(s) for s in (100, 200, 300, 400)]
+    # an overlap at one block: that block's window
+    assert windows_of([IdRange(40, 45, 820, 820)], size=100, start_block=120) == [key(800)]

@@ -7,12 +7,15 @@ default (SQLite + Dagster's local storage)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devtools.anvil import REPO_ROOT
@@ -106,3 +109,66 @@ def test_make_dev_names_and_writes_its_settings(tmp_path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+def _processes_with_env(name: str, value: str) -> list[int]:
+    """Pids of this user's live processes whose environment holds name=value."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+    return found
+
+
+def test_make_dev_started_from_a_script_stops_on_sigterm(tmp_path) -> None:
+    """A non-interactive shell starts a background job with SIGINT ignored, and Dagster
+    copies SIGINT's disposition to SIGTERM: started that way, `make dev` must still stop,
+    every process of it, on SIGTERM to the PID its banner prints, with no SIGKILL."""
+    from devtools.anvil import free_port
+
+    log, port = tmp_path / "dev.log", free_port()
+    script = (
+        f"{sys.executable} -m devtools.demo --dev --port {port} --batches 20 --blocks 120 "
+        f"--partition-size 100 >{log} 2>&1 & wait"
+    )
+    shell = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        start_new_session=True,
+    )
+    home = "unknown yet"
+    try:
+        deadline = time.monotonic() + 120
+        while "stops everything" not in (log.read_text() if log.exists() else ""):
+            assert shell.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        banner = log.read_text()
+        pid = int(banner.split("kill -TERM ")[1].split()[0].rstrip(","))
+        # the UI's own words, and no psql pointed at a SQLite file
+        assert "Catalog > mint_events" in banner and "Assets >" not in banner
+        assert "DATABASE_URL=sqlite:" in banner and "psql" not in banner
+        env_file = Path(banner.split("also in ")[1].split(":")[0])
+        home = dict(line.split("=", 1) for line in env_file.read_text().splitlines())[
+            "DAGSTER_HOME"
+        ]
+        with httpx.Client(timeout=5) as http:
+            while True:  # webserver and daemon up: every process that must stop exists
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(f"http://127.0.0.1:{port}/server_info").status_code == 200:
+                        break
+                assert shell.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.25)
+        assert len(_processes_with_env("DAGSTER_HOME", home)) >= 3
+        os.kill(pid, signal.SIGTERM)
+        assert shell.wait(timeout=90) == 0, log.read_text()[-3000:]
+        assert "did not stop" not in log.read_text()
+        assert _processes_with_env("DAGSTER_HOME", home) == []
+    finally:  # on failure: what this test started, by pid
+        for leftover in _processes_with_env("DAGSTER_HOME", home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, signal.SIGKILL)
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)

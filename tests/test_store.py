@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select, text
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
-from tests.factories import make_records
+from tests.factories import chain_of, make_records
 from tests.race import race
 
 
@@ -168,9 +168,11 @@ def test_removed_log_is_revived_when_it_returns(store: MintStore, engine: Engine
 def test_reconcile_range_makes_table_equal_chain(engine: Engine) -> None:
     store = MintStore(engine, DEFAULT_AUTHOR, start_block=100)
     canonical = make_records(30)  # blocks 100..109
-    webhook_only = make_records(2, seed=3, first_token=10_000, first_block=105)
+    # two logs a webhook saw on a fork of block 105 that lost
+    webhook_only = make_records(2, seed=3, first_token=10_000, first_block=105, block_hash_salt="f")
     store.store(canonical[:10] + webhook_only, source="webhook")
-    result = store.reconcile_range(canonical, start_block=100, end_block=109)
+    chain = chain_of(*canonical)
+    result = store.reconcile_range(canonical, start_block=100, end_block=109, canonical=chain)
     assert (result.removed, result.stored, result.duplicates) == (2, 20, 10)
     with engine.connect() as conn:
         live = set(
@@ -180,7 +182,7 @@ def test_reconcile_range_makes_table_equal_chain(engine: Engine) -> None:
         )
     assert live == {r.key for r in canonical}
     assert store.last_processed_block() == 109
-    again = store.reconcile_range(canonical, start_block=100, end_block=109)
+    again = store.reconcile_range(canonical, start_block=100, end_block=109, canonical=chain)
     assert (again.removed, again.stored, again.duplicates) == (0, 0, 30)
 
 
@@ -242,8 +244,9 @@ def test_reorg_moving_transactions_between_blocks_loses_nothing(
     store.store(old, source="webhook")
     new_tx1, new_tx2 = _swap_blocks(old)
     # the backfill reconciles the final range block by block
-    first = store.reconcile_range([new_tx2], start_block=100, end_block=100)
-    second = store.reconcile_range([new_tx1], start_block=101, end_block=101)
+    chain = chain_of(new_tx1, new_tx2)
+    first = store.reconcile_range([new_tx2], start_block=100, end_block=100, canonical=chain)
+    second = store.reconcile_range([new_tx1], start_block=101, end_block=101, canonical=chain)
     assert [e.outcome for e in first.events + second.events] == ["restored", "restored"]
     with engine.connect() as conn:
         live = conn.execute(

@@ -15,7 +15,7 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreResult, TokenConflictError
 from glisk_pipeline.db.store.upserts import COPY_MIN_RECORDS
-from tests.factories import make_records
+from tests.factories import block_hash, chain_of, make_records
 from tests.race import race
 
 # make_records puts 3 logs in each block from block 100: a multiple of 3 is whole blocks
@@ -73,11 +73,15 @@ def test_bulk_reconcile_removes_revives_and_moves(engine: Engine) -> None:
     store = MintStore(engine, DEFAULT_AUTHOR, start_block=100)
     canonical = make_records(BULK)
     first, last = first_block(canonical), last_block(canonical)
-    orphan = make_records(1, seed=3, first_token=10**6, first_block=first + 10)[0]
-    # a transaction the webhook saw in block `last`, which the chain has in block `first`
+    # a log the webhook saw on a fork of block first + 10 that lost
+    orphan = make_records(
+        1, seed=3, first_token=10**6, first_block=first + 10, block_hash_salt="f"
+    )[0]
+    # a transaction the webhook saw in block `last` on a lost fork, which the chain has in
+    # block `first`
     moved_from = canonical[0]
     webhook_view = dataclasses.replace(
-        moved_from, block_number=last, block_hash=canonical[-1].block_hash
+        moved_from, block_number=last, block_hash=block_hash(last, "f")
     )
     revived = canonical[5]
     store.store([*canonical[1:], orphan, webhook_view], source="webhook")
@@ -88,7 +92,9 @@ def test_bulk_reconcile_removes_revives_and_moves(engine: Engine) -> None:
         records=[],
     )
     assert count(engine, mint_events, mint_events.c.removed) == 3  # `revived`'s block
-    result = store.reconcile_range(canonical, start_block=first, end_block=last)
+    result = store.reconcile_range(
+        canonical, start_block=first, end_block=last, canonical=chain_of(*canonical)
+    )
     outcomes = {e.tx_hash: e.outcome for e in result.events}
     assert outcomes[revived.tx_hash] == "restored"
     assert outcomes[moved_from.tx_hash] == "restored"  # moved: removed there, back here
@@ -109,8 +115,14 @@ def test_bulk_token_conflict_rolls_back_rows_and_checkpoint(engine: Engine) -> N
     store.store(held, source="webhook")
     # other logs (another seed) claiming the same token ids, in later blocks
     clash = make_records(BULK, seed=99, first_block=last_block(held) + 1)
-    with pytest.raises(TokenConflictError, match="held by another live event"):
-        store.reconcile_range(clash, start_block=first_block(clash), end_block=last_block(clash))
+    # ... while the chain still has `held`'s blocks: a real conflict, naming both events
+    with pytest.raises(TokenConflictError, match=r"held by live event .* still canonical"):
+        store.reconcile_range(
+            clash,
+            start_block=first_block(clash),
+            end_block=last_block(clash),
+            canonical=chain_of(*held, *clash),
+        )
     assert count(engine, mint_events) == len(held)
     assert store.last_processed_block() is None
     # the failed transaction left no staging table behind on its pooled connection

@@ -17,6 +17,7 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, StoreResult
 from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
+from tests.factories import chain_of
 from tests.fixtures_db import async_pool
 
 BLOCK = 500
@@ -143,7 +144,7 @@ def test_ordering_rule(engine: Engine, case: Case) -> None:
     store = MintStore(engine, DEFAULT_AUTHOR, start_block=0)
     assert not _deliver(store, case.applied).stale  # the first view of a block applies
     if case.final:
-        store.reconcile_range([], start_block=BLOCK, end_block=BLOCK)
+        store.reconcile_range([], start_block=BLOCK, end_block=BLOCK, canonical=chain_of())
     verdict = _verdict(_deliver(store, case.incoming))
     assert verdict == case.verdict
     winner = case.incoming if verdict == "apply" else case.applied
@@ -155,7 +156,9 @@ def test_ordering_rule_through_the_async_pool(pg_url: str, pg_engine: Engine, ca
     """The same table through the sidecar's path (async psycopg pool, one call)."""
     assert not _deliver_async(pg_url, case.applied).stale
     if case.final:
-        MintStore(pg_engine, DEFAULT_AUTHOR).reconcile_range([], start_block=BLOCK, end_block=BLOCK)
+        MintStore(pg_engine, DEFAULT_AUTHOR).reconcile_range(
+            [], start_block=BLOCK, end_block=BLOCK, canonical=chain_of()
+        )
     verdict = _verdict(_deliver_async(pg_url, case.incoming))
     assert verdict == case.verdict
     winner = case.incoming if verdict == "apply" else case.applied

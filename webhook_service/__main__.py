@@ -47,7 +47,8 @@ def main() -> int:
             http="webhook_service.protocol:DeadlineH11Protocol",
             h11_max_incomplete_event_size=settings.WEBHOOK_MAX_HEADER_BYTES,
             timeout_keep_alive=settings.WEBHOOK_KEEP_ALIVE_SECONDS,
-            limit_concurrency=settings.WEBHOOK_MAX_CONNECTIONS,
+            # WEBHOOK_MAX_CONNECTIONS and the per-client cap are enforced at accept by the
+            # protocol (webhook_service/admission.py), not by uvicorn's limit_concurrency.
         )
     finally:
         if own_dir:

@@ -37,7 +37,7 @@ def _matches(log: GraphqlLog | RpcLog, contract: str) -> bool:
     """Our contract, the BatchMinted signature, a successful transaction, still canonical.
     Cheap string checks only: decoding happens for the logs that pass."""
     if isinstance(log, GraphqlLog):
-        address, ok = log.account.address, log.transaction.status == 1
+        address, ok = log.account.address, log.transaction.status == 1 and not log.removed
     else:
         address, ok = log.address, not log.removed
     return (

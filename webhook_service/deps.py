@@ -1,8 +1,9 @@
 """What the routes depend on, built once per worker process at start-up.
 
-PostgreSQL (production): deliveries (and /readyz) go through an async psycopg pool, one
-prepared call of the store's delivery function each, on the event loop (no threadpool
-hop). SQLite (the embedded default): the synchronous store, run in the threadpool.
+PostgreSQL (production): deliveries go through an async psycopg pool, one prepared call of
+the store's delivery function each, on the event loop (no threadpool hop); /readyz borrows
+a connection from it only when one is spare (webhook_service/readiness.py). SQLite (the
+embedded default): the synchronous store, run in the threadpool.
 
 Every database wait is bounded below the answer budget (WEBHOOK_ANSWER_BUDGET_SECONDS,
 under Alchemy's 5 s delivery timeout): libpq socket timeouts and keepalives, the pool's
@@ -11,7 +12,8 @@ checkout timeout, the server's statement_timeout, and the handler's own deadline
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import orjson
 from fastapi import Request
@@ -26,6 +28,8 @@ from glisk_pipeline.db.migrate import current_revision, head_revision
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
 from glisk_pipeline.settings import Settings
+from webhook_service.budget import within_budget
+from webhook_service.readiness import Readiness
 
 # The sidecar refuses to start without these (one line naming the first missing one).
 REQUIRED = ("ALCHEMY_WEBHOOK_SECRET", "GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
@@ -40,6 +44,13 @@ class Service:
     signing_keys: tuple[bytes, ...]
     contract: str
     head_revision: str
+    readiness: Readiness = field(init=False)
+
+    def __post_init__(self) -> None:
+        pool = None if self.deliveries is None else self.deliveries.pool
+        bounded = partial(within_budget, seconds=self.answer_budget_s)
+        readiness = Readiness(self.schema_revision, self.head_revision, pool, bounded)
+        object.__setattr__(self, "readiness", readiness)  # frozen: set once, here
 
     @property
     def duplicate_status(self) -> int:
@@ -85,8 +96,8 @@ def build_service(settings: Settings) -> Service:
     budget = settings.WEBHOOK_ANSWER_BUDGET_SECONDS
     deliveries = None
     # Each worker's pool: DATABASE_POOL_SIZE (+ DATABASE_MAX_OVERFLOW in bursts). On
-    # PostgreSQL that is the async pool; the engine then never connects (/readyz, too,
-    # goes through the async pool), so a worker holds at most pool + overflow connections.
+    # PostgreSQL that is the async pool; the engine then never connects (/readyz borrows
+    # a spare pooled connection), so a worker holds at most pool + overflow connections.
     if settings.DATABASE_URL.startswith("postgresql"):
         deliveries = AsyncDeliveryStore(
             make_delivery_pool(settings), settings.default_author_wallet

@@ -10,11 +10,9 @@ the call is abandoned (its one statement commits whole or not at all).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import orjson
 import structlog
@@ -26,6 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from glisk_pipeline.db.store import StoreError, StoreResult, TokenConflictError
 from webhook_service import logs, metrics
+from webhook_service.budget import OverBudget, within_budget
 from webhook_service.delivery import BlockDelivery, TooManyTokens, interpret
 from webhook_service.deps import Service
 from webhook_service.logs import log
@@ -130,6 +129,7 @@ async def _handle(request: Request, service: Service, started: float) -> Answer:
         result = await within_budget(_store(service, wanted), left)
     except OverBudget:
         log.error("database did not answer in time", budget_s=service.answer_budget_s)
+        service.readiness.invalidate()
         raise Rejected(500, "INTERNAL_ERROR", "database unavailable", "error") from None
     except TokenConflictError as exc:
         # Another live event holds these token ids: typically a reorg whose later blocks
@@ -137,6 +137,7 @@ async def _handle(request: Request, service: Service, started: float) -> Answer:
         raise Rejected(409, "TOKEN_CONFLICT", str(exc), "conflict") from None
     except (SQLAlchemyError, StoreError) as exc:
         log.error("database failure", error=type(exc).__name__)
+        service.readiness.invalidate()
         raise Rejected(500, "INTERNAL_ERROR", "database unavailable", "error") from None
     return _answer(wanted, result, service.duplicate_status)
 
@@ -158,32 +159,6 @@ async def read_body(request: Request, limit: int) -> bytes:
         # already answered 408): nobody reads this answer; it labels the metric and log.
         raise Rejected(400, "INVALID_PAYLOAD", "body not received", "disconnected") from None
     return bytes(body)
-
-
-class OverBudget(Exception):
-    """The database did not answer within the budget."""
-
-
-async def within_budget(work: Awaitable[T], seconds: float) -> T:
-    """`work`'s result, or OverBudget after `seconds`. The work is cancelled but not
-    awaited: psycopg's clean-up of a cancelled query (a cancel request, then closing the
-    connection) can itself wait on a dead socket, and must not delay the answer."""
-    task = asyncio.ensure_future(work)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-    except asyncio.CancelledError:  # the client went away: so does the work
-        task.cancel()
-        raise
-    if task in done:
-        return task.result()
-    task.cancel()
-    task.add_done_callback(_retrieve)
-    raise OverBudget
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # consumed: it was answered 500 already
 
 
 async def _store(service: Service, wanted: BlockDelivery) -> StoreResult:

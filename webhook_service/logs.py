@@ -72,10 +72,11 @@ class Throttled(Throttle):
 
 
 class ThrottledUvicornWarnings(logging.Filter):
-    """uvicorn writes one warning per refused request for a bad or oversized request head
-    and past the connection cap: lines anyone can provoke, throttled like ours."""
+    """uvicorn writes one warning per refused request for a bad or oversized request head:
+    a line anyone can provoke, throttled like ours. (Its "Exceeded concurrency limit." is
+    never written: the connection caps are ours, at accept.)"""
 
-    FLOOD_MESSAGES = frozenset({"Invalid HTTP request received.", "Exceeded concurrency limit."})
+    FLOOD_MESSAGES = frozenset({"Invalid HTTP request received."})
 
     def __init__(self, interval: float) -> None:
         super().__init__()

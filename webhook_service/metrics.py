@@ -40,6 +40,19 @@ SIGNATURES_REJECTED = Counter(
     "glisk_webhook_rejected_signatures_total",
     "Deliveries refused because the signature was missing or wrong (401)",
 )
+CONNECTIONS_REFUSED = Counter(
+    "glisk_webhook_refused_connections_total",
+    "Connections closed unread: a source not allowed, a client at its connection cap, or"
+    " a worker whose every slot holds a request in flight (behind a trusted proxy, the"
+    " first two once the head named the client)",
+    ["reason"],
+)
+CONNECTIONS_SHED = Counter(
+    "glisk_webhook_shed_connections_total",
+    "Connections without a complete request (idle, or head/body still arriving) closed to"
+    " admit a new one when the worker was at WEBHOOK_MAX_CONNECTIONS",
+    ["state"],
+)
 DETECTION_LAG = Histogram(
     "glisk_webhook_detection_lag_seconds",
     "From a newly stored mint's block timestamp to the moment it was stored",

@@ -162,6 +162,9 @@ class GraphqlLog(_In):
     data: str
     index: int = Field(ge=0, le=MAX_INT)
     transaction: GraphqlTransaction
+    # Alchemy's GraphQL logs carry no `removed`; one that says true (a query or relay that
+    # adds it) is a log of a reorganised block and is never stored as live.
+    removed: bool = False
 
 
 class RpcLog(_In):

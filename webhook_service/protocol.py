@@ -15,6 +15,13 @@ its answers (the transport's buffer full: writing paused) must read again within
 time, or the connection is dropped: without that, pipelined requests whose answers it
 never read held a connection, and a slot of WEBHOOK_MAX_CONNECTIONS, for as long as it
 liked (measured: 3,000 pipelined GETs, the client silent for 4 read timeouts, all kept).
+
+Which connections are admitted at all (source allowlist, per-client cap, shedding the
+oldest idle or half-sent connection when the worker is full) is decided when a connection
+is accepted, before a byte is read: webhook_service/admission.py. uvicorn's own
+`limit_concurrency` is not used: it counts idle and half-sent connections like busy ones and
+answers the newcomer 503 only after reading its head, so one client holding connections
+open shut everyone else out.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any, Literal
 
@@ -33,16 +41,25 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from glisk_pipeline.settings import Settings, load_settings
+from webhook_service import logs, metrics
+from webhook_service.admission import ConnectionBook, Refusal, SourcePolicy, policy_from
 from webhook_service.logs import ThrottledUvicornWarnings
 
 Phase = Literal["head", "body", "answer"] | None
-TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\n"
-    b"content-length: 24\r\n\r\n"
-    b"request read timed out\r\n"
-)
+WAITING_FOR_BYTES = ("head", "body")  # the phases in which a connection may be shed
+
+
+def _plain_response(status: bytes, text: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: text/plain; charset=utf-8\r\n"
+        b"connection: close\r\n"
+        b"content-length: %d\r\n\r\n" % len(text) + text
+    )
+
+
+TIMEOUT_RESPONSE = _plain_response(b"408 Request Timeout", b"request read timed out\r\n")
+SHED_RESPONSE = _plain_response(b"503 Service Unavailable", b"server full, retry\r\n")
 
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
@@ -75,6 +92,36 @@ def read_timeout_seconds() -> float:
     return settings().WEBHOOK_READ_TIMEOUT_SECONDS
 
 
+@cache
+def connection_book() -> ConnectionBook:
+    """This worker's admitted connections (one event loop per worker: no locking)."""
+    config = settings()
+    return ConnectionBook(config.WEBHOOK_MAX_CONNECTIONS, config.WEBHOOK_MAX_CONNECTIONS_PER_CLIENT)
+
+
+@cache
+def source_policy() -> SourcePolicy:
+    return policy_from(settings())
+
+
+class ScreenedConnection(h11.Connection):
+    """h11 with a look at each request head before uvicorn acts on it: a trusted proxy's
+    request is admitted or refused by the client its X-Forwarded-For names. A refused
+    request reads as NEED_DATA to uvicorn; the screen has already dropped the connection."""
+
+    def __init__(
+        self, screen: Callable[[h11.Request], bool], max_incomplete_event_size: int
+    ) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
+        self._screen = screen
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        event = super().next_event()
+        if isinstance(event, h11.Request) and not self._screen(event):
+            return h11.NEED_DATA
+        return event
+
+
 # uvicorn imports this module in every worker process before serving (after it set up
 # its logging, so the filter stays).
 return_large_buffers_to_the_os()
@@ -93,10 +140,37 @@ class DeadlineH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.read_timeout = read_timeout_seconds()
+        self.book = connection_book()
+        self.policy = source_policy()
         self._phase: Phase = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._admitted = False
+        self._via_proxy = False
+        self._peer = ""
+        if self.policy.trusted_proxies:
+            # the same head-size limit uvicorn gave its own h11 connection
+            limit = self.conn._max_incomplete_event_size
+            self.conn = ScreenedConnection(self._screen_request, limit)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) and peer else None
+        self._peer = host or ""
+        refusal: Refusal | None = None
+        if host is not None:
+            client, allowed, self._via_proxy = self.policy.classify(host)
+            if self._via_proxy:
+                refusal = self.book.admit(self, None)  # the client comes with each head
+            else:
+                refusal = self.book.admit(self, client) if allowed else "not_allowed"
+        else:  # not an IP socket (a Unix socket): no address to judge
+            refusal = self.book.admit(self, None)
+        if refusal is not None:
+            # Never registered with uvicorn: closed before a byte is read or written.
+            transport.abort()
+            _count_refusal(refusal, host)
+            return
+        self._admitted = True
         super().connection_made(transport)
         self._watch()
 
@@ -105,12 +179,54 @@ class DeadlineH11Protocol(H11Protocol):
         self._watch()
 
     def on_response_complete(self) -> None:
+        if self._via_proxy:
+            self.book.charge(self, None)  # the proxy's next request may be anyone's
         super().on_response_complete()
         self._watch()  # a kept-alive connection now waits for the next head
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._admitted:
+            return  # refused in connection_made: uvicorn never saw it
         self._arm(None)
+        self.book.release(self)
         super().connection_lost(exc)
+
+    def _screen_request(self, request: h11.Request) -> bool:
+        """A request head arrived: if it came through a trusted proxy, judge the client it
+        names (allowlist, per-client cap) and charge it until the answer is sent."""
+        if not self._via_proxy:
+            return True
+        host = self.policy.forwarded_client(request.headers, self._peer)
+        client, allowed, _ = self.policy.classify(host)
+        refusal: Refusal | None = None
+        if not allowed:
+            refusal = "not_allowed"
+        elif not self.book.charge(self, client):
+            refusal = "client_cap"
+        if refusal is not None:
+            self._arm(None)
+            self.transport.abort()
+            _count_refusal(refusal, host)
+            return False
+        self.client = (host, 0)  # the request's scope names the real client
+        return True
+
+    # --- shedding (called by the book when the worker is full) --------------------------
+
+    def can_shed(self) -> bool:
+        if self._phase not in WAITING_FOR_BYTES or self.transport.is_closing():
+            return False
+        cycle = self.cycle  # an answer already being written is left to finish
+        return cycle is None or not cycle.response_started or cycle.response_complete
+
+    def shed(self) -> None:
+        state = "body" if self._phase == "body" else "head" if self._partial_head() else "idle"
+        metrics.CONNECTIONS_SHED.labels(state).inc()
+        logs.unauthenticated.warning("connection shed", outcome="connection_shed", state=state)
+        self._hang_up(SHED_RESPONSE)
+
+    def _partial_head(self) -> bool:
+        return bool(self.conn.trailing_data[0])
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -139,6 +255,7 @@ class DeadlineH11Protocol(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
         self._phase = phase
+        self.book.waiting(self, phase in WAITING_FOR_BYTES)
         if phase is not None:
             self._deadline = self.loop.call_later(self.read_timeout, self._expired)
 
@@ -146,22 +263,31 @@ class DeadlineH11Protocol(H11Protocol):
         self._deadline = None
         if self._phase == "answer":
             # Nothing more can be written, and close() would wait to flush the buffer.
-            self._phase = None
+            self._arm(None)
             self.transport.abort()
             return
+        self._hang_up(TIMEOUT_RESPONSE)
+
+    def _hang_up(self, answer: bytes) -> None:
+        """Close a connection that is waiting for bytes, saying why if a request had begun
+        (an idle connection just closes)."""
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if self._phase == "head":
-            # Part of a head came: say why we hang up. An idle connection just closes.
-            if self.conn.trailing_data[0]:
-                self.transport.write(TIMEOUT_RESPONSE)
+            if self._partial_head():
+                self.transport.write(answer)
         elif cycle is not None and not cycle.response_started:
-            self.transport.write(TIMEOUT_RESPONSE)
+            self.transport.write(answer)
         if self._phase == "body" and cycle is not None and not cycle.response_complete:
             # The application is waiting for body bytes: it gets a disconnect now, and
             # any answer it still sends is dropped.
             cycle.disconnected = True
             cycle.message_event.set()
-        self._phase = None
+        self._arm(None)
         self.transport.close()
+
+
+def _count_refusal(reason: Refusal, source: str | None) -> None:
+    metrics.CONNECTIONS_REFUSED.labels(reason).inc()
+    logs.unauthenticated.warning("connection refused", outcome=f"refused_{reason}", source=source)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from webhook_service import metrics
 from webhook_service.deps import Service, get_service
-from webhook_service.handler import handle_delivery, json_response, within_budget
+from webhook_service.handler import handle_delivery, json_response
 from webhook_service.models import DuplicateBody, ErrorBody, HealthBody, SuccessBody
 
 router = APIRouter()
@@ -51,13 +51,10 @@ async def healthz() -> Response:
 
 @router.get("/readyz", response_model=HealthBody, responses={503: {"model": HealthBody}})
 async def readyz(service: ServiceDep) -> Response:
-    try:  # bounded like a delivery: a stalled database answers 503, not a hang
-        current = await within_budget(service.schema_revision(), service.answer_budget_s)
-    except Exception as exc:  # any failure to reach the database means "not ready"
-        return json_response(503, HealthBody(status="unavailable", detail=type(exc).__name__))
-    if current != service.head_revision:
-        detail = f"schema at {current}, expected {service.head_revision}: run `make migrate`"
-        return json_response(503, HealthBody(status="unavailable", detail=detail))
+    # cached per worker and never queued for a delivery's connection (readiness.py)
+    verdict = await service.readiness.verdict()
+    if not verdict.ready:
+        return json_response(503, HealthBody(status="unavailable", detail=verdict.detail))
     return json_response(200, HealthBody(status="ok"))
 
 

@@ -13,12 +13,16 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "status": (
         "glisk_pipeline.cli.status",
-        "how far behind the index and the webhook are (exit 3 when lagging)",
+        "how far behind the index is, and the integrity checks (exit 3 lagging, 4 failing)",
     ),
     "authors": ("glisk_pipeline.cli.authors", "register, import and list prompt authors"),
     "recover": (
         "glisk_pipeline.cli.recover_events",
         "fetch BatchMinted logs for a block range and store what is missing",
+    ),
+    "repair": (
+        "glisk_pipeline.cli.repair",
+        "store exactly the mints the supply proof finds missing (by token id; add-only)",
     ),
 }
 

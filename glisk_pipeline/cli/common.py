@@ -1,8 +1,10 @@
 """What every `glisk` command shares: its exit codes, one-line errors, the schema check.
 
 Exit codes: 0 success, 1 error (usage errors included: one line naming the argument),
-2 partial (`recover`: some batches stored, then an error), 3 lagging (`status`: a lag past
-its threshold). argparse's own code for usage errors is 2, which would read as "partial".
+2 partial (`recover`: some batches stored, then an error; `repair`: some missing mints
+not found), 3 lagging (`status`: a lag past its threshold), 4 failing (`status`: an
+integrity check fails; `recover --dry-run`, `repair --dry-run`: something is missing or
+different). argparse's own code for usage errors is 2, which would read as "partial".
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import NoReturn
 
 from sqlalchemy import Engine
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_LAGGING = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_LAGGING, EXIT_FAILING = 0, 1, 2, 3, 4
 
 
 class ArgumentParser(argparse.ArgumentParser):

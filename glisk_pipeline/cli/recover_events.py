@@ -9,7 +9,9 @@ in the same transaction as its rows, so an interrupted run resumes where it stop
 it again without --from-block. Exit codes: 0 success, 1 error (nothing stored), 2 partial
 (some batches stored, then an error or an interrupt). Usage errors exit 1 too, with one
 line naming the argument. --dry-run writes nothing: it compares the chain's logs with the
-tables (glisk_pipeline/audit.py) and reports what is missing, present or different.
+tables (glisk_pipeline/audit.py), reports what is missing, present or different, the
+partitions and the exact `glisk recover` command to fix it, and exits 4 when anything is
+missing or different (0 when the range equals the chain).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from glisk_pipeline.audit import AuditReport, audit_range
 from glisk_pipeline.chain import DecodeError
 from glisk_pipeline.cli.common import (
     EXIT_ERROR,
+    EXIT_FAILING,
     EXIT_OK,
     EXIT_PARTIAL,
     ArgumentParser,
@@ -37,6 +40,8 @@ from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
 from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.supply import shown
+from glisk_pipeline.windows import keys_of_blocks
 
 SHOWN = 20  # findings of a dry run listed per kind
 
@@ -142,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Nothing to do: from block {start} is past to block {end}")
             return EXIT_OK
         if args.dry_run:
-            return dry_run(client, engine, settings.contract_address, start, end, args.verbose)
+            return dry_run(
+                client, engine, settings.contract_address, start, end, args.verbose,
+                partition_size=settings.GLISK_PARTITION_SIZE,
+            )  # fmt: skip
 
         size = args.batch_size or settings.GLISK_PARTITION_SIZE
         batches = [(a, min(a + size - 1, end)) for a in range(start, end + 1, size)]
@@ -171,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Done: {totals['found']} events found, {totals['stored']} stored, "
             f"{totals['duplicates']} already present, {totals['removed']} removed; "
-            f"{client.stats.calls} RPC calls ({client.stats.retries} retries) in {elapsed:.1f}s",
+            f"{client.stats.calls} RPC calls ({client.stats.retries} retries; "
+            f"{client.stats.lagging} answers refused from a lagging node; "
+            f"{client.stats.proofs} block hashes read as proof) in {elapsed:.1f}s",
             flush=True,
         )
         return EXIT_OK
@@ -188,9 +198,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dry_run(
-    client: RpcClient, engine: Engine, contract: str, start: int, end: int, verbose: bool
+    client: RpcClient,
+    engine: Engine,
+    contract: str,
+    start: int,
+    end: int,
+    verbose: bool,
+    *,
+    partition_size: int,
 ) -> int:
-    """Compare, write nothing; print the counts and the blocks to recover."""
+    """Compare, write nothing; print the counts, the blocks and partitions to recover and
+    the command that does it. Exit 4 (EXIT_FAILING) when anything is missing or differs."""
     print(f"Dry run: comparing blocks {start} - {end} with the tables (nothing is written)")
 
     def on_chunk(part: AuditReport) -> None:
@@ -216,14 +234,18 @@ def dry_run(
         for finding in findings[:SHOWN]:
             print(f"  {title}: {finding}")
         if len(findings) > SHOWN:
-            print(f"  {title}: ... and {len(findings) - SHOWN} more")
+            print(f"  {title}: … and {len(findings) - SHOWN} more")
     blocks = report.blocks()
-    if blocks:
-        shown = ", ".join(map(str, blocks[:SHOWN])) + (" ..." if len(blocks) > SHOWN else "")
-        print(f"Blocks to recover ({len(blocks)}): {shown}")
-    else:
+    if not blocks:
         print("Nothing to recover: the tables equal the chain in this range")
-    return EXIT_OK
+        return EXIT_OK
+    print(f"Blocks to recover ({len(blocks)}): {shown(blocks, SHOWN)}")
+    keys = keys_of_blocks(blocks, partition_size)
+    print(f"Partitions to re-materialize ({len(keys)}): {shown(keys, SHOWN)}")
+    print(f"Run: glisk recover --from-block {blocks[0]} --to-block {blocks[-1]}")
+    if not (report.differs or report.not_on_chain):
+        print("  (or `glisk repair`: it stores only the missing mints, found by token id)")
+    return EXIT_FAILING
 
 
 def print_chunk(chunk: ChunkReport) -> None:

@@ -1,9 +1,17 @@
-"""`glisk status [--json]`: how far behind the index is, and whether the webhook is alive.
+"""`glisk status [--json | --prometheus]`: how far behind the index is, whether the webhook
+is alive, and whether the tables pass the integrity checks.
 
-Exit codes (so it can serve as a cron or Kubernetes probe): 0 healthy, 1 error (the RPC
-node or the database cannot be read), 3 lagging (a lag past its threshold: see
-glisk_pipeline/status.py). With DAGSTER_HOME set it adds the block_ranges partitions as
-that Dagster instance sees them (materialized / failed / in progress / missing).
+It evaluates the cheap checks itself (token-id contiguity in SQL, the supply proof: one
+eth_call), and with DAGSTER_HOME set adds the block_ranges partitions and the latest
+result of each asset check as that Dagster instance sees them. A part that cannot be read
+(node, database) is named in `problems` with its endpoint (scheme://host:port, never a
+secret) and the rest is still printed; `--json` always writes its object.
+
+Exit codes (so it can serve as a cron or Kubernetes probe), the first that applies:
+1 error (the node or the database unreachable, the schema behind), 4 failing (token ids
+not contiguous, the supply proof fails, or a Dagster check's latest result failed with
+ERROR severity, for the checks it does not evaluate itself), 3 lagging (a lag past its
+threshold: see glisk_pipeline/status.py), 0 healthy.
 """
 
 from __future__ import annotations
@@ -16,104 +24,144 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.cli.common import (
+    EXIT_ERROR,
+    EXIT_FAILING,
     EXIT_LAGGING,
     EXIT_OK,
     ArgumentParser,
     error,
     schema_problem,
 )
-from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
+from glisk_pipeline.cli.status_output import print_text, prometheus_text
+from glisk_pipeline.db.engine import engine_from_settings
 from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
 
+STATUS_RPC_TIMEOUT_S = 2.0
 
-def dagster_partitions() -> dict[str, Any] | None:
-    """The partitions' states from the Dagster instance, when one is configured."""
+
+def dagster_facts() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The partitions' states and the latest result of each asset check, from the Dagster
+    instance, when one is configured."""
     if not os.environ.get("DAGSTER_HOME"):
         return None
     # Lazily: only this function loads Dagster (~2 s of imports), and only when asked to.
-    from glisk_pipeline.defs.instance_status import partition_summary
+    from glisk_pipeline.defs.instance_status import instance_facts
 
-    return partition_summary()
+    return instance_facts()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="glisk status", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="Prometheus text format (for node_exporter's textfile collector)",
+    )
     args = parser.parse_args(argv)
+    from glisk_pipeline.status import empty_status
+
     try:
         settings = load_settings()
-        client = RpcClient.from_settings(settings)
+        # a probe answers within seconds: a short timeout and two attempts, not the
+        # backfill's patience (30 s x 6 attempts with backoff)
+        client = RpcClient.from_settings(
+            settings,
+            timeout=min(settings.RPC_TIMEOUT_SECONDS, STATUS_RPC_TIMEOUT_S),
+            max_attempts=min(settings.RPC_MAX_ATTEMPTS, 2),
+            backoff_base=0.2,
+            backoff_cap=1.0,
+        )
     except ConfigError as exc:
+        if args.json:
+            status = empty_status()
+            status["problems"].append(f"config error: {exc}")
+            print(json.dumps(status, indent=2))
         return error(f"config error: {exc}")
     from glisk_pipeline.status import collect
 
     engine = engine_from_settings(settings)
     try:
-        problem = schema_problem(engine)
-        if problem is not None:
-            return error(problem)
-        client.check_chain_id(settings.expected_chain_id)
-        status = collect(settings, engine, client)
         try:
-            status["partitions"] = dagster_partitions()
+            problem = schema_problem(engine)
+        except SQLAlchemyError:
+            problem = None  # collect() names the unreachable database
+        if problem is not None:
+            if args.json:
+                status = empty_status()
+                status["problems"].append(problem)
+                print(json.dumps(status, indent=2))
+            return error(problem)
+        status = collect(settings, engine, client)
+        check_chain(status, client, settings.expected_chain_id)
+        try:
+            facts = dagster_facts()
         except Exception as exc:  # Dagster's view is optional: say why it is absent
             status["warnings"].append(f"Dagster instance not readable: {exc}".splitlines()[0])
-    except RpcError as exc:
-        return error(str(exc))
-    except SQLAlchemyError as exc:
-        return error(f"database: {describe_db_error(exc)}")
+        else:
+            if facts is not None:
+                status["partitions"], status["checks"] = facts
+                judge_checks(status)
     finally:
         client.close()
         engine.dispose()
+    code = exit_code(status)
     if args.json:
         print(json.dumps(status, indent=2))
+    elif args.prometheus:
+        print(prometheus_text(status, code), end="")
     else:
-        print_text(status)
+        print_text(status, state(status))
+    if status["unreachable"]:  # one line on stderr too, for a probe's log
+        print(f"error: {status['problems'][0]}", file=sys.stderr)
+    return code
+
+
+def check_chain(status: dict[str, Any], client: RpcClient, expected: int | None) -> None:
+    if status["chain"] is None:
+        return
+    try:
+        client.check_chain_id(expected)
+    except RpcError as exc:
+        status["problems"].append(str(exc))
+        status["unreachable"].append(client.endpoint)
+
+
+# Checks that status evaluates itself, now: their latest Dagster result (possibly older,
+# e.g. from before a repair) is shown but not judged again.
+EVALUATED_HERE = {"token_ids_contiguous", "supply_matches_contract", "checkpoint_fresh"}
+
+
+def judge_checks(status: dict[str, Any]) -> None:
+    """A Dagster check whose latest result failed: ERROR severity fails status, WARN warns."""
+    for check in status["checks"] or []:
+        if check["passed"] is not False or check["name"] in EVALUATED_HERE:
+            continue
+        line = f"Dagster check {check['name']} failed ({check['severity']}) at {check['at']}"
+        if check["description"]:
+            line += f": {check['description']}"
+        if check["severity"] == "ERROR":
+            status["failing"].append(check["name"])
+            status["problems"].append(line)
+        else:
+            status["warnings"].append(line)
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """1 when a part could not be read, else 4 when an integrity check fails, else 3 when
+    lagging, else 0."""
+    if status["unreachable"]:
+        return EXIT_ERROR
+    if status["failing"]:
+        return EXIT_FAILING
     return EXIT_LAGGING if status["problems"] else EXIT_OK
 
 
-def _seconds(value: int | None) -> str:
-    return "" if value is None else f", {value} s"
-
-
-def print_text(s: dict[str, Any]) -> None:
-    chain, cp, hook, rows = s["chain"], s["checkpoint"], s["webhook"], s["rows"]
-    print(f"chain       head {chain['head']} ({chain['head_time']}), final {chain['final']}")
-    seconds = _seconds(cp["behind_head_seconds"])
-    print(
-        f"checkpoint  last_processed_block {cp['last_processed_block']}: "
-        f"{cp['behind_final_blocks']} blocks behind final, "
-        f"{cp['behind_head_blocks']} blocks{seconds} behind head"
+def state(status: dict[str, Any]) -> str:
+    return {EXIT_ERROR: "ERROR", EXIT_FAILING: "FAILING", EXIT_LAGGING: "LAGGING"}.get(
+        exit_code(status), "OK"
     )
-    if hook is None:
-        print("webhook     no delivery recorded")
-    else:
-        seconds = _seconds(hook["behind_head_seconds"])
-        print(
-            f"webhook     last block {hook['last_block']}, delivered "
-            f"{hook['last_delivery_age_seconds']} s ago ({hook['last_delivery_at']}): "
-            f"{hook['behind_head_blocks']} blocks{seconds} behind head"
-        )
-    print(
-        f"rows        webhook {rows['webhook']}, backfill {rows['backfill']}, "
-        f"removed {rows['removed']}"
-    )
-    parts = s["partitions"]
-    if parts is not None:
-        print(
-            f"partitions  {parts['added']} added: {parts['materialized']} materialized, "
-            f"{parts['failed']} failed, {parts['in_progress']} in progress, "
-            f"{parts['missing']} missing"
-        )
-        for label in ("failed", "missing"):
-            if parts[f"{label}_keys"]:
-                print(f"  {label}: {', '.join(parts[f'{label}_keys'])}")
-    for line in s["warnings"]:
-        print(f"WARNING     {line}")
-    for line in s["problems"]:
-        print(f"LAGGING     {line}")
-    print("status      " + ("LAGGING" if s["problems"] else "OK"))
 
 
 if __name__ == "__main__":

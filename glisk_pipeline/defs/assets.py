@@ -21,11 +21,13 @@ from dagster import (
     TableSchema,
     asset,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from glisk_pipeline.db.schema import mint_events as mint_events_table
+from glisk_pipeline.db.schema import mint_stats as mint_stats_table
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.table_metadata import table_definition_metadata
 from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
 from glisk_pipeline.settings import load_settings
 from glisk_pipeline.stats import rebuild
@@ -67,6 +69,7 @@ with warnings.catch_warnings():
         pool="rpc",
         group_name="mints",
         kinds={"python", "sql"},
+        metadata=table_definition_metadata(mint_events_table),
         description=(
             "Every BatchMinted log of the GliskNFT contract in the partition's block window, "
             "reconciled with the chain: missing logs stored, non-canonical rows marked removed."
@@ -81,13 +84,12 @@ def mint_events(
     settings = chain.settings()
     # One backfill_range per window, in block order, on one RPC client (its adapted chunk
     # size carries over), so each partition's materialization carries its own window's
-    # counts and the UI can plot events per window. A window costs at least one
+    # counts and RPC calls and the UI can plot them per window. A window costs at least one
     # eth_getLogs call of its own; the prefetch overlap stops at each window's end.
     windows = sorted(
         (key_range_bounds(key, key, settings.GLISK_START_BLOCK), key)
         for key in context.partition_keys
     )
-    start, end = windows[0][0][0], windows[-1][0][1]
     store = database.store()
 
     def log_chunk(chunk: ChunkReport) -> None:
@@ -96,7 +98,7 @@ def mint_events(
             f"{chunk.stored} stored, {chunk.duplicates} duplicates, {chunk.removed} removed"
         )
 
-    totals = BackfillReport(start, end)
+    reports = []
     with chain.client() as client:
         # Partitions are only added once final; this guards hand-added keys, whose blocks
         # could still change after we reconcile them.
@@ -106,33 +108,56 @@ def mint_events(
             report = backfill_range(
                 client, store, settings.contract_address, lo, hi, on_chunk=log_chunk
             )
-            context.add_asset_metadata(_window_metadata(database, report), partition_key=key)
-            for name in ("logs_found", "stored", "duplicates", "removed", "tokens"):
-                setattr(totals, name, getattr(totals, name) + getattr(report, name))
-            totals.rpc_calls += report.rpc_calls
-            totals.rpc_retries += report.rpc_retries
-            totals.duration_s += report.duration_s
-            totals.final_chunk_size = report.final_chunk_size
+            reports.append(report)
+            context.add_asset_metadata(window_metadata(database, report), partition_key=key)
 
+    run = run_totals(reports)
     context.log.info(
-        f"blocks {start}-{end} ({len(windows)} partitions): {totals.logs_found} logs, "
-        f"{totals.stored} stored, {totals.duplicates} duplicates, {totals.removed} removed, "
-        f"{totals.rpc_calls} RPC calls, {totals.events_per_s:,.0f} events/s"
+        f"blocks {run.from_block}-{run.to_block} ({len(windows)} partitions): "
+        f"{run.logs_found} logs, {run.stored} stored, {run.duplicates} duplicates, "
+        f"{run.removed} removed, {run.rpc_calls} RPC calls, {run.events_per_s:,.0f} events/s"
     )
-    # The run's own figures, the same on each partition it materialized (run_* names, so
-    # they are not mistaken for the window's); each window's counts are added above.
-    return MaterializeResult(
-        metadata={
-            "partitions_in_run": MetadataValue.int(len(windows)),
-            "run_block_range": MetadataValue.text(f"{start}-{end}"),
-            "run_logs_found": MetadataValue.int(totals.logs_found),
-            "rpc_calls": MetadataValue.int(totals.rpc_calls),
-            "rpc_retries": MetadataValue.int(totals.rpc_retries),
-            "final_chunk_size": MetadataValue.int(totals.final_chunk_size),
-            "run_duration_s": MetadataValue.float(round(totals.duration_s, 3)),
-            "run_events_per_s": MetadataValue.float(round(totals.events_per_s, 1)),
-        }
-    )
+    # The table's size goes on every window (the catalog shows the latest materialization's
+    # dagster/row_count, whichever window that is); the run's own figures once, on its last
+    # window, so summing a metadata entry over partitions never counts a run twice.
+    row_count = {"dagster/row_count": MetadataValue.int(table_rows(database))}
+    for _, key in windows:
+        context.add_asset_metadata(row_count, partition_key=key)
+    context.add_asset_metadata(run_metadata(run, len(windows)), partition_key=windows[-1][1])
+    return MaterializeResult()
+
+
+def run_totals(reports: list[BackfillReport]) -> BackfillReport:
+    """One report over consecutive windows' reports (blocks first to last)."""
+    total = BackfillReport(reports[0].from_block, reports[-1].to_block)
+    for report in reports:
+        for name in (
+            "logs_found", "stored", "duplicates", "removed", "tokens",
+            "rpc_calls", "rpc_retries", "duration_s",
+        ):  # fmt: skip
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.final_chunk_size = report.final_chunk_size
+    return total
+
+
+def run_metadata(run: BackfillReport, partitions: int) -> dict[str, MetadataValue]:
+    """The run's figures (run_* names, so they are not mistaken for a window's)."""
+    return {
+        "run_partitions": MetadataValue.int(partitions),
+        "run_block_range": MetadataValue.text(f"{run.from_block}-{run.to_block}"),
+        "run_logs_found": MetadataValue.int(run.logs_found),
+        "run_stored": MetadataValue.int(run.stored),
+        "run_rpc_calls": MetadataValue.int(run.rpc_calls),
+        "run_rpc_retries": MetadataValue.int(run.rpc_retries),
+        "run_duration_s": MetadataValue.float(round(run.duration_s, 3)),
+        "run_events_per_s": MetadataValue.float(round(run.events_per_s, 1)),
+    }
+
+
+def table_rows(database: DatabaseResource) -> int:
+    """Rows in mint_events (live and removed): the table's dagster/row_count."""
+    with database.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(mint_events_table)).scalar_one()
 
 
 def _refuse_bad_keys(context: AssetExecutionContext, size: int, final: int) -> None:
@@ -154,8 +179,9 @@ def _refuse_bad_keys(context: AssetExecutionContext, size: int, final: int) -> N
         raise Failure(f"removed block_ranges keys that must not be partitions: {reasons}")
 
 
-def _window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[str, object]:
-    """One window's own figures: what the UI plots per partition."""
+def window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[str, MetadataValue]:
+    """One block range's own figures, RPC calls included: what the UI plots per partition
+    (and what the tip fill reports for the blocks it read)."""
     start, end = report.from_block, report.to_block
     return {
         "block_range": MetadataValue.text(f"{start}-{end}"),
@@ -165,7 +191,14 @@ def _window_metadata(database: DatabaseResource, report: BackfillReport) -> dict
         "stored": MetadataValue.int(report.stored),
         "duplicates": MetadataValue.int(report.duplicates),
         "removed": MetadataValue.int(report.removed),
+        # removals need proof (the chain's hash at the row's block changed): blocks read
+        "removal_proofs": MetadataValue.int(report.proven_blocks),
+        # answers refused from a node that lacked the window (it lagged the head)
+        "lagging_answers": MetadataValue.int(report.lagging_answers),
         "tokens_stored": MetadataValue.int(report.tokens),
+        "rpc_calls": MetadataValue.int(report.rpc_calls),
+        "rpc_retries": MetadataValue.int(report.rpc_retries),
+        "chunk_size": MetadataValue.int(report.final_chunk_size),
         "duration_s": MetadataValue.float(round(report.duration_s, 3)),
         "preview": _preview(database, start, end),
     }
@@ -212,6 +245,7 @@ def _preview(database: DatabaseResource, start: int, end: int) -> MetadataValue:
     deps=[mint_events],
     group_name="mints",
     kinds={"pandas", "sql"},
+    metadata=table_definition_metadata(mint_stats_table),
     # No automation condition: it would need Dagster's automation sensor, which is off
     # unless turned on. Materialize it after a backfill (or select it in the backfill next
     # to mint_events); the demo does so. README, `make dev` and this agree.
@@ -229,6 +263,7 @@ def mint_stats(context: AssetExecutionContext, database: DatabaseResource) -> Ma
     return MaterializeResult(
         metadata={
             "rows": MetadataValue.int(summary.rows),
+            "dagster/row_count": MetadataValue.int(summary.rows),
             "authors": MetadataValue.int(summary.authors),
             "days": MetadataValue.int(summary.days),
             "events": MetadataValue.int(summary.events),

@@ -18,16 +18,20 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetPartitionStatus,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
     MetadataValue,
     asset_check,
 )
-from sqlalchemy import Engine, and_, func, literal_column, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.supply import contiguity_breaks, prove, windows_of
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -66,36 +70,6 @@ def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
         return [(r[0], 0 if r[1] else r[2], r[3], r[4]) for r in conn.execute(query)]
 
 
-def token_id_breaks(engine: Engine, checkpoint: int | None) -> list[tuple[str, int, int, int]]:
-    """Breaks in the token ids of live events, in token order: ("overlap", start, previous
-    end, block) anywhere, ("gap", ...) where the later event is at or below the checkpoint.
-    Above it the index may still be catching up, so a gap there is not yet an error."""
-    # GliskNFT ids start at 1: before the first event, the previous end is 0, so missing
-    # ids at the very start show as a gap too
-    prev_end = func.coalesce(
-        func.lag(events_t.c.start_token_id + events_t.c.quantity - 1).over(
-            order_by=events_t.c.start_token_id
-        ),
-        literal_column("0"),
-    ).label("prev_end")
-    ordered = (
-        select(events_t.c.start_token_id, events_t.c.block_number, prev_end)
-        .where(~events_t.c.removed)
-        .subquery()
-    )
-    query = select(ordered).where(
-        ordered.c.start_token_id != ordered.c.prev_end + literal_column("1"),
-    )
-    breaks = []
-    with engine.connect() as conn:
-        for start, block, previous_end in conn.execute(query):
-            if start <= previous_end:
-                breaks.append(("overlap", start, previous_end, block))
-            elif checkpoint is not None and block <= checkpoint:
-                breaks.append(("gap", start, previous_end, block))
-    return breaks
-
-
 def uncovered_windows(
     materialized: Iterable[str], *, start_block: int, size: int, checkpoint: int | None
 ) -> list[str]:
@@ -115,12 +89,12 @@ def uncovered_windows(
 
 def _shown(items: Sequence[object]) -> MetadataValue:
     return MetadataValue.text(
-        "\n".join(map(str, items[:SHOWN])) + ("\n..." if items[SHOWN:] else "")
+        "\n".join(map(str, items[:SHOWN]))
+        + (f"\n… and {len(items) - SHOWN} more" if items[SHOWN:] else "")
     )
 
 
-def _rematerialize(blocks: Iterable[int], size: int) -> dict[str, MetadataValue]:
-    keys = keys_of_blocks(blocks, size)
+def _rematerialize(keys: Sequence[str]) -> dict[str, MetadataValue]:
     return {
         "partitions_to_rematerialize": _shown(keys),
         "partitions_to_rematerialize_count": MetadataValue.int(len(keys)),
@@ -145,7 +119,7 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
         metadata={
             "mismatched_events": len(bad),
             "examples (id, expected, actual, block)": _shown(bad),
-            **_rematerialize((b[3] for b in bad), size),
+            **_rematerialize(keys_of_blocks((b[3] for b in bad), size)),
         },
     )
 
@@ -154,24 +128,106 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
     asset=mint_events,
     description="Token ids of live events are contiguous: no overlap anywhere, no gap at or "
     "below last_processed_block. A gap means a mint is missing, an overlap a row of a lost "
-    "fork still live: re-materialize the listed partitions.",
+    "fork still live: re-materialize the listed partitions (for a gap, every window between "
+    "the events on either side of it; windows_hold_their_logs names the window exactly). "
+    "Ids missing before the first event or after the last: supply_matches_contract.",
 )
 def token_ids_contiguous(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    # The same evaluation as `glisk status` (glisk_pipeline/supply.py), so both agree.
     checkpoint = database.store().last_processed_block()
-    breaks = token_id_breaks(database.engine, checkpoint)
-    size = chain.settings().GLISK_PARTITION_SIZE
+    gaps, overlaps = contiguity_breaks(database.engine, checkpoint)
+    settings = chain.settings()
+    keys = windows_of(
+        gaps + overlaps, size=settings.GLISK_PARTITION_SIZE, start_block=settings.GLISK_START_BLOCK
+    )
     return AssetCheckResult(
-        passed=not breaks,
+        passed=not (gaps or overlaps),
         description=None
-        if not breaks
-        else f"{len(breaks)} breaks in the token ids: re-materialize the partitions listed "
-        "in partitions_to_rematerialize",
+        if not (gaps or overlaps)
+        else f"{len(gaps)} gaps and {len(overlaps)} overlaps in the token ids: re-materialize "
+        "the partitions listed in partitions_to_rematerialize (for a gap, every window "
+        "between the events on either side of it)",
         metadata={
-            "overlaps": sum(1 for b in breaks if b[0] == "overlap"),
-            "gaps": sum(1 for b in breaks if b[0] == "gap"),
+            "overlaps": len(overlaps),
+            "gaps": len(gaps),
             "last_processed_block": checkpoint if checkpoint is not None else -1,
-            "examples (kind, start, previous end, block)": _shown(breaks),
-            **_rematerialize((b[3] for b in breaks), size),
+            "gap_ranges": _shown([str(g) for g in gaps]),
+            "overlap_ranges": _shown([str(o) for o in overlaps]),
+            **_rematerialize(keys),
+        },
+    )
+
+
+def live_rows_by_window(engine: Engine, size: int) -> dict[int, int]:
+    """{window start block: live rows in that window} (one grouped scan)."""
+    window = (events_t.c.block_number - events_t.c.block_number % size).label("window")
+    query = select(window, func.count()).where(~events_t.c.removed).group_by(window)
+    with engine.connect() as conn:
+        return {int(start): int(rows) for start, rows in conn.execute(query)}
+
+
+def logs_found_by_window(instance: DagsterInstance) -> dict[str, int]:
+    """{partition key: logs_found of its latest materialization}, for the windows whose
+    latest materialization recorded it (two queries: the latest event id per partition,
+    then those events)."""
+    asset_key = AssetKey("mint_events")
+    latest = instance.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION
+    )
+    ids = list(latest.values())
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, storage_ids=batch), limit=len(batch)
+        ).records
+        for record in records:
+            materialization = record.asset_materialization
+            entry = materialization.metadata.get("logs_found") if materialization else None
+            if materialization and materialization.partition and entry is not None:
+                found[materialization.partition] = int(entry.value)  # type: ignore[arg-type]
+    return found
+
+
+def window_row_mismatches(
+    recorded: dict[str, int], live: dict[int, int]
+) -> list[tuple[str, int, int]]:
+    """(key, logs its latest materialization found on the chain, live rows now) for every
+    window whose live rows differ: rows lost (or added) since it was reconciled."""
+    bad = []
+    for key, logs in sorted(recorded.items()):
+        rows = live.get(parse_key(key)[0], 0)
+        if rows != logs:
+            bad.append((key, logs, rows))
+    return bad
+
+
+@asset_check(
+    asset=mint_events,
+    description="Every materialized window still holds as many live rows as its latest "
+    "materialization found logs on the chain (its logs_found): a window's blocks are final, "
+    "so any difference is damage to the table since. Names the windows exactly: "
+    "re-materialize the listed partitions.",
+)
+def windows_hold_their_logs(
+    context: AssetCheckExecutionContext, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
+    recorded = logs_found_by_window(context.instance)
+    live = live_rows_by_window(database.engine, chain.settings().GLISK_PARTITION_SIZE)
+    bad = window_row_mismatches(recorded, live)
+    keys = [key for key, _, _ in bad]
+    return AssetCheckResult(
+        passed=not bad,
+        description=None
+        if not bad
+        else f"{len(bad)} windows hold a different number of live rows than their latest "
+        "materialization found: re-materialize the partitions listed in "
+        "partitions_to_rematerialize",
+        metadata={
+            "windows_compared": len(recorded),
+            "mismatched_windows": len(bad),
+            "examples (partition, logs found, live rows)": _shown(bad),
+            **_rematerialize(keys),
         },
     )
 
@@ -219,7 +275,7 @@ def partitions_cover_checkpoint(
             "materialized": len(covered) - in_flight,
             "in_progress": in_flight,
             "missing_below_checkpoint": len(missing),
-            "partitions_to_rematerialize": _shown(missing),
+            **_rematerialize(missing),
         },
     )
 
@@ -256,9 +312,57 @@ def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetC
     )
 
 
+@asset_check(
+    asset=mint_events,
+    description="Supply proof: the live token ids of the mints at or below the final block "
+    "are exactly the contract's own range [first, nextTokenId - 1] (GLISK_SUPPLY_FUNCTION "
+    "by eth_call at the final block; first at the block before GLISK_START_BLOCK). It sees "
+    "what the table cannot see in itself, such as a missing tail. On failure: run "
+    "`glisk repair` (it stores exactly the missing mints, one eth_getLogs per gap); extra "
+    "ids: re-materialize the listed partitions. When the node has no state at the final "
+    "block the result says so (WARN, not a data failure) and compares near the head.",
+)
+def supply_matches_contract(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+    settings = chain.settings()
+    with chain.client() as client:
+        final = client.final_block(settings.GLISK_CONFIRMATIONS)
+        checkpoint = database.store().last_processed_block()
+        proof = prove(client, database.engine, settings, final, checkpoint)
+    metadata: dict[str, MetadataValue] = {
+        "final_block": MetadataValue.int(final),
+        "compared_at_block": MetadataValue.int(proof.block if proof.block is not None else -1),
+        "advisory": MetadataValue.bool(proof.advisory),
+        "next_token_id": MetadataValue.int(proof.next_id or 0),
+        "first_id": MetadataValue.int(proof.first_id or 0),
+        "live_ids": MetadataValue.int(proof.live_ids),
+        "missing_ids": MetadataValue.int(sum(r.size for r in proof.missing)),
+        "extra_ids": MetadataValue.int(sum(r.size for r in proof.extra)),
+        "missing_ranges": _shown([str(r) for r in proof.missing]),
+        "missing_ranges_count": MetadataValue.int(len(proof.missing)),
+        "extra_ranges": _shown([str(r) for r in proof.extra]),
+        "extra_ranges_count": MetadataValue.int(len(proof.extra)),
+        "partitions_to_rematerialize": _shown(proof.partitions),
+        "partitions_to_rematerialize_count": MetadataValue.int(len(proof.partitions)),
+        "notes": MetadataValue.text("\n".join(proof.notes)),
+    }
+    if proof.compared and proof.consistent:
+        return AssetCheckResult(passed=True, metadata=metadata)
+    advice = " Run `glisk repair` for the missing ids" if proof.missing else ""
+    if proof.extra:
+        advice += "; re-materialize the partitions in partitions_to_rematerialize for the extra"
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.ERROR if proof.failing else AssetCheckSeverity.WARN,
+        description=f"supply proof {proof.summary()}." + advice,
+        metadata=metadata,
+    )
+
+
 mint_event_checks = [
     tokens_match_quantity,
     token_ids_contiguous,
+    windows_hold_their_logs,
     partitions_cover_checkpoint,
     checkpoint_fresh,
+    supply_matches_contract,
 ]

@@ -1,4 +1,5 @@
-"""The block_ranges partitions as the Dagster instance sees them, for `glisk status`.
+"""The block_ranges partitions and the latest result of each asset check as the Dagster
+instance sees them, for `glisk status`.
 
 Read through Dagster's instance API (the instance of $DAGSTER_HOME), never its tables, so
 it works on any run/event storage. The CLI imports this module only when DAGSTER_HOME is
@@ -7,6 +8,7 @@ set: the rest of the CLI never loads Dagster.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import AssetKey, AssetPartitionStatus, DagsterInstance
@@ -44,9 +46,54 @@ def partition_summary(instance: DagsterInstance | None = None) -> dict[str, Any]
             "failed": len(by_state["failed"]),
             "in_progress": len(by_state["in_progress"]),
             "missing": len(missing),
+            # cut to SHOWN; the counts above say how many there are in all
             "failed_keys": by_state["failed"][:SHOWN],
             "missing_keys": missing[:SHOWN],
         }
     finally:
         if own:
             instance.dispose()
+
+
+def check_results(instance: DagsterInstance) -> list[dict[str, Any]]:
+    """The latest execution of each asset check on mint_events: passed (None while it
+    runs or when it never completed), severity, description, when."""
+    # Lazily: the check definitions import the asset (and its pandas); only here.
+    from glisk_pipeline.defs.checks import mint_event_checks
+
+    keys = [key for check in mint_event_checks for key in check.check_keys]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    results = []
+    for key in sorted(keys, key=lambda k: k.name):
+        record = latest.get(key)
+        evaluation = _evaluation(record.event) if record is not None else None
+        results.append(
+            {
+                "name": key.name,
+                "status": record.status.value if record is not None else "NEVER_RUN",
+                "passed": evaluation.passed if evaluation is not None else None,
+                "severity": evaluation.severity.value if evaluation is not None else None,
+                "description": evaluation.description if evaluation is not None else None,
+                "at": datetime.fromtimestamp(record.create_timestamp, UTC).isoformat()
+                if record is not None
+                else None,
+                "run_id": record.run_id if record is not None else None,
+            }
+        )
+    return results
+
+
+def _evaluation(event: Any) -> Any:
+    """The AssetCheckEvaluation a stored event carries (None for a planned one)."""
+    dagster_event = getattr(event, "dagster_event", None)
+    data = getattr(dagster_event, "event_specific_data", None)
+    return data if hasattr(data, "passed") else None
+
+
+def instance_facts() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(partition_summary, check_results) of the instance of $DAGSTER_HOME."""
+    instance = DagsterInstance.get()
+    try:
+        return partition_summary(instance), check_results(instance)
+    finally:
+        instance.dispose()

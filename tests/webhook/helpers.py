@@ -116,6 +116,7 @@ class TcpProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.enabled = True
+        self.bytes_to_server = 0  # what the service sent the database, for counting queries
         self._flowing = threading.Event()
         self._flowing.set()
         self._socks: set[socket.socket] = set()
@@ -163,10 +164,10 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._socks |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, up), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, to_server: bool) -> None:
         with contextlib.suppress(OSError):
             while True:
                 self._flowing.wait()  # stalled: stop reading, so the kernel holds the rest
@@ -175,6 +176,9 @@ class TcpProxy:
                     break
                 self._flowing.wait()
                 dst.sendall(data)
+                if to_server:
+                    with self._lock:
+                        self.bytes_to_server += len(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 

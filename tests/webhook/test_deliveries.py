@@ -30,6 +30,7 @@ from devtools.oracle import (
 from devtools.replay import SEQUENCE_BASE, chain_deliveries, delivery
 from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore
+from tests.factories import chain_of
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import Service, TcpProxy
 
@@ -196,6 +197,21 @@ def test_eth_getlogs_shaped_logs_are_accepted_and_removed_ones_ignored(
     assert_tables_match_chain(pg_engine, [decode_mint(raw[0])], set())
 
 
+def test_a_graphql_log_marked_removed_is_not_stored_as_live(
+    webhook: Service, devchain: DevChain, pg_engine: Engine
+) -> None:
+    mint_some(devchain, 2, per_block=2)
+    raw = chain_logs(devchain.anvil, devchain.glisk)
+    (payload,) = chain_deliveries(devchain.anvil.rpc_batch, devchain.glisk)
+    payload["event"]["data"]["block"]["logs"][1]["removed"] = True
+    answer = webhook.post(payload)
+    assert answer.status_code == 200, answer.text
+    assert_tables_match_chain(pg_engine, [decode_mint(raw[0])], set())
+    payload["event"]["data"]["block"]["logs"][1]["removed"] = "yes"  # not a boolean
+    refused = webhook.post(payload)
+    assert refused.status_code == 400 and "removed" in refused.json()["message"]
+
+
 def test_sequence_number_above_2_to_the_53_is_kept_exact(
     webhook: Service, devchain: DevChain, pg_engine: Engine
 ) -> None:
@@ -333,7 +349,7 @@ def test_a_delivery_without_sequence_number_does_not_revive_a_final_removal(
     block = payload["event"]["data"]["block"]["number"]
     # the final chain has no mint in that block (a reorg took it): reconciled, removed
     MintStore(pg_engine, DEFAULT_AUTHOR, start_block=0).reconcile_range(
-        [], start_block=block, end_block=block
+        [], start_block=block, end_block=block, canonical=chain_of()
     )
     assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0
     webhook.post(payload)  # the same delivery again

@@ -10,7 +10,7 @@ reconciliation (reconcile.py). PostgreSQL in production; SQLite is the embedded 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,7 +20,14 @@ from sqlalchemy.exc import DBAPIError
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, REPEAT, Claim, claim_block
-from glisk_pipeline.db.store.results import Source, StoreError, StoreResult, TokenConflictError
+from glisk_pipeline.db.store.proof import NeedProof, Settlement
+from glisk_pipeline.db.store.results import (
+    Source,
+    StoreError,
+    StoreResult,
+    TokenConflictError,
+    UnprovenRemovalError,
+)
 from glisk_pipeline.db.store.upserts import (
     dedupe,
     stage,
@@ -36,6 +43,13 @@ from glisk_pipeline.db.store.webhook_pg import (
 )
 
 T = TypeVar("T")
+
+# The chain's hash at each block number, None where the node lacks the block
+# (RpcClient.block_hashes: batched eth_getBlockByNumber).
+CanonicalHashes = Callable[[Sequence[int]], Mapping[int, str | None]]
+# A reconcile reads proof at most this often: contradicted rows, then conflict holders,
+# then (rarely) rows a concurrent writer added meanwhile.
+PROOF_ROUNDS = 4
 
 # SQLSTATEs worth retrying the whole transaction for: deadlock, serialization failure,
 # and a NOT NULL author_id: two writers creating the default author at once, where the
@@ -103,9 +117,7 @@ class MintStore:
                 return StoreResult(stale=True, stale_reason=refused)
             removed = 0
             if not repeat:
-                removed = reconcile.remove_stale(
-                    conn, batch, block_number, block_number, block_hash, pg=False
-                )
+                removed = reconcile.remove_stale(conn, batch, block_number, block_hash)
             result = self._upsert(conn, batch, "webhook", revive=not repeat)
             result.removed = removed
             return result
@@ -119,11 +131,23 @@ class MintStore:
         start_block: int,
         end_block: int,
         source: Source = "backfill",
+        canonical: CanonicalHashes | None = None,
     ) -> StoreResult:
         """Make the table equal the chain for a final range [start_block, end_block]:
-        rows whose log is not in `records` (the canonical logs of the whole range) are
-        marked removed, missing ones are stored, and the range is recorded as processed,
-        all in one transaction (so the checkpoint moves with the data)."""
+        missing logs are stored, and the range is recorded as processed, in one
+        transaction (so the checkpoint moves with the data).
+
+        THE RULE: a row leaves the live set only with proof that its block left the
+        canonical chain: `canonical(block numbers)` (the chain's hash at each number,
+        None where the node lacks the block) gives a hash other than the row's. The
+        absence of a log from `records` (one provider's answer) is never proof: a
+        contradicted row whose block is still canonical means the answer is incomplete
+        (a node that lags or drops logs), and nothing is written (UnprovenRemovalError).
+        The same rule settles token conflicts: a live row elsewhere (e.g. the next window's
+        first block, or another chunk) holding token ids of a canonical log here is
+        removed if its block is proven gone, else TokenConflictError names both events.
+        Proof is read between attempts, never inside the transaction (which holds the
+        lock webhook deliveries wait on)."""
         batch = dedupe(records)
         outside = [r for r in batch if not start_block <= r.block_number <= end_block]
         if outside:
@@ -131,27 +155,54 @@ class MintStore:
                 f"record in block {outside[0].block_number} is outside the range "
                 f"{start_block}-{end_block} being reconciled"
             )
+        settle = Settlement(start_block, end_block)
+        for _ in range(PROOF_ROUNDS):
+            try:
+                return self._transaction(lambda conn: self._reconcile(conn, batch, source, settle))
+            except NeedProof as need:
+                if not need.blocks:
+                    continue  # proven already: the next attempt acts on it
+                if canonical is None:
+                    raise UnprovenRemovalError(
+                        f"reconciling blocks {start_block}-{end_block} would remove rows at "
+                        f"blocks {sorted(need.blocks)[:10]}, and no chain was given to prove "
+                        "they left it: nothing written"
+                    ) from None
+                settle.proofs.update(canonical(sorted(need.blocks)))
+                settle.proven_blocks += len(need.blocks)
+        raise StoreError(
+            f"reconciling blocks {start_block}-{end_block}: the rows to prove kept changing "
+            f"over {PROOF_ROUNDS} rounds (concurrent writers?); nothing written, retry"
+        )
 
-        def work(conn: Connection) -> StoreResult:
-            staged = stage(conn, batch, pg=self._pg)  # before the lock: it needs none
-            if self._pg:
-                # Exclusive against webhook deliveries (which take it shared) and other
-                # reconciles: a delivery deciding "not final" must not interleave with a
-                # reconcile making the block final; the checkpoint update is serialised.
-                conn.execute(PG_FINAL_LOCK)
-            removed = reconcile.remove_stale(
-                conn, batch, start_block, end_block, pg=self._pg, staged=staged
-            )
+    def _reconcile(
+        self, conn: Connection, batch: list[MintRecord], source: Source, settle: Settlement
+    ) -> StoreResult:
+        staged = stage(conn, batch, pg=self._pg)  # before the lock: it needs none
+        if self._pg:
+            # Exclusive against webhook deliveries (which take it shared) and other
+            # reconciles: a delivery deciding "not final" must not interleave with a
+            # reconcile making the block final; the checkpoint update is serialised.
+            conn.execute(PG_FINAL_LOCK)
+        lo, hi = settle.start_block, settle.end_block
+        stale = reconcile.contradicted(conn, batch, lo, hi, pg=self._pg, staged=staged)
+        holders = reconcile.live_rows(conn, settle.holders)
+        doomed = settle.judge(stale, holders)
+        removed = reconcile.remove_rows(conn, [row.id for row in doomed])
+        try:
             result = self._upsert(conn, batch, source, staged=staged)
-            result.removed = removed
-            reconcile.record_range(
-                conn, start_block, end_block, len(batch), pg=self._pg, start_block=self.start_block
-            )
-            if self.webhook_blocks_retention is not None:
-                reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
-            return result
-
-        return self._transaction(work)
+        except TokenConflictError as conflict:
+            held = reconcile.token_holders(conn, conflict.claims)
+            if not held or all(row.id in settle.holders for _, row in held):
+                raise
+            settle.hold(held)
+            raise NeedProof({row.block_number for _, row in held} - set(settle.proofs)) from None
+        result.removed = removed
+        result.proven_blocks = settle.proven_blocks
+        reconcile.record_range(conn, lo, hi, len(batch), pg=self._pg, start_block=self.start_block)
+        if self.webhook_blocks_retention is not None:
+            reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
+        return result
 
     def register_author(
         self,

@@ -1,16 +1,19 @@
 """Making the table equal the chain, and the checkpoint that records how far it is.
 
 A log whose block left the canonical chain is kept with `removed = true` and its token
-rows are deleted (they never existed on the chain that won). A final range, once
+rows are deleted (they never existed on the chain that won). This module finds the rows an
+answer contradicts and removes rows by id; which of them may be removed is decided by the
+proof rule in api.py (`MintStore.reconcile_range`), never here. A final range, once
 reconciled, is recorded in processed_ranges; last_processed_block (system_state) is the
 end of the contiguous run of processed ranges from the start block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import ARRAY, BigInteger, Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, TextClause, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -25,12 +28,21 @@ from glisk_pipeline.db.schema import (
 )
 from glisk_pipeline.db.store.upserts import STAGE
 
+_ROW_SELECT = (
+    mint_events.c.id,
+    mint_events.c.tx_hash,
+    mint_events.c.log_index,
+    mint_events.c.block_number,
+    mint_events.c.block_hash,
+    mint_events.c.start_token_id,
+    mint_events.c.quantity,
+)
 
-def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
-    """The rows the chain contradicts (see remove_stale), marked removed, RETURNING
-    (id, start, quantity): their token rows are deleted by key afterwards. Reads the CTE
-    `incoming` (tx_hash, log_index, block_hash) the caller puts in front; the arguments
-    are SQL expressions. A UNION of index lookups: an OR would scan the table.
+
+def pg_contradicted_ids_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
+    """The ids of the live rows the chain contradicts (see remove_stale): a UNION of index
+    lookups (an OR would scan the table). Reads the CTE `incoming` (tx_hash, log_index,
+    block_hash) the caller puts in front; the arguments are SQL expressions.
     `probe`: look each incoming log up by its key (a webhook delivery's 1-3 logs). The
     planner takes a set-returning function for 100 rows and, on a table of some
     thousands, joins by scanning it: 0.7 ms per delivery at 3,000 rows, growing with it
@@ -47,73 +59,142 @@ def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> s
     JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
     WHERE e.block_hash <> c.block_hash AND NOT e.removed"""
     )
-    return f"""
-UPDATE mint_events m SET removed = true
-FROM (
-    SELECT e.id FROM mint_events e
+    return f"""SELECT e.id FROM mint_events e
     WHERE e.block_number BETWEEN {lo} AND {hi} AND NOT e.removed
       AND e.block_hash IS DISTINCT FROM {keep_hash}
       AND NOT EXISTS (SELECT 1 FROM incoming c WHERE c.tx_hash = e.tx_hash
                       AND c.log_index = e.log_index AND c.block_hash = e.block_hash)
     UNION
-    {moved}
+    {moved}"""
+
+
+def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
+    """The rows the chain contradicts (pg_contradicted_ids_sql), marked removed, RETURNING
+    (id, start, quantity): their token rows are deleted by key afterwards. The webhook's
+    delivery function runs it: a delivery for a block is itself the proof that the block
+    at that number now has the delivered hash (Alchemy's newer view, by the ordering
+    rule)."""
+    return f"""
+UPDATE mint_events m SET removed = true
+FROM (
+    {pg_contradicted_ids_sql(lo, hi, keep_hash, probe=probe)}
 ) AS x
 WHERE m.id = x.id
 RETURNING m.id, m.start_token_id AS start, m.quantity
 """
 
 
-def _bound_remove(incoming: str) -> str:
-    return f"WITH incoming AS ({incoming})" + pg_remove_sql(
-        ":lo", ":hi", "CAST(:keep_hash AS text)"
+@dataclass(frozen=True, slots=True)
+class LiveRow:
+    """A live mint_events row, as the proof rule needs it."""
+
+    id: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_hash: str
+    start_token_id: int
+    quantity: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.tx_hash}:{self.log_index} (block {self.block_number} {self.block_hash}, "
+            f"tokens {self.start_token_id}..{self.start_token_id + self.quantity - 1})"
+        )
+
+
+_ROW_COLUMNS = (
+    "m.id, m.tx_hash, m.log_index, m.block_number, m.block_hash, m.start_token_id, m.quantity"
+)
+
+
+def _bound_contradicted(incoming: str) -> TextClause:
+    ids = pg_contradicted_ids_sql(":lo", ":hi", "CAST(NULL AS text)")
+    return text(
+        f"WITH incoming AS ({incoming}) SELECT {_ROW_COLUMNS} FROM mint_events m "
+        f"WHERE m.id IN ({ids}) ORDER BY m.id"
     )
 
 
-_PG_REMOVE = text(
-    _bound_remove("""
+_PG_CONTRADICTED = _bound_contradicted("""
     SELECT * FROM unnest(CAST(:tx_hash AS text[]), CAST(:log_index AS int[]),
                          CAST(:block_hash AS text[])) AS t(tx_hash, log_index, block_hash)""")
-)
-_PG_REMOVE_STAGED = text(_bound_remove(f"SELECT tx_hash, log_index, block_hash FROM {STAGE}"))
+_PG_CONTRADICTED_STAGED = _bound_contradicted(f"SELECT tx_hash, log_index, block_hash FROM {STAGE}")
 
 
-def remove_stale(
-    conn: Connection,
-    batch: list[MintRecord],
-    lo: int,
-    hi: int,
-    keep_hash: str | None = None,
-    *,
-    pg: bool,
-    staged: bool = False,
-) -> int:
-    """Mark removed (and drop the tokens of) the live rows the chain contradicts:
-    rows in blocks lo..hi that are not among `batch` (the canonical logs of those
-    blocks; with `keep_hash`, only rows under another block hash: a webhook delivery
-    speaks for its own block hash, not for logs another webhook delivered), and rows of
-    `batch`'s logs recorded under another block hash (a reorg moved their transaction;
-    left alone, the upsert would call the log a duplicate and keep it, and its token
-    ids, at a block the chain no longer has). `staged`: `batch` is in the staging table
-    (upserts.stage), read from there instead of arrays."""
+def contradicted(
+    conn: Connection, batch: list[MintRecord], lo: int, hi: int, *, pg: bool, staged: bool = False
+) -> list[LiveRow]:
+    """The live rows an answer for the final range lo..hi contradicts (changing nothing):
+    rows in those blocks that are not among `batch` (the answer's logs of those blocks),
+    and rows of `batch`'s logs recorded under another block hash (a reorg moved their
+    transaction). Whether they may be removed is the proof rule's to say (api.py): the
+    absence of a log from one answer proves nothing. `staged`: `batch` is in the staging
+    table (upserts.stage)."""
     if pg:
-        params: dict[str, object] = {"lo": lo, "hi": hi, "keep_hash": keep_hash}
+        params: dict[str, object] = {"lo": lo, "hi": hi}
         if not staged:
             params |= {
                 "tx_hash": [r.tx_hash for r in batch],
                 "log_index": [r.log_index for r in batch],
                 "block_hash": [r.block_hash for r in batch],
             }
-        stale = conn.execute(_PG_REMOVE_STAGED if staged else _PG_REMOVE, params).all()
-        token_ids = [t for row in stale for t in range(row.start, row.start + row.quantity)]
-        for start in range(0, len(token_ids), 50_000):  # by primary key, never a scan
-            conn.execute(
-                delete(tokens).where(
-                    tokens.c.token_id == func.any(bindparam("ids", type_=ARRAY(BigInteger))),
-                    tokens.c.mint_event_id.in_([row.id for row in stale]),
-                ),
-                {"ids": token_ids[start : start + 50_000]},
+        rows = conn.execute(_PG_CONTRADICTED_STAGED if staged else _PG_CONTRADICTED, params)
+        return [LiveRow(*row) for row in rows]
+    return live_rows(conn, _contradicted_ids_sqlite(conn, batch, lo, hi, None))
+
+
+def live_rows(conn: Connection, ids: Iterable[int]) -> list[LiveRow]:
+    """The rows of `ids` that are still live."""
+    wanted, found = sorted(set(ids)), []
+    for start in range(0, len(wanted), 500):  # bounded IN lists
+        found += [
+            LiveRow(*row)
+            for row in conn.execute(
+                select(*_ROW_SELECT).where(
+                    mint_events.c.id.in_(wanted[start : start + 500]), ~mint_events.c.removed
+                )
             )
-        return len(stale)
+        ]
+    return found
+
+
+def token_holders(
+    conn: Connection, claims: Sequence[tuple[str, int, range]]
+) -> list[tuple[str, LiveRow]]:
+    """For each (tx_hash, log_index, token ids) an upsert could not write in full: the
+    other live events holding those ids, as (the claiming log, the holder)."""
+    held = []
+    for tx_hash, log_index, ids in claims:
+        rows = conn.execute(
+            select(*_ROW_SELECT)
+            .distinct()
+            .join(tokens, tokens.c.mint_event_id == mint_events.c.id)
+            .where(
+                tokens.c.token_id.between(ids.start, ids.stop - 1),
+                ~mint_events.c.removed,
+                ~((mint_events.c.tx_hash == tx_hash) & (mint_events.c.log_index == log_index)),
+            )
+        )
+        held += [(f"{tx_hash}:{log_index}", LiveRow(*row)) for row in rows]
+    return held
+
+
+def remove_stale(conn: Connection, batch: list[MintRecord], block: int, keep_hash: str) -> int:
+    """A webhook delivery for `block` under `keep_hash` on SQLite (PostgreSQL runs the
+    same rule in the delivery function, pg_remove_sql): rows of that block under another
+    hash, and rows of `batch`'s logs recorded under another hash, are marked removed and
+    their tokens deleted. The delivery, Alchemy's newer view of the block by the
+    ordering rule, is the proof that the block at that number changed."""
+    return remove_rows(conn, _contradicted_ids_sqlite(conn, batch, block, block, keep_hash))
+
+
+def _contradicted_ids_sqlite(
+    conn: Connection, batch: list[MintRecord], lo: int, hi: int, keep_hash: str | None
+) -> list[int]:
+    """SQLite's form of pg_contradicted_ids_sql: rows in blocks lo..hi not among `batch`
+    (with `keep_hash`, only rows under another hash: a delivery speaks for its own block
+    hash), and rows of `batch`'s logs under another block hash."""
     canonical = {(r.tx_hash, r.log_index, r.block_hash) for r in batch}
     live = conn.execute(
         select(
@@ -145,10 +226,10 @@ def remove_stale(
             for row in rows
             if wanted.get((row.tx_hash, row.log_index), row.block_hash) != row.block_hash
         }
-    return _remove_ids(conn, sorted(stale_ids))
+    return sorted(stale_ids)
 
 
-def _remove_ids(conn: Connection, ids: Sequence[int]) -> int:
+def remove_rows(conn: Connection, ids: Sequence[int]) -> int:
     """Mark events removed and delete their token rows (they left the detected queue:
     those tokens do not exist on the canonical chain). Tokens are found by their
     key range, so tokens.mint_event_id needs no index of its own."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,7 +15,18 @@ class StoreError(RuntimeError):
 
 
 class TokenConflictError(StoreError):
-    """A new event claims token ids already held by another live event."""
+    """A new event claims token ids already held by another live event. `claims`: the
+    (tx_hash, log_index, token ids) whose token rows could not all be written, where
+    known (the reconcile settles them by proof)."""
+
+    def __init__(self, message: str, claims: Sequence[tuple[str, int, range]] = ()) -> None:
+        super().__init__(message)
+        self.claims = list(claims)
+
+
+class UnprovenRemovalError(StoreError):
+    """An answer contradicts live rows that cannot be proven off the canonical chain
+    (their block is still canonical, or the node lacks it): nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,7 @@ class StoreResult:
     removed: int = 0  # live rows marked removed by this call
     stale: bool = False  # a webhook delivery that must not change anything
     stale_reason: str | None = None
+    proven_blocks: int = 0  # block hashes read to prove removals (a final reconcile)
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for e in self.events if e.outcome == outcome)
@@ -51,5 +64,6 @@ class StoreResult:
     def merge(self, other: StoreResult) -> None:
         self.events.extend(other.events)
         self.removed += other.removed
+        self.proven_blocks += other.proven_blocks
         self.stale = self.stale or other.stale
         self.stale_reason = self.stale_reason or other.stale_reason

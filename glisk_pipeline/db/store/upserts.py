@@ -281,7 +281,7 @@ def _upsert_pg(
         }
     rows = conn.execute(_PG_UPSERT_STAGED if staged else _PG_UPSERT, params).all()
     written = {(row.tx_hash, row.log_index): row for row in rows}
-    _check_tokens((row.quantity, row.tokens, row.start_token_id) for row in rows)
+    _check_tokens(rows)
     return [_outcome(r, written.get(r.key)) for r in chunk]
 
 
@@ -357,7 +357,12 @@ def _upsert_sqlite(
         ).rowcount
         if inserted != len(token_rows):
             taken = _taken_token_ids(conn, token_rows)
-            raise TokenConflictError(_conflict_message(taken))
+            claims = [
+                (r.tx_hash, r.log_index, r.token_ids)
+                for r in chunk
+                if any(t in r.token_ids for t in taken)
+            ]
+            raise TokenConflictError(_conflict_message(taken), claims)
     return outcomes
 
 
@@ -387,14 +392,28 @@ def _outcome(r: MintRecord, row: Row[Any] | None) -> EventOutcome:
     )
 
 
-def _check_tokens(rows: Iterable[tuple[int, int, int]]) -> None:
-    for quantity, written, start in rows:
-        if written != quantity:
-            raise TokenConflictError(
-                TOKEN_CONFLICT.format(
-                    first=start, last=start + quantity - 1, written=written, quantity=quantity
+def _check_tokens(rows: Iterable[Row[Any]]) -> None:
+    """Every written event got all its token rows, or TokenConflictError names the first
+    that did not and carries all of them (`claims`)."""
+    short = [row for row in rows if row.tokens != row.quantity]
+    if short:
+        first = short[0]
+        raise TokenConflictError(
+            TOKEN_CONFLICT.format(
+                first=first.start_token_id,
+                last=first.start_token_id + first.quantity - 1,
+                written=first.tokens,
+                quantity=first.quantity,
+            ),
+            [
+                (
+                    row.tx_hash,
+                    row.log_index,
+                    range(row.start_token_id, row.start_token_id + row.quantity),
                 )
-            )
+                for row in short
+            ],
+        )
 
 
 def _taken_token_ids(conn: Connection, token_rows: list[dict[str, object]]) -> list[int]:

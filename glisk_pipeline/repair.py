@@ -1,0 +1,165 @@
+"""Targeted repair: store exactly the mints the supply proof found missing, add-only.
+
+Token ids are assigned per batch, contiguously and in chain order, so a missing id range
+starting at token `a` starts with one BatchMinted log whose `startTokenId` (the third
+indexed topic) is `a`. One `eth_getLogs` with `topics=[BatchMinted, null, null, a]` over
+[GLISK_START_BLOCK, the proof's block] finds it however long the chain is (the node's
+topic index answers, not a scan). When that batch ends before the range does, the next
+batch starts right after it: another query. The queries of one round go out as one
+JSON-RPC batch, so k gaps of one batch each cost k queries in one HTTP request (with the
+header of the last block, so an answer from a node behind the head is refused, not read
+as "not found"). A provider that refuses the wide range (a block-range cap) gets the
+blocks between the events around each gap instead, through the adaptive loop.
+
+What is found is stored through the one store (`MintStore.store`): add-only, never a
+reconcile, nothing removed and no checkpoint moved. A batch the node does not return
+(a lagging node, a pruned log index) is reported, not guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.provider_errors import Kind, RpcError, classify
+from glisk_pipeline.rpc import BATCH_LIMIT, RpcClient
+from glisk_pipeline.status import block_times
+from glisk_pipeline.supply import IdRange, SupplyProof
+
+
+@dataclass(slots=True)
+class RepairReport:
+    ranges: list[IdRange]
+    found: list[MintRecord] = field(default_factory=list)
+    not_found: list[int] = field(default_factory=list)  # batch starts the node did not return
+    scanned: list[IdRange] = field(default_factory=list)  # read by range (a capped provider)
+    queries: int = 0  # eth_getLogs queries sent
+    http_requests: int = 0  # HTTP requests (a JSON-RPC batch counts once)
+    stored: int = 0
+    duplicates: int = 0
+    tokens: int = 0
+
+
+def topic_of(token_id: int) -> str:
+    return "0x" + format(token_id, "064x")
+
+
+def find_missing(
+    client: RpcClient, contract: str, proof: SupplyProof, from_block: int
+) -> RepairReport:
+    """The BatchMinted logs that start each missing range and its continuation."""
+    assert proof.block is not None
+    contract = contract.lower()
+    report = RepairReport(ranges=list(proof.missing))
+    calls = client.stats.calls
+    pending = [(r.first, r) for r in proof.missing]
+    while pending:
+        try:
+            answers = _by_start_id(
+                client, contract, [a for a, _ in pending], from_block, proof.block
+            )
+        except RpcError as exc:
+            if classify(status=200, error={"message": str(exc)}).kind is not Kind.RANGE:
+                raise
+            # a provider that caps the block range (Alchemy's free tier: 10 blocks) refuses
+            # [start, final]: read the blocks around each gap instead, adaptively
+            for r in {r for _, r in pending}:
+                _scan_around(client, contract, r, max(from_block, r.from_block), report)
+            break
+        report.queries += len(pending)
+        found = []
+        for (a, r), logs in zip(pending, answers, strict=True):
+            live = [
+                log
+                for log in logs or []
+                if not log.get("removed") and str(log.get("address", "")).lower() == contract
+            ]
+            if not live:
+                report.not_found.append(a)
+                continue
+            found.append((r, live[0]))
+        _fill_timestamps(client, [log for _, log in found])
+        pending = []
+        for r, log in found:
+            record = decode_rpc_log(log)
+            report.found.append(record)
+            after = record.start_token_id + record.quantity
+            if after <= r.last:  # the range holds more batches: the next one starts here
+                pending.append((after, r))
+    report.http_requests = client.stats.calls - calls
+    report.found.sort(key=lambda m: m.start_token_id)
+    return report
+
+
+def _by_start_id(
+    client: RpcClient, contract: str, starts: list[int], from_block: int, to_block: int
+) -> list[list[dict[str, Any]] | None]:
+    """One eth_getLogs per start id, BATCH_LIMIT - 1 to an HTTP request, each request with
+    the header of `to_block`: one request reaches one node, and a node without that block
+    (behind the head) would answer "no such log" for mints it has not seen yet."""
+    answers: list[list[dict[str, Any]] | None] = []
+    for i in range(0, len(starts), BATCH_LIMIT - 1):
+        part = starts[i : i + BATCH_LIMIT - 1]
+        calls: list[tuple[str, list[Any]]] = [
+            (
+                "eth_getLogs",
+                [
+                    {
+                        "address": contract,
+                        "topics": [BATCH_MINTED_TOPIC0, None, None, topic_of(a)],
+                        "fromBlock": hex(from_block),
+                        "toBlock": hex(to_block),
+                    }
+                ],
+            )
+            for a in part
+        ]
+        calls.append(("eth_getBlockByNumber", [hex(to_block), False]))
+        *logs, header = client.batch(calls, what=f"eth_getLogs by startTokenId ({len(part)})")
+        if not header:
+            raise RpcError(
+                f"the node that answered {client.endpoint} lacks block {to_block} (behind the "
+                "head?): its empty answers would read as 'not found'; try again"
+            )
+        answers.extend(logs)
+    return answers
+
+
+def _scan_around(
+    client: RpcClient, contract: str, r: IdRange, from_block: int, report: RepairReport
+) -> None:
+    """The mints of `r` from the blocks between the events around it (ids are assigned in
+    chain order), through the adaptive eth_getLogs loop."""
+    wanted = range(r.first, r.last + 1)
+    for chunk in client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, r.to_block):
+        for log in chunk.logs:
+            if str(log.get("address", "")).lower() != contract or log.get("removed"):
+                continue
+            record = decode_rpc_log(log)
+            if record.start_token_id in wanted:
+                report.found.append(record)
+    report.scanned.append(r)
+
+
+def _fill_timestamps(client: RpcClient, logs: list[dict[str, object]]) -> None:
+    """Providers that omit blockTimestamp: one batched header request for all of them."""
+    lacking = [log for log in logs if not log.get("blockTimestamp")]
+    if lacking:
+        times = block_times(client, [int(str(log["blockNumber"]), 16) for log in lacking])
+        for log in lacking:
+            log["blockTimestamp"] = hex(times[int(str(log["blockNumber"]), 16)])
+
+
+def store_found(store: MintStore, report: RepairReport, final_block: int) -> None:
+    """Add the found mints through the one store. Mints above the final block (an
+    advisory proof compares near the head) never revive a row marked removed."""
+    final = [m for m in report.found if m.block_number <= final_block]
+    tip = [m for m in report.found if m.block_number > final_block]
+    for records, revive in ((final, True), (tip, False)):
+        if records:
+            result = store.store(records, source="backfill", revive=revive)
+            report.stored += result.stored
+            report.duplicates += result.duplicates
+            report.tokens += result.tokens
