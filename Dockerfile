@@ -8,25 +8,37 @@
 #   CLI          glisk COMMAND ...  (the operator command)
 # Dependencies come from uv.lock (`uv sync --frozen`): what was tested is what ships.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base is Debian bookworm's slim image with Debian's own Python 3.11 (python3, python3-venv),
+# not the python:3.11 image (a Python built from source into /usr/local): every file of the
+# image then comes from Debian's packages, so a base made from those packages with debootstrap
+# (what debian:bookworm-slim is made of) is the same base, and the container test builds this
+# Dockerfile on such a local base where no image registry is reachable (BASE_IMAGE).
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# --- base: Debian's Python and CA certificates, shared by both stages ---------------------
+FROM ${BASE_IMAGE} AS base
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 
 # --- build: resolve nothing, install the locked set into /app/.venv ------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM base AS build
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
+    UV_PYTHON=/usr/bin/python3 \
     UV_PYTHON_DOWNLOADS=never \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install --no-cache-dir uv==0.13.8
+RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir uv==0.13.8
 WORKDIR /app
 # Dependencies first (a layer that changes only with the lock), then the project itself.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-install-project
 COPY glisk_pipeline ./glisk_pipeline
 COPY webhook_service ./webhook_service
-RUN uv sync --frozen --no-dev --no-editable
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable
 
 # --- runtime: the virtualenv and the config files, no build tools --------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM base AS runtime
 RUN groupadd --system --gid 10001 glisk \
     && useradd --system --uid 10001 --gid glisk --home-dir /app --no-create-home glisk \
     && mkdir -p /opt/dagster/dagster_home/storage \

@@ -9,9 +9,11 @@ setup:
 	@bash scripts/setup.sh
 
 ## The whole test suite, on a fresh machine: installs, lints and type-checks, starts
-## PostgreSQL, runs pytest.
+## PostgreSQL, prepares podman and the image's base for the container test (as root:
+## scripts/containers.sh), runs pytest.
 test: setup lint
 	@bash scripts/ensure_postgres.sh
+	@bash scripts/containers.sh >/dev/null
 	$(VENV)/pytest $(PYTEST_ARGS)
 
 ## Everything but the slow end-to-end tests (for quick iteration).

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.dagster_dev import session_pids
+from devtools.history import Mint, mint_batches, realistic_history
+from glisk_pipeline.windows import new_windows
 
 REPO = Path(__file__).resolve().parent.parent
 WORKSPACE = "deploy/workspace.yaml"  # relative: the image's WORKDIR holds deploy/
@@ -31,6 +36,18 @@ ROLES: dict[str, list[str]] = {
     "migrate": ["python", "-m", "glisk_pipeline.db.migrate", "upgrade"],
     "cli": ["glisk"],
 }
+
+
+def snake_case_keys(value: Any) -> Any:
+    """Every key in snake_case, as Helm's `snakecase` makes them (the Dagster chart renders
+    camelCase values into the instance's snake_case config this way)."""
+    if isinstance(value, dict):
+        return {
+            re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): snake_case_keys(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [snake_case_keys(v) for v in value]
+    return value
 
 
 def local_argv(argv: Sequence[str]) -> list[str]:
@@ -89,3 +106,31 @@ class RoleProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         return session_pids(self.pid)
+
+
+def history_windows(
+    devchain: Any, size: int, n_batches: int, n_blocks: int, seed: int
+) -> tuple[int, list[str]]:
+    """A minted history on the dev chain followed by `size` empty blocks, so every window
+    of it is complete and final (confirmations 0): (its first block, its window keys)."""
+    anvil = devchain.anvil
+    start = anvil.block_number() + 1
+    realistic_history(
+        anvil, devchain.glisk, devchain.decoy, n_batches=n_batches, n_blocks=n_blocks, seed=seed
+    )
+    anvil.mine_empty(size)
+    windows = new_windows(
+        start_block=start, size=size, final_block=anvil.block_number(), after_block=None, limit=99
+    )
+    return start, windows
+
+
+def live_mints(devchain: Any, count: int) -> list[Mint]:
+    """`count` new mints, 3 per block, from five minters for five authors."""
+    minters, authors = DEV_ACCOUNTS[:5], DEV_ACCOUNTS[5:]
+    mints = [
+        Mint(minters[i % 5], authors[i % 5], 1 + i % 7, DEFAULT_MINT_PRICE * 7)
+        for i in range(count)
+    ]
+    mint_batches(devchain.anvil, devchain.glisk, mints, per_block=3)
+    return mints

@@ -15,12 +15,13 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy_support import REPO, ROLES
+from tests.deploy_support import REPO, ROLES, snake_case_keys
 
 DEPLOY = REPO / "deploy"
 K8S_VERSIONS = ("1.30.0", "1.37.0")  # oldest and newest Kubernetes we claim to fit
@@ -174,12 +175,28 @@ def test_compose_takes_secrets_from_the_env_file_and_binds_the_sidecar_publicly(
     assert all(p.startswith("127.0.0.1:") for p in services["webserver"]["ports"])  # no auth
     env = doc["x-app"]["environment"]
     assert env["DAGSTER_PG_URL"].startswith("postgresql+psycopg2://")
+    # the password reaches libpq as PGPASSWORD, never inside a URL (where @ : / % break it)
+    assert env["PGPASSWORD"].startswith("${POSTGRES_PASSWORD:?")
     for name, service in services.items():
         if name != "postgres":
             assert service["env_file"] == ".env", name
+            assert service["read_only"] is True and service["tmpfs"] == ["/tmp"], name
         for key, value in (service.get("environment") or {}).items():
-            if key in SECRET_VARS or "PASSWORD" in key:
-                assert "${POSTGRES_PASSWORD" in str(value), f"{name}.{key} holds a literal"
+            if "PASSWORD" in key:
+                assert str(value).startswith("${POSTGRES_PASSWORD"), f"{name}.{key}"
+            if "://" in str(value):
+                url = urlsplit(str(value))
+                assert url.password is None and "PASSWORD" not in str(value), f"{name}.{key}"
+
+
+def test_compose_names_its_compose_version_and_env_example_has_its_variables() -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    if "name" in compose():  # a top-level name: Compose v1 (docker-compose 1.x) refuses it
+        assert "Compose v2" in text.split("\nname:")[0]
+    example = (REPO / ".env.example").read_text()
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    assert required == {"POSTGRES_PASSWORD"}
+    assert all(re.search(rf"^{var}=", example, re.M) for var in required)
 
 
 # --- Kubernetes manifests -------------------------------------------------------------------
@@ -187,7 +204,7 @@ def test_compose_takes_secrets_from_the_env_file_and_binds_the_sidecar_publicly(
 
 def manifests() -> list[dict[str, Any]]:
     docs = []
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+    for path in sorted((DEPLOY / "k8s").rglob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return docs
 
@@ -307,9 +324,11 @@ def test_helm_values_match_the_instance_of_dagster_yaml() -> None:
     assert values["global"]["postgresqlSecretName"]
     coordinator = values["dagsterDaemon"]["runCoordinator"]
     assert coordinator["type"] == instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    # any queuedRunCoordinator config makes the chart write max_concurrent_runs into
-    # run_coordinator, which Dagster refuses beside a `concurrency` block
-    assert "config" not in coordinator
+    # dagster.yaml's queue settings, and no maxConcurrentRuns: the chart would write
+    # max_concurrent_runs into run_coordinator, which Dagster refuses beside `concurrency`
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    assert "maxConcurrentRuns" not in queued
+    assert snake_case_keys(queued) == instance["run_coordinator"]["config"]
     concurrency = values["concurrency"]
     assert (
         concurrency["runs"]["maxConcurrentRuns"]

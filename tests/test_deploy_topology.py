@@ -28,14 +28,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, free_port
+from devtools.anvil import free_port
 from devtools.dagster_dev import DagsterDev
-from devtools.history import Mint, mint_batches, realistic_history
 from devtools.oracle import chain_logs, compare_with_chain, decode_mint
 from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.engine import make_engine
-from glisk_pipeline.windows import new_windows
-from tests.deploy_support import REPO, ROLES, RoleProcess, local_argv
+from tests.deploy_support import REPO, ROLES, RoleProcess, history_windows, live_mints, local_argv
 from tests.fixtures_chain import DevChain
 
 pytestmark = pytest.mark.slow
@@ -149,13 +147,8 @@ def test_production_topology(
 ) -> None:
     app_url, dagster_url = fresh_databases
     anvil = devchain.anvil
-    start = anvil.block_number() + 1
     # Backfill path: a history whose windows are all complete (and final: confirmations 0).
-    realistic_history(anvil, devchain.glisk, devchain.decoy, n_batches=60, n_blocks=200, seed=5)
-    anvil.mine_empty(SIZE)
-    windows = new_windows(
-        start_block=start, size=SIZE, final_block=anvil.block_number(), after_block=None, limit=99
-    )
+    start, windows = history_windows(devchain, SIZE, n_batches=60, n_blocks=200, seed=5)
     assert len(windows) >= 3
 
     home = tmp_path / "dagster_home"
@@ -236,12 +229,7 @@ def test_production_topology(
 
             # 3. the live path: new mints past the backfilled range, then every delivery of
             # the chain sent to both sidecars at the same time
-            minters, authors = DEV_ACCOUNTS[:5], DEV_ACCOUNTS[5:]
-            mints = [
-                Mint(minters[i % 5], authors[i % 5], 1 + i % 7, DEFAULT_MINT_PRICE * 7)
-                for i in range(30)
-            ]
-            mint_batches(anvil, devchain.glisk, mints, per_block=3)
+            mints = live_mints(devchain, 30)
             deliveries = chain_deliveries(anvil.rpc_batch, devchain.glisk, start)
             requests = [(i, c, signed(p, SECRET)) for i, p in enumerate(deliveries) for c in (0, 1)]
 
