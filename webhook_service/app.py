@@ -4,6 +4,7 @@ Dagster."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,12 +27,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = build_service(config)
         await service.open()
         app.state.service = service
+        frozen = freeze_startup_objects()
         logs.log.info(
             "webhook sidecar ready",
             contract=service.contract,
             database=service.engine.dialect.name,
             signing_keys=len(service.signing_keys),
             duplicate_status=service.duplicate_status,
+            frozen_objects=frozen,
         )
         yield
         logs.unauthenticated.flush()
@@ -45,6 +48,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     return app
+
+
+def freeze_startup_objects() -> int:
+    """Move everything alive after start-up (~110,000 objects: modules, FastAPI's routes
+    and models, the pools) out of the collector's reach. A full collection in a worker
+    otherwise walks all of it: under load those took 17-153 ms each (1.3-1.5 ms once
+    frozen), stalling every delivery queued on that worker, which is most of the p99 at
+    32 connections. Collect first, so start-up's garbage is freed, not kept for good.
+    Returns how many objects it froze."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class _App(FastAPI):
