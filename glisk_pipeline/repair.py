@@ -25,7 +25,6 @@ from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.provider_errors import Kind, RpcError, classify
 from glisk_pipeline.rpc import BATCH_LIMIT, RpcClient
-from glisk_pipeline.status import block_times
 from glisk_pipeline.supply import IdRange, SupplyProof
 
 
@@ -80,7 +79,7 @@ def find_missing(
                 report.not_found.append(a)
                 continue
             found.append((r, live[0]))
-        _fill_timestamps(client, [log for _, log in found])
+        client.fill_timestamps([log for _, log in found], from_block, proof.block)
         pending = []
         for r, log in found:
             record = decode_rpc_log(log)
@@ -141,15 +140,6 @@ def _scan_around(
             if record.start_token_id in wanted:
                 report.found.append(record)
     report.scanned.append(r)
-
-
-def _fill_timestamps(client: RpcClient, logs: list[dict[str, object]]) -> None:
-    """Providers that omit blockTimestamp: one batched header request for all of them."""
-    lacking = [log for log in logs if not log.get("blockTimestamp")]
-    if lacking:
-        times = block_times(client, [int(str(log["blockNumber"]), 16) for log in lacking])
-        for log in lacking:
-            log["blockTimestamp"] = hex(times[int(str(log["blockNumber"]), 16)])
 
 
 def store_found(store: MintStore, report: RepairReport, final_block: int) -> None:

@@ -277,7 +277,7 @@ class RpcClient:
                 self.stats.shrinks += 1
                 continue
             logs = [log for log in logs if not log.get("removed")]
-            self._fill_timestamps(logs, start, end)
+            self.fill_timestamps(logs, start, end)
             yield from split_chunk(start, end, logs, self.max_chunk_logs)
             span = end - start + 1
             start = end + 1
@@ -389,9 +389,10 @@ class RpcClient:
             self._ceiling = max(1, min(self._ceiling, new))
         return max(1, min(new, self._ceiling))
 
-    def _fill_timestamps(self, logs: list[dict[str, Any]], start: int, end: int) -> None:
+    def fill_timestamps(self, logs: list[dict[str, Any]], start: int, end: int) -> None:
         """Providers that omit blockTimestamp cost one header per block with logs: fetch
-        them in JSON-RPC batches, never one call each."""
+        them in JSON-RPC batches, never one call each. [start, end]: the range the logs
+        came from (for the error)."""
         missing = sorted({log["blockNumber"] for log in logs if not log.get("blockTimestamp")})
         if not missing:
             return
