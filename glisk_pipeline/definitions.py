@@ -1,5 +1,5 @@
-"""The Dagster code location (workspace.yaml loads this module): composes the assets,
-checks, sensor and resources; defines nothing of its own.
+"""The Dagster code location (workspace.yaml loads this module): composes the assets
+(mint_events carries its checks), sensors and resources; defines nothing of its own.
 
 Resource fields come from `EnvVar`s for the variables that are set, so the UI names the
 variable behind each value and never shows a secret; unset ones fall back to the core's
@@ -13,7 +13,6 @@ import os
 from dagster import Definitions, EnvVar, in_process_executor
 
 from glisk_pipeline.defs.assets import mint_events, mint_stats
-from glisk_pipeline.defs.checks import mint_event_checks
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.sensors import chain_head_sensor
 from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
@@ -30,7 +29,6 @@ def _env_int(name: str) -> int | None:  # an IntEnvVar is an int to the type che
 
 defs = Definitions(
     assets=[mint_events, mint_stats, mint_events_tip],
-    asset_checks=mint_event_checks,
     sensors=[chain_head_sensor, webhook_silence_sensor],
     # One process per run, not one per step: the default multiprocess executor starts a
     # Python process per asset and per check (~5 s of imports each on 2 cores, measured),

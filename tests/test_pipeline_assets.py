@@ -7,6 +7,7 @@ from __future__ import annotations
 from dagster import (
     AssetKey,
     AssetSelection,
+    DagsterEventType,
     DagsterInstance,
     instance_for_test,
     materialize,
@@ -27,12 +28,14 @@ from glisk_pipeline.defs.checks import (
     token_count_mismatches,
     uncovered_windows,
 )
+from glisk_pipeline.defs.instance_status import check_results
 from glisk_pipeline.stats import read_table
 from glisk_pipeline.supply import contiguity_breaks
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
 from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
-ASSETS = [mint_events, *mint_event_checks]
+ASSETS = [mint_events]  # its checks are its own (check_specs)
+CHECK_KEYS = [spec.key for spec in mint_event_checks]
 
 
 def add_all_partitions(instance: DagsterInstance, p: Pipeline) -> list[str]:
@@ -123,6 +126,73 @@ def test_one_partition_then_a_range_equal_the_chain(pipeline: Pipeline) -> None:
         assert p.mismatches(p.start_block, parse_key(keys[-1])[1]) == []
         materialized = instance.get_materialized_partitions(AssetKey("mint_events"))
         assert materialized == set(keys)
+
+
+def test_a_runs_materializations_are_stored_in_block_order_then_its_checks(
+    pipeline: Pipeline,  # noqa: F811
+) -> None:
+    """A range run stores one materialization per window in ascending block order (so the
+    asset's latest is the last window, the only one with run_*), then evaluates every
+    check in the same run, which sees those materializations; the checks also run alone."""
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert len(keys) >= 6 and keys == sorted(keys)  # zero-padded: string order = blocks
+        result = materialize_range(instance, p, keys[0], keys[-1])
+        assert result.success
+        stored = instance.get_records_for_run(
+            result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+        ).records  # in storage order
+        events = [r.event_log_entry.asset_materialization for r in stored]
+        assert [e.partition for e in events if e] == keys
+        assert [e.metadata["first_block"].value for e in events if e] == [
+            max(parse_key(k)[0], p.start_block) for k in keys
+        ]
+        assert [any(n.startswith("run_") for n in e.metadata) for e in events if e] == [False] * (
+            len(keys) - 1
+        ) + [True]
+        assert all("dagster/row_count" in e.metadata for e in events if e)
+        latest = instance.get_latest_materialization_event(AssetKey("mint_events"))
+        assert latest and latest.asset_materialization
+        assert latest.asset_materialization.partition == keys[-1]
+
+        # The checks: in the same run, after the materializations, and they saw them (a
+        # fresh instance: every window compared was materialized by this run).
+        checks = instance.get_records_for_run(
+            result.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        evaluations = {
+            r.event_log_entry.dagster_event.event_specific_data.check_name: (
+                r.storage_id,
+                r.event_log_entry.dagster_event.event_specific_data,
+            )
+            for r in checks
+        }
+        assert sorted(evaluations) == sorted(k.name for k in CHECK_KEYS)
+        assert all(e.passed for _, e in evaluations.values())
+        assert min(i for i, _ in evaluations.values()) > stored[-1].storage_id
+        _, windows = evaluations["windows_hold_their_logs"]
+        assert windows.metadata["windows_compared"].value == len(keys)
+        _, cover = evaluations["partitions_cover_checkpoint"]
+        assert cover.metadata["materialized"].value == len(keys)
+
+        # Checks alone (the UI's "Execute checks"): no materialization, every check stored,
+        # and what `glisk status` reads is that run's results.
+        alone = materialize(
+            ASSETS,
+            selection=AssetSelection.checks(*CHECK_KEYS),
+            instance=instance,
+            resources=p.resources(),
+        )
+        assert alone.success
+        assert alone.asset_materializations_for_node("mint_events") == []
+        assert {e.check_name for e in alone.get_asset_check_evaluations()} == {
+            k.name for k in CHECK_KEYS
+        }
+        latest_checks = check_results(instance)
+        assert {c["name"]: (c["run_id"], c["passed"]) for c in latest_checks} == {
+            k.name: (alone.run_id, True) for k in CHECK_KEYS
+        }
 
 
 ASSET_TABLES = """
@@ -275,8 +345,8 @@ def test_checks_fail_on_a_corrupted_index(pipeline: Pipeline) -> None:  # noqa: 
 
         # The same through Dagster: every check fails.
         result = materialize(
-            [mint_events, *mint_event_checks],
-            selection=AssetSelection.checks(*mint_event_checks),
+            ASSETS,
+            selection=AssetSelection.checks(*CHECK_KEYS),
             instance=instance,
             resources=p.resources(),
         )

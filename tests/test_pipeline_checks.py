@@ -19,10 +19,10 @@ from sqlalchemy import text
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.checks import (
-    checkpoint_fresh,
+    CHECKPOINT_FRESH,
+    TOKEN_IDS_CONTIGUOUS,
+    WINDOWS_HOLD_THEIR_LOGS,
     mint_event_checks,
-    token_ids_contiguous,
-    windows_hold_their_logs,
 )
 from glisk_pipeline.ingest import backfill_range
 from glisk_pipeline.rpc import RpcClient
@@ -90,7 +90,7 @@ def test_freshness_check_follows_the_thresholds(
         behind = base + extra
         result = materialize(
             ASSETS,
-            selection=AssetSelection.checks(checkpoint_fresh),
+            selection=AssetSelection.checks(CHECKPOINT_FRESH.key),
             instance=instance,
             resources=p.resources(),
             raise_on_error=False,
@@ -104,8 +104,8 @@ def test_freshness_check_follows_the_thresholds(
 
 
 def test_every_check_has_a_description() -> None:
-    for check in mint_event_checks:
-        (spec,) = check.check_specs
+    assert len(mint_event_checks) == 6
+    for spec in mint_event_checks:
         assert spec.description and len(spec.description) > 40, spec.name
 
 
@@ -138,7 +138,9 @@ def test_a_window_whose_rows_were_deleted_is_named_by_the_checks(
         def evaluate() -> dict[str, object]:
             result = materialize(
                 ASSETS,
-                selection=AssetSelection.checks(token_ids_contiguous, windows_hold_their_logs),
+                selection=AssetSelection.checks(
+                    TOKEN_IDS_CONTIGUOUS.key, WINDOWS_HOLD_THEIR_LOGS.key
+                ),
                 instance=instance,
                 resources=p.resources(),
                 raise_on_error=False,

@@ -7,12 +7,14 @@ one store; the assets report what happened as materialization metadata.
 # No `from __future__ import annotations`: Dagster reads the context and resource
 # parameter annotations at definition time and needs real classes, not strings.
 
-import warnings
+from collections.abc import Iterator
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
+    AssetMaterialization,
+    AssetSpec,
     BackfillPolicy,
-    BetaWarning,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -20,11 +22,13 @@ from dagster import (
     TableRecord,
     TableSchema,
     asset,
+    multi_asset,
 )
 from sqlalchemy import func, select
 
 from glisk_pipeline.db.schema import mint_events as mint_events_table
 from glisk_pipeline.db.schema import mint_stats as mint_stats_table
+from glisk_pipeline.defs.checks import MINT_EVENTS, evaluate_checks, mint_event_checks
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.table_metadata import table_definition_metadata
@@ -47,40 +51,64 @@ PREVIEW_SCHEMA = TableSchema(
 )
 
 
-# Dagster marks the `backfill_policy` parameter beta and warns (BetaWarning) each time this
-# module is imported: in every run worker and code server. We rely on it knowingly (see
-# below); silence that one warning here only, so other beta/deprecation warnings still show.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message="Parameter `backfill_policy` of function `asset`", category=BetaWarning
-    )
-    _mint_events_asset = asset(
-        partitions_def=block_ranges,
-        # A UI backfill of hundreds of partitions becomes runs of up to N partitions, each run
-        # fetching its whole block range at once. multi_run + parsing the bounds from
-        # partition_key_range, not single_run: single_run range runs over dynamic partitions
-        # have a history of bugs (dagster issues #17693 and #15667, PR #19622 still open in
-        # 2025); tests/test_pipeline_e2e.py proves the multi_run path.
-        backfill_policy=BackfillPolicy.multi_run(
-            max_partitions_per_run=load_settings().GLISK_PARTITIONS_PER_RUN
-        ),
-        # Runs share the provider's rate limit: the pool's limit (dagster.yaml) caps how many
-        # fetch at once, whatever the run queue allows.
-        pool="rpc",
-        group_name="mints",
-        kinds={"python", "sql"},
-        metadata=table_definition_metadata(mint_events_table),
-        description=(
-            "Every BatchMinted log of the GliskNFT contract in the partition's block window, "
-            "reconciled with the chain: missing logs stored, non-canonical rows marked removed."
-        ),
-    )
-
-
-@_mint_events_asset
+@multi_asset(
+    # One asset, skippable: the body yields its materializations itself (below) and no
+    # Output, so the same step can also run only the checks.
+    specs=[
+        AssetSpec(
+            MINT_EVENTS,
+            skippable=True,
+            group_name="mints",
+            kinds={"python", "sql"},
+            metadata=table_definition_metadata(mint_events_table),
+            description=(
+                "Every BatchMinted log of the GliskNFT contract in the partition's block "
+                "window, reconciled with the chain: missing logs stored, non-canonical rows "
+                "marked removed."
+            ),
+        )
+    ],
+    # The checks run in this asset's step, after its materializations, or alone when only
+    # checks are selected (the UI's "Execute checks"): can_subset lets a run select either.
+    check_specs=mint_event_checks,
+    can_subset=True,
+    partitions_def=block_ranges,
+    # A UI backfill of hundreds of partitions becomes runs of up to N partitions, each run
+    # fetching its whole block range at once. multi_run + parsing the bounds from
+    # partition_key_range, not single_run: single_run range runs over dynamic partitions
+    # have a history of bugs (dagster issues #17693 and #15667, PR #19622 still open in
+    # 2025); tests/test_pipeline_e2e.py proves the multi_run path.
+    backfill_policy=BackfillPolicy.multi_run(
+        max_partitions_per_run=load_settings().GLISK_PARTITIONS_PER_RUN
+    ),
+    # Runs share the provider's rate limit: the pool's limit (dagster.yaml) caps how many
+    # fetch at once, whatever the run queue allows.
+    pool="rpc",
+)
 def mint_events(
     context: AssetExecutionContext, chain: ChainResource, database: DatabaseResource
-) -> MaterializeResult:
+) -> Iterator[AssetMaterialization | AssetCheckResult]:
+    # Why the materializations are yielded here and not returned as one MaterializeResult
+    # with per-partition metadata: Dagster 1.13 emits a returned result's per-partition
+    # events by iterating a set of the run's keys (execute_step.py, _get_output_asset_events),
+    # so they are stored in hash order and the UI's "latest materialization" is a middle
+    # window. Yielded, they are stored in block order, the last window last. Returning an
+    # Output as well would emit them twice; without one, separate @asset_check steps on the
+    # asset would be skipped, so the checks are this step's own (check_specs). mint_stats
+    # in the same run would be skipped too; a backfill never puts it there (different
+    # partitions: it runs after the windows).
+    if MINT_EVENTS in context.selected_asset_keys:
+        yield from _materializations(context, chain, database)
+    # Each materialization is stored as it is yielded, so the checks that read the
+    # instance (windows_hold_their_logs, partitions_cover_checkpoint) see this run's.
+    yield from evaluate_checks(context.selected_asset_check_keys, context.instance, database, chain)
+
+
+def _materializations(
+    context: AssetExecutionContext, chain: ChainResource, database: DatabaseResource
+) -> Iterator[AssetMaterialization]:
+    """Reconcile each window of the run with the chain, then one materialization per
+    window in block order."""
     settings = chain.settings()
     # One backfill_range per window, in block order, on one RPC client (its adapted chunk
     # size carries over), so each partition's materialization carries its own window's
@@ -104,12 +132,10 @@ def mint_events(
         # could still change after we reconcile them.
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
         _refuse_bad_keys(context, settings.GLISK_PARTITION_SIZE, final)
-        for (lo, hi), key in windows:
-            report = backfill_range(
-                client, store, settings.contract_address, lo, hi, on_chunk=log_chunk
+        for (lo, hi), _ in windows:
+            reports.append(
+                backfill_range(client, store, settings.contract_address, lo, hi, on_chunk=log_chunk)
             )
-            reports.append(report)
-            context.add_asset_metadata(window_metadata(database, report), partition_key=key)
 
     run = run_totals(reports)
     context.log.info(
@@ -117,14 +143,23 @@ def mint_events(
         f"{run.logs_found} logs, {run.stored} stored, {run.duplicates} duplicates, "
         f"{run.removed} removed, {run.rpc_calls} RPC calls, {run.events_per_s:,.0f} events/s"
     )
-    # The table's size goes on every window (the catalog shows the latest materialization's
-    # dagster/row_count, whichever window that is); the run's own figures once, on its last
-    # window, so summing a metadata entry over partitions never counts a run twice.
+    # Yielded once every window is reconciled, as the run's single result was: a run that
+    # fails on its third window materializes none. The table's size goes on every window
+    # (the catalog shows the latest materialization's dagster/row_count); the run's own
+    # figures once, on its last window, so summing a metadata entry over partitions never
+    # counts a run twice.
     row_count = {"dagster/row_count": MetadataValue.int(table_rows(database))}
-    for _, key in windows:
-        context.add_asset_metadata(row_count, partition_key=key)
-    context.add_asset_metadata(run_metadata(run, len(windows)), partition_key=windows[-1][1])
-    return MaterializeResult()
+    for (_, key), report in zip(windows, reports, strict=True):
+        last = key == windows[-1][1]
+        yield AssetMaterialization(
+            MINT_EVENTS,
+            partition=key,
+            metadata={
+                **window_metadata(database, report),
+                **row_count,
+                **(run_metadata(run, len(windows)) if last else {}),
+            },
+        )
 
 
 def run_totals(reports: list[BackfillReport]) -> BackfillReport:
@@ -248,7 +283,9 @@ def _preview(database: DatabaseResource, start: int, end: int) -> MetadataValue:
     metadata=table_definition_metadata(mint_stats_table),
     # No automation condition: it would need Dagster's automation sensor, which is off
     # unless turned on. Materialize it after a backfill (or select it in the backfill next
-    # to mint_events); the demo does so. README, `make dev` and this agree.
+    # to mint_events: the backfill runs it after the windows, never in their run, where
+    # it would be skipped, see mint_events); the demo does so. README, `make dev` and this
+    # agree.
     description=(
         "Mint statistics per UTC day and prompt author (events, tokens, distinct minters, "
         "exact wei paid), rebuilt with pandas from the live mint_events rows."

@@ -2,33 +2,36 @@
 relies on, checked over the whole table after each materialization, and the index's
 freshness.
 
-Each query lives in a plain function over an engine, so tests can call it on a corrupted
-database and the checks stay thin. A failing check says what to do in its description
+The checks are declared here as specs and evaluated by the mint_events asset itself (see
+assets.py for why they are not separate `@asset_check` steps): in the same run, after its
+materializations, or alone when only checks are selected. Each query lives in a plain
+function over an engine, so tests can call it on a corrupted database and the checks stay
+thin. A failing check says what to do in its description
 and names the partitions to re-materialize (`partitions_to_rematerialize`): materializing
 a final window makes its rows equal the chain.
 """
-# No `from __future__ import annotations`: Dagster reads the context and resource
-# parameter annotations at definition time and needs real classes, not strings.
 
-from collections.abc import Iterable, Sequence
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 from dagster import (
-    AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     AssetPartitionStatus,
     AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     MetadataValue,
-    asset_check,
 )
 from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
-from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.supply import contiguity_breaks, prove, windows_of
@@ -41,6 +44,7 @@ from glisk_pipeline.windows import (
 )
 
 SHOWN = 10  # offenders listed in the check's metadata
+MINT_EVENTS = AssetKey("mint_events")
 
 
 def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
@@ -101,13 +105,18 @@ def _rematerialize(keys: Sequence[str]) -> dict[str, MetadataValue]:
     }
 
 
-@asset_check(
-    asset=mint_events,
+TOKENS_MATCH_QUANTITY = AssetCheckSpec(
+    "tokens_match_quantity",
+    asset=MINT_EVENTS,
     description="Every live mint event owns exactly `quantity` token rows and a removed one "
     "owns none. On failure: re-materialize the listed partitions (the reconcile rewrites "
     "their rows from the chain); if it persists, the store has a bug.",
 )
-def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+
+
+def tokens_match_quantity(
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
     bad = token_count_mismatches(database.engine)
     size = chain.settings().GLISK_PARTITION_SIZE
     return AssetCheckResult(
@@ -124,15 +133,20 @@ def tokens_match_quantity(database: DatabaseResource, chain: ChainResource) -> A
     )
 
 
-@asset_check(
-    asset=mint_events,
+TOKEN_IDS_CONTIGUOUS = AssetCheckSpec(
+    "token_ids_contiguous",
+    asset=MINT_EVENTS,
     description="Token ids of live events are contiguous: no overlap anywhere, no gap at or "
     "below last_processed_block. A gap means a mint is missing, an overlap a row of a lost "
     "fork still live: re-materialize the listed partitions (for a gap, every window between "
     "the events on either side of it; windows_hold_their_logs names the window exactly). "
     "Ids missing before the first event or after the last: supply_matches_contract.",
 )
-def token_ids_contiguous(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+
+
+def token_ids_contiguous(
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
     # The same evaluation as `glisk status` (glisk_pipeline/supply.py), so both agree.
     checkpoint = database.store().last_processed_block()
     gaps, overlaps = contiguity_breaks(database.engine, checkpoint)
@@ -170,7 +184,7 @@ def logs_found_by_window(instance: DagsterInstance) -> dict[str, int]:
     """{partition key: logs_found of its latest materialization}, for the windows whose
     latest materialization recorded it (two queries: the latest event id per partition,
     then those events)."""
-    asset_key = AssetKey("mint_events")
+    asset_key = MINT_EVENTS
     latest = instance.get_latest_storage_id_by_partition(
         asset_key, DagsterEventType.ASSET_MATERIALIZATION
     )
@@ -202,17 +216,20 @@ def window_row_mismatches(
     return bad
 
 
-@asset_check(
-    asset=mint_events,
+WINDOWS_HOLD_THEIR_LOGS = AssetCheckSpec(
+    "windows_hold_their_logs",
+    asset=MINT_EVENTS,
     description="Every materialized window still holds as many live rows as its latest "
     "materialization found logs on the chain (its logs_found): a window's blocks are final, "
     "so any difference is damage to the table since. Names the windows exactly: "
     "re-materialize the listed partitions.",
 )
+
+
 def windows_hold_their_logs(
-    context: AssetCheckExecutionContext, database: DatabaseResource, chain: ChainResource
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
 ) -> AssetCheckResult:
-    recorded = logs_found_by_window(context.instance)
+    recorded = logs_found_by_window(instance)
     live = live_rows_by_window(database.engine, chain.settings().GLISK_PARTITION_SIZE)
     bad = window_row_mismatches(recorded, live)
     keys = [key for key, _, _ in bad]
@@ -232,21 +249,23 @@ def windows_hold_their_logs(
     )
 
 
-@asset_check(
-    asset=mint_events,
+PARTITIONS_COVER_CHECKPOINT = AssetCheckSpec(
+    "partitions_cover_checkpoint",
+    asset=MINT_EVENTS,
     description="Every block window at or below last_processed_block was materialized (runs "
     "still in flight count as covered). WARN only: a range recovered with `glisk recover` "
     "advances the checkpoint without a Dagster materialization; materialize the listed "
     "partitions to bring Dagster's view in line.",
 )
+
+
 def partitions_cover_checkpoint(
-    context: AssetCheckExecutionContext, database: DatabaseResource, chain: ChainResource
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
 ) -> AssetCheckResult:
     settings = chain.settings()
     checkpoint = database.store().last_processed_block()
-    instance = context.instance
     keys = list(instance.get_dynamic_partitions(PARTITIONS_NAME))
-    statuses = instance.get_status_by_partition(AssetKey("mint_events"), keys, block_ranges) or {}
+    statuses = instance.get_status_by_partition(MINT_EVENTS, keys, block_ranges) or {}
     # A backfill's runs finish in any order: one run may move the checkpoint past windows
     # whose run is still going. Those are in progress, not missing.
     covering = {
@@ -280,14 +299,19 @@ def partitions_cover_checkpoint(
     )
 
 
-@asset_check(
-    asset=mint_events,
+CHECKPOINT_FRESH = AssetCheckSpec(
+    "checkpoint_fresh",
+    asset=MINT_EVENTS,
     description="The backfill checkpoint keeps up with the chain: final block - "
     "last_processed_block. WARN past GLISK_LAG_WARN_BLOCKS, fails past "
     "GLISK_LAG_ERROR_BLOCKS. On failure: is chain_head_sensor on, are runs failing or "
     "queued (the rpc pool), is the provider rate-limiting? `glisk status` shows the lags.",
 )
-def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+
+
+def checkpoint_fresh(
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
     settings = chain.settings()
     checkpoint = database.store().last_processed_block()
     with chain.client() as client:
@@ -312,8 +336,9 @@ def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetC
     )
 
 
-@asset_check(
-    asset=mint_events,
+SUPPLY_MATCHES_CONTRACT = AssetCheckSpec(
+    "supply_matches_contract",
+    asset=MINT_EVENTS,
     description="Supply proof: the live token ids of the mints at or below the final block "
     "are exactly the contract's own range [first, nextTokenId - 1] (GLISK_SUPPLY_FUNCTION "
     "by eth_call at the final block; first at the block before GLISK_START_BLOCK). It sees "
@@ -322,7 +347,11 @@ def checkpoint_fresh(database: DatabaseResource, chain: ChainResource) -> AssetC
     "ids: re-materialize the listed partitions. When the node has no state at the final "
     "block the result says so (WARN, not a data failure) and compares near the head.",
 )
-def supply_matches_contract(database: DatabaseResource, chain: ChainResource) -> AssetCheckResult:
+
+
+def supply_matches_contract(
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
     settings = chain.settings()
     with chain.client() as client:
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
@@ -358,11 +387,32 @@ def supply_matches_contract(database: DatabaseResource, chain: ChainResource) ->
     )
 
 
-mint_event_checks = [
-    tokens_match_quantity,
-    token_ids_contiguous,
-    windows_hold_their_logs,
-    partitions_cover_checkpoint,
-    checkpoint_fresh,
-    supply_matches_contract,
-]
+Evaluate = Callable[[DagsterInstance, DatabaseResource, ChainResource], AssetCheckResult]
+
+CHECKS: dict[AssetCheckKey, tuple[AssetCheckSpec, Evaluate]] = {
+    spec.key: (spec, evaluate)
+    for spec, evaluate in (
+        (TOKENS_MATCH_QUANTITY, tokens_match_quantity),
+        (TOKEN_IDS_CONTIGUOUS, token_ids_contiguous),
+        (WINDOWS_HOLD_THEIR_LOGS, windows_hold_their_logs),
+        (PARTITIONS_COVER_CHECKPOINT, partitions_cover_checkpoint),
+        (CHECKPOINT_FRESH, checkpoint_fresh),
+        (SUPPLY_MATCHES_CONTRACT, supply_matches_contract),
+    )
+}
+"""Every check on mint_events, in the order a run evaluates them."""
+
+mint_event_checks = [spec for spec, _ in CHECKS.values()]
+
+
+def evaluate_checks(
+    selected: AbstractSet[AssetCheckKey],
+    instance: DagsterInstance,
+    database: DatabaseResource,
+    chain: ChainResource,
+) -> Iterator[AssetCheckResult]:
+    """The result of each selected check, named for its spec (the asset yields several)."""
+    for key, (spec, evaluate) in CHECKS.items():
+        if key in selected:
+            result = evaluate(instance, database, chain)
+            yield result._replace(asset_key=spec.asset_key, check_name=spec.name)

@@ -58,10 +58,10 @@ def partition_summary(instance: DagsterInstance | None = None) -> dict[str, Any]
 def check_results(instance: DagsterInstance) -> list[dict[str, Any]]:
     """The latest execution of each asset check on mint_events: passed (None while it
     runs or when it never completed), severity, description, when."""
-    # Lazily: the check definitions import the asset (and its pandas); only here.
+    # Lazily: only this function needs the check specs (and the modules they import).
     from glisk_pipeline.defs.checks import mint_event_checks
 
-    keys = [key for check in mint_event_checks for key in check.check_keys]
+    keys = [spec.key for spec in mint_event_checks]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     results = []
     for key in sorted(keys, key=lambda k: k.name):
