@@ -12,11 +12,14 @@ from webhook_service.handler import handle_delivery, json_response
 from webhook_service.models import DuplicateBody, ErrorBody, HealthBody, SuccessBody
 
 router = APIRouter()
+# Answered ahead of FastAPI's routing by app.py's _App (its __call__ says why); the route
+# below documents it and serves it wherever the app is mounted under a prefix.
+DELIVERY_PATH = "/webhooks/alchemy"
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 @router.post(
-    "/webhooks/alchemy",
+    DELIVERY_PATH,
     summary="Receive a signed Alchemy Custom Webhook (GraphQL) delivery",
     response_model=SuccessBody,
     responses={

@@ -3,19 +3,23 @@ the duplicate-status setting, and exactly-once across two uvicorn workers."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
 from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.history import Mint, mint_batches
 from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.schema import mint_events, tokens
+from glisk_pipeline.settings import load_settings
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import (
     NEW_KEY,
@@ -26,6 +30,8 @@ from tests.webhook.helpers import (
     running,
     service_env,
 )
+from webhook_service.app import create_app
+from webhook_service.signature import sign
 
 
 def test_importing_the_app_does_not_load_dagster() -> None:
@@ -181,3 +187,44 @@ def test_readme_documents_the_sidecar() -> None:
     section = readme.split("## Webhook sidecar", 1)[1].split("\n## ", 1)[0]
     for needle in ("python -m webhook_service", "WEBHOOK_DUPLICATE_STATUS", "logs(filter:"):
         assert needle in section
+
+
+def test_deliveries_answered_ahead_of_fastapi_and_through_its_route_alike(
+    pg_url: str, pg_engine: Engine, devchain: DevChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app answers POST /webhooks/alchemy before FastAPI's routing (app.py); mounted
+    under a prefix, the same delivery reaches the FastAPI route (routes.py). Both paths
+    store a log once and give the same answers; other methods still get FastAPI's."""
+    payload = one_mint_delivery(devchain)
+    body = orjson.dumps(payload)
+    headers = {"content-type": "application/json", "x-alchemy-signature": sign(body, NEW_KEY)}
+    forged = {**headers, "x-alchemy-signature": sign(body, "whsec_not_ours")}
+    for name, value in service_env(pg_url, devchain.glisk).items():
+        monkeypatch.setenv(name, value)
+    app = create_app(load_settings())
+    outer = FastAPI()
+    outer.mount("/prefix", app)
+
+    async def exchange() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            direct = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t")
+            routed = httpx.AsyncClient(transport=httpx.ASGITransport(outer), base_url="http://t")
+            path = "/webhooks/alchemy"
+            return [
+                await direct.post(path, content=body, headers=headers),
+                await routed.post("/prefix" + path, content=body, headers=headers),
+                await direct.post(path, content=body, headers=headers),
+                await routed.post("/prefix" + path, content=body, headers=forged),
+                await direct.post(path, content=body, headers=forged),
+                await direct.get(path),
+            ]
+
+    stored, dup_routed, dup_direct, bad_routed, bad_direct, get = asyncio.run(exchange())
+    assert stored.status_code == 200 and stored.json()["status"] == "success"
+    assert dup_routed.status_code == dup_direct.status_code == 409
+    assert dup_routed.json() == dup_direct.json() and dup_direct.json()["status"] == "duplicate"
+    assert bad_routed.status_code == bad_direct.status_code == 401
+    assert bad_routed.json() == bad_direct.json()
+    assert get.status_code == 405  # FastAPI's answer: the shortcut takes POST only
+    with pg_engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(mint_events)) == 1
