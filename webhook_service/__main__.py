@@ -43,9 +43,9 @@ def main() -> int:
             access_log=False,  # one structlog line per delivery replaces it
             log_level="warning",
             proxy_headers=False,
-            # The limits of a public endpoint (webhook_service/protocol.py says why h11).
-            http="webhook_service.protocol:DeadlineH11Protocol",
-            h11_max_incomplete_event_size=settings.WEBHOOK_MAX_HEADER_BYTES,
+            # httptools with the limits of a public endpoint: head size (WEBHOOK_MAX_HEADER_BYTES,
+            # enforced by the protocol, not uvicorn) and read deadlines (protocol.py says why).
+            http="webhook_service.protocol:DeadlineHttpToolsProtocol",
             timeout_keep_alive=settings.WEBHOOK_KEEP_ALIVE_SECONDS,
             # WEBHOOK_MAX_CONNECTIONS and the per-client cap are enforced at accept by the
             # protocol (webhook_service/admission.py), not by uvicorn's limit_concurrency.

@@ -15,8 +15,9 @@ Three rules, in this order:
 Behind a proxy every connection comes from the proxy's address, so for a source in
 WEBHOOK_TRUSTED_PROXIES the client is taken from X-Forwarded-For, and only once its head
 has been parsed: the allowlist and the per-client cap then apply to that client, for the
-time its request is in flight (head parsed to answer sent). The proxy's connection itself
-is charged to no client, so the global cap and shedding bound it.
+time its request is in flight (from its parsed head, or for a pipelined request from its
+turn, to its answer sent). The proxy's connection itself is charged to no client, so the
+global cap and shedding bound it.
 
 Everything here is dictionary and ordered-dictionary work, O(1) per connection; address
 parsing is cached per address.

@@ -72,9 +72,10 @@ class Throttled(Throttle):
 
 
 class ThrottledUvicornWarnings(logging.Filter):
-    """uvicorn writes one warning per refused request for a bad or oversized request head:
-    a line anyone can provoke, throttled like ours. (Its "Exceeded concurrency limit." is
-    never written: the connection caps are ours, at accept.)"""
+    """uvicorn writes one warning per refused request for a malformed request head: a line
+    anyone can provoke, throttled like ours (an oversized head is refused, and logged, by
+    webhook_service/protocol.py). (Its "Exceeded concurrency limit." is never written: the
+    connection caps are ours, at accept.)"""
 
     FLOOD_MESSAGES = frozenset({"Invalid HTTP request received."})
 

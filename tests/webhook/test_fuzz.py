@@ -26,7 +26,7 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-# h11 refuses header values with outer whitespace; everything printable else goes.
+# Header values without outer whitespace (HTTP trims it); everything printable else goes.
 header_text = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=80)
 # Column bounds and their neighbours: where a value stops being storable.
 edge_ints = st.sampled_from([-1, 0, 2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**78])

@@ -9,6 +9,8 @@ about behaviour: refused, closed by the server, memory returned, delivery stored
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import socket
 import threading
 import time
@@ -26,6 +28,7 @@ from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service, one_mint_delivery, running, service_env
 
 MIB = 1024 * 1024
+HEAD_LIMIT = 16384  # WEBHOOK_MAX_HEADER_BYTES (its default)
 READ_TIMEOUT_S = 2.0  # short, so the test waits little; the default is 10 s
 # A socket the server never closes makes recv() give up here: the test then fails.
 CLIENT_PATIENCE_S = READ_TIMEOUT_S * 5
@@ -77,6 +80,7 @@ def hostile_target(
         pg_url,
         devchain.glisk,
         WEBHOOK_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT_S),
+        WEBHOOK_MAX_HEADER_BYTES=str(HEAD_LIMIT),
         WEBHOOK_MAX_CONNECTIONS="400",
         # these floods come from one address: the per-client cap is not what is tested
         WEBHOOK_MAX_CONNECTIONS_PER_CLIENT="400",
@@ -117,8 +121,50 @@ def test_header_flood_is_refused_without_buffering(
     for sent, reply in results:
         # Cut off after the limit (plus what the kernel buffers), never read whole.
         assert sent < 16 * MIB, sent
-        assert reply == b"" or reply.startswith(b"HTTP/1.1 400"), reply[:80]
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 431"), reply[:80]
     assert after - before < 32, (before, after)
+
+
+def unfinished_get(size: int) -> bytes:
+    """The first `size` bytes of a GET /healthz head: one header padded, not ended."""
+    start = b"GET /healthz HTTP/1.1\r\nhost: sidecar\r\nconnection: close\r\nx-pad: "
+    return start + b"p" * (size - len(start))
+
+
+def statuses(reply: bytes) -> list[bytes]:
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+
+
+def test_a_head_is_refused_just_past_the_limit_counted_from_where_it_began(
+    hostile_target: tuple[Service, dict],
+) -> None:
+    """The head limit is the protocol's own (httptools has none). A head still unfinished
+    one byte past WEBHOOK_MAX_HEADER_BYTES is answered 431 and closed at once, not at the
+    read deadline (408); one that reaches the limit and then ends is served; and the bytes
+    of a pipelined request before it in the same read, its body included, do not count."""
+    service, _ = hostile_target
+    with connect(service) as sock:
+        sock.sendall(unfinished_get(HEAD_LIMIT + 1))
+        assert statuses(wait_closed(sock)) == [b"431"]
+    refusals = [json.loads(line) for line in service.log().splitlines() if "head_too_large" in line]
+    assert refusals[0]["limit"] == HEAD_LIMIT, refusals  # logged (throttled), as ours are
+    with connect(service) as sock:
+        sock.sendall(unfinished_get(HEAD_LIMIT))
+        sock.sendall(b"\r\n\r\n")
+        assert statuses(wait_closed(sock)) == [b"200"]
+    body = b"b" * (3 * HEAD_LIMIT)  # more than the limit, before the head in one send
+    post = b"POST /healthz HTTP/1.1\r\nhost: sidecar\r\ncontent-length: %d\r\n\r\n" % len(body)
+    with connect(service) as sock:
+        sock.sendall(post + body + unfinished_get(HEAD_LIMIT))
+        sock.sendall(b"\r\n\r\n")
+        assert statuses(wait_closed(sock)) == [b"405", b"200"]
+    # Past the limit behind a request still being answered: nothing may be written ahead
+    # of that answer, so the connection is closed, with or without it, never left to time out.
+    with connect(service) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nhost: sidecar\r\n\r\n" + unfinished_get(HEAD_LIMIT + 1)
+        )
+        assert statuses(wait_closed(sock)) in ([], [b"200"], [b"200", b"431"])
 
 
 def test_stalled_heads_and_bodies_are_closed_and_freed(
