@@ -57,6 +57,7 @@ from webhook_service.logs import ThrottledUvicornWarnings
 Phase = Literal["head", "body", "answer"] | None
 WAITING_FOR_BYTES = ("head", "body")  # the phases in which a connection may be shed
 HEAD_END = b"\r\n\r\n"  # llhttp requires CRLF line ends: a head ends at its first blank line
+SPLIT_HEAD_ENDS = (HEAD_END[1:], HEAD_END[2:], HEAD_END[3:])  # what may open the next read
 
 
 def _plain_response(status: bytes, text: bytes) -> bytes:
@@ -223,12 +224,16 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         ended the request before it in the same chunk. That request ended at its head's
         blank line, or (a Content-Length body) that many body bytes later; a chunked body
         ends at a blank line too. The incomplete head holds no blank line, so the last one
-        in the chunk is the previous request's. Should that request's body contain a
-        blank line, the head is counted short, by less than that body; it is counted long
-        only by the 1-3 bytes of a blank line split between this read and the last."""
+        in the chunk is the previous request's; with none in it, the read may begin with
+        the rest of one split between this read and the last. Should that request's body
+        contain a blank line, the head is counted short (never long), by less than that
+        body."""
         blank = data.rfind(HEAD_END)
-        start = (0 if blank < 0 else blank + len(HEAD_END)) + self._body_before_head
-        return min(start, len(data))
+        if blank >= 0:
+            start = blank + len(HEAD_END)
+        else:
+            start = next((len(rest) for rest in SPLIT_HEAD_ENDS if data.startswith(rest)), 0)
+        return min(start + self._body_before_head, len(data))
 
     def _refuse_head(self) -> None:
         """A head still incomplete past the limit: 431 and close, or only close if an
