@@ -47,6 +47,10 @@ def main() -> int:
             # enforced by the protocol, not uvicorn) and read deadlines (protocol.py says why).
             http="webhook_service.protocol:DeadlineHttpToolsProtocol",
             timeout_keep_alive=settings.WEBHOOK_KEEP_ALIVE_SECONDS,
+            # No WebSocket: an upgrade request is served as plain HTTP. Handed to uvicorn's
+            # WebSocket protocol, its connection would leave ours without connection_lost,
+            # and the connection book (admission.py) would never release its slot.
+            ws="none",
             # WEBHOOK_MAX_CONNECTIONS and the per-client cap are enforced at accept by the
             # protocol (webhook_service/admission.py), not by uvicorn's limit_concurrency.
         )

@@ -314,3 +314,25 @@ def test_a_signed_body_slower_than_the_answer_budget_is_stored_not_a_500(
             reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert stored(pg_engine) == 1
+
+
+def test_websocket_upgrades_are_served_as_http_and_free_their_slot(
+    pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
+) -> None:
+    """The sidecar speaks no WebSocket. A request asking to upgrade is answered as plain
+    HTTP, and its connection leaves the connection book when it closes: were it handed to
+    uvicorn's WebSocket protocol, the book would never hear of its end, and a client could
+    fill its per-client cap (then every slot) with upgrades it has already closed."""
+    env = service_env(pg_url, devchain.glisk, WEBHOOK_MAX_CONNECTIONS_PER_CLIENT="2")
+    upgrade = (
+        b"GET /healthz HTTP/1.1\r\nhost: sidecar\r\nconnection: upgrade\r\nupgrade: websocket\r\n"
+        b"sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with running(env, tmp_path) as service:
+        for _ in range(5):  # more than the cap, one after another
+            with connect(service) as sock:
+                sock.sendall(upgrade)
+                reply = sock.recv(65536)
+                assert statuses(reply) == [b"200"], reply  # not 101 Switching Protocols
+        # The book has released all five: a client at a cap of 2 still gets in.
+        assert httpx.get(service.url + "/healthz", timeout=5).status_code == 200
