@@ -36,14 +36,7 @@ from tests.container_support import (
 )
 from tests.deploy_support import history_windows, live_mints
 from tests.fixtures_chain import DevChain
-from tests.test_deploy_topology import (
-    SENSOR,
-    START_SENSOR,
-    STOP_SENSOR,
-    _mismatches,
-    location_loaded,
-    sensor_runs,
-)
+from tests.test_deploy_topology import _mismatches, location_loaded, sensor_covers
 
 # a fresh machine installs podman, bootstraps Debian and builds the image (~10 min on 2 cores)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -134,14 +127,9 @@ def test_image_and_compose_stack(
             t_up = time.monotonic()
 
             # 1. the sensor, turned on over GraphQL, adds the final windows and runs them
-            started = dagster.graphql(START_SENSOR, {"s": SENSOR})["startSensor"]
-            assert started["__typename"] == "Sensor", started
-            runs = wait_until(
-                "the sensor's runs", lambda: sensor_runs(dagster, windows), stack, 240
+            sensor_covers(
+                dagster, windows, lambda what, check, t: wait_until(what, check, stack, t), 240
             )
-            stopped = dagster.graphql(STOP_SENSOR, {"id": started["sensorState"]["id"]})
-            assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
-            assert sorted(runs) == windows
 
             # 2. a backfill of those windows over GraphQL
             backfill_id = dagster.launch_backfill(windows, [["mint_events"]])

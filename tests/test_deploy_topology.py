@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,21 @@ def sensor_runs(dagster: DagsterDev, keys: list[str]) -> dict[str, str] | None:
     return statuses
 
 
+def sensor_covers(
+    dagster: DagsterDev, keys: list[str], wait: Callable[[str, Any, float], Any], timeout: float
+) -> dict[str, str]:
+    """Turn chain_head_sensor on over GraphQL, wait (with `wait(what, check, timeout)`, the
+    caller's liveness-aware poll) until its runs cover `keys` and have all succeeded, and
+    turn it off again. Returns partition -> run status."""
+    started = dagster.graphql(START_SENSOR, {"s": SENSOR})["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    runs: dict[str, str] = wait("the sensor's runs", lambda: sensor_runs(dagster, keys), timeout)
+    stopped = dagster.graphql(STOP_SENSOR, {"id": started["sensorState"]["id"]})
+    assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
+    assert sorted(runs) == keys
+    return runs
+
+
 def test_production_topology(
     devchain: DevChain, fresh_databases: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -206,14 +221,9 @@ def test_production_topology(
 
             # 1. the sensor, turned on over GraphQL, adds the windows and runs them (ranges of
             #    up to GLISK_PARTITIONS_PER_RUN windows per run)
-            started = dagster.graphql(START_SENSOR, {"s": SENSOR})["startSensor"]
-            assert started["__typename"] == "Sensor", started
-            runs = wait_until(
-                "the sensor's runs", lambda: sensor_runs(dagster, windows), procs, 150
+            runs = sensor_covers(
+                dagster, windows, lambda what, check, t: wait_until(what, check, procs, t), 150
             )
-            stopped = dagster.graphql(STOP_SENSOR, {"id": started["sensorState"]["id"]})
-            assert stopped["stopSensor"]["__typename"] == "StopSensorMutationResult", stopped
-            assert sorted(runs) == windows
             print(
                 f"\nup in {t_up - began:.1f}s; sensor: {len(runs)} partitions in {lap(t_up):.1f}s"
             )
