@@ -14,7 +14,7 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -115,23 +115,42 @@ def head_to_head(n: dict[str, int], concs: tuple[int, ...], warmup: int) -> dict
 
 
 def _measured(server: Service, reqs: list[Request], conc: int) -> dict[str, Any]:
-    """A closed-loop phase, with the CPU the server's processes spent per request."""
-    cpu = group_cpu_s(server.proc.pid)
+    """A closed-loop phase, with the CPU the server's processes spent per request, and
+    PostgreSQL's (its local processes; the other contender is idle meanwhile)."""
+    cpu, db_cpu = group_cpu_s(server.proc.pid), postgres_cpu_s()
     phase = _run(closed_loop(server.url + PATH, reqs, conc))
-    per_request = (group_cpu_s(server.proc.pid) - cpu) / max(1, phase.sent)
-    return {**phase.summary(), "server_cpu_ms_per_request": round(per_request * 1e3, 3)}
+    n = max(1, phase.sent)
+    per_request = (group_cpu_s(server.proc.pid) - cpu) / n
+    db_per_request = (postgres_cpu_s() - db_cpu) / n
+    return {
+        **phase.summary(),
+        "server_cpu_ms_per_request": round(per_request * 1e3, 3),
+        "postgres_cpu_ms_per_request": round(db_per_request * 1e3, 3),
+    }
 
 
 def group_cpu_s(pgid: int) -> float:
     """User + system CPU seconds of the live processes in process group `pgid` (uvicorn's
     supervisor and its workers)."""
+    return _cpu_s(lambda name, pgrp: pgrp == pgid)
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of this machine's PostgreSQL processes (0 if the server is remote)."""
+    return _cpu_s(lambda name, pgrp: name in ("postgres", "postmaster"))
+
+
+def _cpu_s(match: Callable[[str, int], bool]) -> float:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
             continue  # gone meanwhile
-        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+        fields = tail.split()
+        # comm is between the first "(" and the last ")"; pgrp is field 2 after it, utime
+        # and stime 11 and 12
+        if match(head.split("(", 1)[1], int(fields[2])):
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 

@@ -10,6 +10,13 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _phase(p: dict[str, Any]) -> str:
+    """A closed-loop phase: rate (p50 · p99, server · PostgreSQL CPU per request); older
+    results have no PostgreSQL figure."""
+    cpu = f"{p['server_cpu_ms_per_request']} · {p.get('postgres_cpu_ms_per_request', '?')}"
+    return f"{p['per_s']:,} ({p['p50_ms']} · {p['p99_ms']}, {cpu})"
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| figure | value | target | holds |", "|---|---|---|---|"]
 
@@ -55,11 +62,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             for name in ("lower_bound", "sidecar"):
                 row = h[name]
                 add(
-                    f"B2 {workload}: {name} /s (p50 · p99 ms, server CPU ms/req) at {conns[0]} · {conns[-1]} conns",
-                    " · ".join(
-                        f"{row[c]['per_s']:,} ({row[c]['p50_ms']} · {row[c]['p99_ms']}, {row[c]['server_cpu_ms_per_request']})"
-                        for c in (lo, hi)
-                    ),
+                    f"B2 {workload}: {name} /s (p50 · p99 ms, server · PostgreSQL CPU ms/req) "
+                    f"at {conns[0]} · {conns[-1]} conns",
+                    " · ".join(_phase(row[c]) for c in (lo, hi)),
                     "exactly once",
                     row["verify"]["exactly_once"],
                 )

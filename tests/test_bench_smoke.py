@@ -4,6 +4,7 @@ the exactly-once checks inside them hold. No timing is asserted (ratios are for
 
 from __future__ import annotations
 
+from bench import cli_startup
 from bench.run import main
 
 
@@ -35,3 +36,10 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
     }
     cold = results["b3"]["sensor_cold_start"]  # 4 windows, 3 per run: a range and a single
     assert (cold["range_runs"]["runs"], cold["one_per_window"]["runs"]) == (2, 4)
+
+
+def test_cli_startup_bench_runs_the_recovery_over_an_empty_block() -> None:
+    result = cli_startup.main(["--runs", "1", "--smoke"])
+    assert set(result) == {"after"}
+    assert result["after"]["runs"] == len(result["after"]["wall_s"]) == 1
+    assert result["after"]["cpu_s_median"] > 0
