@@ -222,7 +222,7 @@ def test_manifests_validate_strictly_against_kubernetes(version: str) -> None:
         kinds.add(doc["kind"])
     assert kinds >= {
         "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job",
-        "Ingress", "ConfigMap",
+        "Ingress", "ConfigMap", "NetworkPolicy",
     }  # fmt: skip
     # strict mode refuses what Kubernetes would silently drop: a misspelt field
     broken = copy.deepcopy(by_kind("Deployment"))
@@ -275,6 +275,33 @@ def test_service_hpa_pdb_and_ingress_point_at_the_sidecar() -> None:
     (path,) = ingress["rules"][0]["http"]["paths"]
     assert path["path"] == "/webhooks/alchemy"  # /metrics and /docs stay internal
     assert path["backend"]["service"]["name"] == service["metadata"]["name"]
+
+
+def test_only_the_ingress_controller_and_prometheus_reach_the_trusting_sidecar() -> None:
+    """The sidecar trusts X-Forwarded-For from the whole pod CIDR: a NetworkPolicy must
+    select its pods and admit connections to its port only from the controller's pods and
+    the monitoring namespace, or any pod could claim a new client on each connection."""
+    trusted = by_kind("ConfigMap")["data"]["WEBHOOK_TRUSTED_PROXIES"]
+    assert trusted  # what the policy is for
+    labels = by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    policy = by_kind("NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert "Ingress" in policy["policyTypes"]
+    (rule,) = policy["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["http"]
+    container_ports = by_kind("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "http" in {p["name"] for p in container_ports["ports"]}
+    peers = rule["from"]
+    assert all("ipBlock" not in peer for peer in peers)  # no CIDR: only named peers
+    namespaces = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    controller = next(
+        p for p in peers
+        if p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "ingress-nginx"
+    )  # fmt: skip
+    assert controller["podSelector"]["matchLabels"]  # the controller's pods, not the namespace
 
 
 # --- Helm values for Dagster's chart --------------------------------------------------------
