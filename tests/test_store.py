@@ -314,6 +314,80 @@ def test_a_repeated_delivery_does_not_move_a_log_back(store: MintStore, engine: 
     assert count(engine, tokens) == old[0].quantity + old[1].quantity
 
 
+def test_another_webhooks_late_retry_of_the_applied_view_does_not_move_a_log_back(
+    store: MintStore, engine: Engine
+) -> None:
+    # Two webhooks on the contract. Webhook a delivers blocks 100 and 101; b's delivery of
+    # block 100 fails (Alchemy will retry it). A reorg swaps the two transactions, and a
+    # delivers block 101's new view (tx1 moved there). Then b's retry of block 100's old
+    # view arrives: it agrees with the view applied for block 100, but it predates the
+    # reorg, and nothing orders it against block 101's view. It may only add what is
+    # missing: moving tx1 back would remove the canonical row at block 101 and delete its
+    # tokens, and a's new view of block 100 would then remove tx1 for good.
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    old = _two_blocks()
+    for seq, r in enumerate(old, start=1):
+        store.store_block_delivery(
+            block_number=r.block_number,
+            block_hash=r.block_hash,
+            sequence_number=seq,
+            records=[r],
+            webhook_id="wh_a",
+            created_at=t0 + timedelta(seconds=seq),
+        )
+    new_tx1, new_tx2 = _swap_blocks(old)
+    store.store_block_delivery(
+        block_number=101,
+        block_hash=new_tx1.block_hash,
+        sequence_number=3,
+        records=[new_tx1],
+        webhook_id="wh_a",
+        created_at=t0 + timedelta(seconds=10),
+    )
+    retry = store.store_block_delivery(
+        block_number=100,
+        block_hash=old[0].block_hash,
+        sequence_number=1,
+        records=[old[0]],
+        webhook_id="wh_b",
+        created_at=t0 + timedelta(seconds=2),  # later than the view applied for block 100
+    )
+    assert not retry.stale and retry.removed == 0
+    assert [e.outcome for e in retry.events] == ["duplicate"]
+    assert (new_tx1.tx_hash, new_tx1.block_hash) in _live(engine)
+    store.store_block_delivery(
+        block_number=100,
+        block_hash=new_tx2.block_hash,
+        sequence_number=4,
+        records=[new_tx2],
+        webhook_id="wh_a",
+        created_at=t0 + timedelta(seconds=12),
+    )
+    live = {(new_tx1.tx_hash, new_tx1.block_hash), (new_tx2.tx_hash, new_tx2.block_hash)}
+    assert _live(engine) == live
+    assert count(engine, tokens) == old[0].quantity + old[1].quantity
+
+
+def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(
+    store: MintStore, engine: Engine
+) -> None:
+    canonical = make_records(3)  # block 100
+    store.reconcile_range(canonical, start_block=100, end_block=100)
+    orphan = dataclasses.replace(
+        canonical[0], tx_hash="0x" + "e" * 64, block_hash="0x" + "a" * 64, start_token_id=10**6
+    )
+    late = store.store_unordered_delivery([orphan])
+    assert late.stale and "final" in (late.stale_reason or "")
+    assert count(engine, mint_events) == 3
+    assert count(engine, tokens) == sum(r.quantity for r in canonical)
+    # above the final range it adds what is missing, and revives nothing
+    fresh = dataclasses.replace(orphan, block_number=101, start_token_id=2 * 10**6)
+    assert [e.outcome for e in store.store_unordered_delivery([fresh]).events] == ["stored"]
+    assert count(engine, mint_events, ~mint_events.c.removed) == 4
+
+
 def test_late_webhook_retry_cannot_undo_a_reconciled_final_block(
     store: MintStore, engine: Engine
 ) -> None:

@@ -191,8 +191,8 @@ def _named_block(wanted: BlockDelivery) -> tuple[int, str, int] | None:
 def _store_sync(
     service: Service, wanted: BlockDelivery, block: tuple[int, str, int] | None
 ) -> StoreResult:
-    if block is None:  # unordered: add what is missing, undo no removal
-        return service.store.store(wanted.records, source="webhook", revive=False)
+    if block is None:  # unordered: add what is missing, undo no removal, never when final
+        return service.store.store_unordered_delivery(wanted.records)
     # Also for deliveries without matches: a re-sent block with no mints still has to
     # mark the rows of the hash it replaces removed.
     number, block_hash, sequence_number = block

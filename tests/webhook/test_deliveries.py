@@ -352,5 +352,15 @@ def test_a_delivery_without_sequence_number_does_not_revive_a_final_removal(
         [], start_block=block, end_block=block, canonical=chain_of()
     )
     assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0
-    webhook.post(payload)  # the same delivery again
+    again = webhook.post(payload)  # the same delivery again
+    assert again.status_code == 200, again.text
+    assert (
+        again.json()["message"]
+        == "stale delivery: block already reconciled from the chain as final"
+    )
+    # nor add a log the final chain does not have (another fork's transaction)
+    _log(payload)["transaction"]["hash"] = "0x" + "ee" * 32
+    orphan = webhook.post(payload)
+    assert orphan.status_code == 200 and orphan.json()["message"].startswith("stale"), orphan.text
+    assert count(pg_engine, mint_events) == 1
     assert count(pg_engine, mint_events, ~mint_events.c.removed) == 0

@@ -19,7 +19,14 @@ from sqlalchemy.exc import DBAPIError
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
-from glisk_pipeline.db.store.ordering import PG_FINAL_LOCK, REPEAT, Claim, claim_block
+from glisk_pipeline.db.store.ordering import (
+    FINAL,
+    PG_FINAL_LOCK,
+    REPEAT,
+    Claim,
+    block_is_final,
+    claim_block,
+)
 from glisk_pipeline.db.store.proof import NeedProof, Settlement
 from glisk_pipeline.db.store.results import (
     Source,
@@ -87,6 +94,23 @@ class MintStore:
         return self._transaction(
             lambda conn: self._upsert(conn, batch, source, revive, stage(conn, batch, pg=self._pg))
         )
+
+    def store_unordered_delivery(self, records: Iterable[MintRecord]) -> StoreResult:
+        """A webhook delivery that has no sequenceNumber: nothing orders it against other
+        views of its block, so it only adds the logs that are missing and revives none,
+        and a log in a block a backfill reconciled as final makes it stale, as an ordered
+        delivery would be (the chain decided; a non-canonical log would stay live)."""
+        batch = dedupe(records)
+        if self._pg:  # the delivery function with no claim (webhook_pg.py)
+            doc = delivery_document(batch, self.default_author_wallet, None)
+            return self._transaction(lambda conn: read_answer(_call(conn, doc), batch))
+
+        def work(conn: Connection) -> StoreResult:  # SQLite serialises writers: no lock
+            if any(block_is_final(conn, n) for n in {r.block_number for r in batch}):
+                return StoreResult(stale=True, stale_reason=FINAL)
+            return self._upsert(conn, batch, "webhook", revive=False)
+
+        return self._transaction(work)
 
     def store_block_delivery(
         self,

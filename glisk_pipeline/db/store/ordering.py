@@ -8,9 +8,13 @@ contract). The rule, written once as SQL and run by both dialects:
 - no view applied yet: apply;
 - within one webhook, its sequenceNumber orders deliveries (the later or equal applies;
   the equal one with the applied hash is the same delivery again: see REPEAT);
-- across webhooks (each numbers its own), a view that agrees with the applied hash
-  applies (nothing to undo), otherwise the later createdAt (Alchemy's clock) wins; a
-  missing createdAt never wins.
+- across webhooks (each numbers its own), a view that agrees with the applied hash only
+  adds the logs that are missing (as a REPEAT: the block's view was applied already,
+  and nothing orders this one against the views of other blocks applied since);
+  otherwise the later createdAt (Alchemy's clock) wins; a missing createdAt never wins.
+- a delivery without a sequenceNumber claims nothing: it only adds missing logs, and
+  none in a final block (`final_check_sql`, in the delivery function and
+  MintStore.store_unordered_delivery).
 The applied view is recorded in webhook_blocks, one row per block (the claim row).
 
 PostgreSQL runs it inside the delivery function (webhook_pg.py): reads (and locks) the
@@ -30,14 +34,16 @@ from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK, webhook_blocks
 
 FINAL = "block already reconciled from the chain as final"
 OLDER = "an older view of this block than the one already applied"
-# This very delivery (webhook, sequenceNumber, hash) was applied already (Alchemy's retry
-# of a delivery whose call committed after the sidecar answered 500, or a duplicate
-# delivery): its claim committed with its rows. Applied again, it would undo what later
-# deliveries of other blocks did: a reorg that moved one of its logs to the next block
-# had the log moved back, then removed by its own block's new view, the mint lost until
-# the final reconcile (tests/test_store.py). So a repeat removes and revives nothing; it
+# This view of the block (its hash) was applied already: this very delivery (Alchemy's
+# retry of a delivery whose call committed after the sidecar answered 500, or a
+# duplicate delivery), or another webhook's delivery of the same block. Applied again, it
+# would undo what later deliveries of other blocks did: a reorg that moved one of its
+# logs to the next block had the log moved back, then removed by its own block's new
+# view, the mint lost until the final reconcile (tests/test_store.py). A late retry of
+# another webhook's pre-reorg delivery did exactly that, as its createdAt cannot be
+# compared with the views of other blocks. So a repeat removes and revives nothing; it
 # only adds logs that are missing.
-REPEAT = "this delivery was applied already"
+REPEAT = "this view of the block was applied already"
 
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
 # "not final" must not interleave with a reconcile making the block final.
@@ -80,12 +86,20 @@ def claim_block(conn: Connection, claim: Claim) -> str | None:
     return None if conn.execute(_SQLITE_CLAIM, params).first() is not None else OLDER
 
 
+def block_is_final(conn: Connection, block_number: int) -> bool:
+    """SQLite: is the block final and reconciled? (The delivery function checks it in
+    SQL, under the shared final lock.)"""
+    params = {"block": block_number, "key": LAST_PROCESSED_BLOCK}
+    return bool(conn.execute(_SQLITE_FINAL, params).scalar_one())
+
+
 def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _final_check(p: dict[str, str]) -> str:
-    """Is the block final and reconciled?"""
+def final_check_sql(p: dict[str, str]) -> str:
+    """Is the block `p["block"]` (an SQL expression) final and reconciled? `p["key"]`
+    names last_processed_block's key."""
     return f"""
     {p["block"]} <= COALESCE(
         (SELECT CAST(value AS bigint) FROM system_state WHERE key = {p["key"]}), -1)
@@ -101,14 +115,14 @@ def verdict_sql(p: dict[str, str], seq: str, created: str) -> str:
     compares the stored forms (sequence numbers as zero-padded text, times as fixed-width
     UTC text), whose text order is the numeric and time order."""
     return f"""CASE
-        WHEN ({_final_check(p)}) THEN 'final'
+        WHEN ({final_check_sql(p)}) THEN 'final'
         WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'apply'
         WHEN (SELECT webhook_id FROM cur) = {p["webhook_id"]} THEN
             CASE WHEN {seq} = (SELECT sequence_number FROM cur)
                       AND (SELECT block_hash FROM cur) = {p["hash"]} THEN 'repeat'
                  WHEN {seq} >= (SELECT sequence_number FROM cur)
                  THEN 'apply' ELSE 'older' END
-        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'apply'
+        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'repeat'
         WHEN {created} > (SELECT created_at FROM cur) THEN 'apply'
         ELSE 'older'
     END"""
@@ -180,3 +194,5 @@ VALUES (:block, :webhook_id, :hash, :seq, :created)
 RETURNING block_number
 """
 ).bindparams(*_typed())
+
+_SQLITE_FINAL = text(f"SELECT CASE WHEN ({final_check_sql(BINDS)}) THEN 1 ELSE 0 END")

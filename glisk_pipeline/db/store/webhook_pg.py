@@ -4,7 +4,9 @@
 below) does, in one transaction: take the final-range lock shared (reconcile_range takes it
 exclusive), claim the block by the ordering rule (ordering.py, the same CASE SQLite runs),
 mark the rows the delivery contradicts removed and drop their tokens (reconcile.py's
-statement), and upsert the events and their tokens (upserts.py's statement). It returns
+statement), and upsert the events and their tokens (upserts.py's statement). A delivery
+without a block to claim (no sequenceNumber) is refused as final if any of its logs is in
+a final block, and otherwise only adds what is missing. It returns
 `{"verdict", "removed", "events": [[tx_hash, log_index, id, inserted], ...]}`, or raises
 SQLSTATE GL001 (token ids held by another live event) and writes nothing. The statements
 are the store's own, composed here, so the rule and the upserts cannot drift between the
@@ -32,6 +34,7 @@ from glisk_pipeline.db.store.ordering import (
     OLDER,
     PG_FINAL_LOCK_SHARED,
     Claim,
+    final_check_sql,
     pg_claim_sql,
     utc,
 )
@@ -112,6 +115,12 @@ BEGIN
             DELETE FROM tokens
             WHERE token_id = ANY (v_token_ids) AND mint_event_id = ANY (v_removed_ids);
         END IF;
+        END IF;
+    ELSE  -- no sequenceNumber: nothing to claim, add what is missing, never in a final block
+        PERFORM {PG_FINAL_LOCK_SHARED};
+        IF EXISTS (SELECT 1 FROM jsonb_to_recordset(doc->'events') AS t(block_number bigint)
+                   WHERE {final_check_sql({"block": "t.block_number", "key": "v_key"})}) THEN
+            RETURN json_build_object('verdict', 'final');
         END IF;
     END IF;
     IF jsonb_array_length(doc->'events') > 0 THEN
@@ -229,8 +238,7 @@ class AsyncDeliveryStore:
         return read_answer(await self._call(doc), batch)
 
     async def store(self, records: Iterable[MintRecord]) -> StoreResult:
-        """As MintStore.store(records, source="webhook", revive=False): no block to
-        claim."""
+        """As MintStore.store_unordered_delivery: no block to claim."""
         batch = dedupe(records)
         doc = delivery_document(batch, self.default_author_wallet, None)
         return read_answer(await self._call(doc), batch)
