@@ -388,6 +388,24 @@ def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(
     assert count(engine, mint_events, ~mint_events.c.removed) == 4
 
 
+def test_a_delivery_cannot_move_a_log_out_of_a_final_block(
+    store: MintStore, engine: Engine
+) -> None:
+    # The chain put tx1 in block 100, reconciled as final. A delivery for block 105 (not
+    # final) naming tx1 there (a fork deeper than finality, or a faulty payload) must not
+    # mark the final row removed nor delete its tokens: only a reconcile changes it.
+    (record,) = make_records(1)
+    store.reconcile_range([record], start_block=100, end_block=100)
+    moved = dataclasses.replace(record, block_number=105, block_hash="0x" + "f5" * 32)
+    result = store.store_block_delivery(
+        block_number=105, block_hash=moved.block_hash, sequence_number=1, records=[moved]
+    )
+    assert not result.stale and result.removed == 0
+    assert [e.outcome for e in result.events] == ["duplicate"]
+    assert _live(engine) == {(record.tx_hash, record.block_hash)}
+    assert count(engine, tokens) == record.quantity
+
+
 def test_late_webhook_retry_cannot_undo_a_reconciled_final_block(
     store: MintStore, engine: Engine
 ) -> None:

@@ -26,6 +26,7 @@ from glisk_pipeline.db.schema import (
     tokens,
     webhook_blocks,
 )
+from glisk_pipeline.db.store.ordering import block_is_final, final_check_sql
 from glisk_pipeline.db.store.upserts import STAGE
 
 _ROW_SELECT = (
@@ -39,25 +40,37 @@ _ROW_SELECT = (
 )
 
 
-def pg_contradicted_ids_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
+def pg_contradicted_ids_sql(
+    lo: str, hi: str, keep_hash: str, *, probe: bool = False, final_key: str | None = None
+) -> str:
     """The ids of the live rows the chain contradicts (see remove_stale): a UNION of index
     lookups (an OR would scan the table). Reads the CTE `incoming` (tx_hash, log_index,
     block_hash) the caller puts in front; the arguments are SQL expressions.
     `probe`: look each incoming log up by its key (a webhook delivery's 1-3 logs). The
     planner takes a set-returning function for 100 rows and, on a table of some
     thousands, joins by scanning it: 0.7 ms per delivery at 3,000 rows, growing with it
-    (measured); OFFSET 0 keeps the lookup a per-row index probe."""
+    (measured); OFFSET 0 keeps the lookup a per-row index probe.
+    `final_key` (a webhook delivery; the SQL naming last_processed_block's key): a log
+    recorded in a block reconciled as final is not moved away from it (the chain decided
+    that block; only a backfill's reconcile may change it)."""
+    keep_final = (
+        f"\n      AND NOT ({final_check_sql({'block': 'e.block_number', 'key': final_key})})"
+        if final_key
+        else ""
+    )
     moved = (
         """SELECT e.id FROM incoming c
     CROSS JOIN LATERAL (
-        SELECT e.id, e.block_hash FROM mint_events e
+        SELECT e.id, e.block_hash, e.block_number FROM mint_events e
         WHERE e.tx_hash = c.tx_hash AND e.log_index = c.log_index AND NOT e.removed
         OFFSET 0) e
     WHERE e.block_hash <> c.block_hash"""
+        + keep_final
         if probe
         else """SELECT e.id FROM incoming c
     JOIN mint_events e ON e.tx_hash = c.tx_hash AND e.log_index = c.log_index
     WHERE e.block_hash <> c.block_hash AND NOT e.removed"""
+        + keep_final
     )
     return f"""SELECT e.id FROM mint_events e
     WHERE e.block_number BETWEEN {lo} AND {hi} AND NOT e.removed
@@ -68,7 +81,9 @@ def pg_contradicted_ids_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = F
     {moved}"""
 
 
-def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> str:
+def pg_remove_sql(
+    lo: str, hi: str, keep_hash: str, *, probe: bool = False, final_key: str | None = None
+) -> str:
     """The rows the chain contradicts (pg_contradicted_ids_sql), marked removed, RETURNING
     (id, start, quantity): their token rows are deleted by key afterwards. The webhook's
     delivery function runs it: a delivery for a block is itself the proof that the block
@@ -77,7 +92,7 @@ def pg_remove_sql(lo: str, hi: str, keep_hash: str, *, probe: bool = False) -> s
     return f"""
 UPDATE mint_events m SET removed = true
 FROM (
-    {pg_contradicted_ids_sql(lo, hi, keep_hash, probe=probe)}
+    {pg_contradicted_ids_sql(lo, hi, keep_hash, probe=probe, final_key=final_key)}
 ) AS x
 WHERE m.id = x.id
 RETURNING m.id, m.start_token_id AS start, m.quantity
@@ -185,12 +200,20 @@ def remove_stale(conn: Connection, batch: list[MintRecord], block: int, keep_has
     same rule in the delivery function, pg_remove_sql): rows of that block under another
     hash, and rows of `batch`'s logs recorded under another hash, are marked removed and
     their tokens deleted. The delivery, Alchemy's newer view of the block by the
-    ordering rule, is the proof that the block at that number changed."""
-    return remove_rows(conn, _contradicted_ids_sqlite(conn, batch, block, block, keep_hash))
+    ordering rule, is the proof that the block at that number changed. A log recorded in
+    a block reconciled as final is not moved (as in pg_contradicted_ids_sql)."""
+    ids = _contradicted_ids_sqlite(conn, batch, block, block, keep_hash, keep_final=True)
+    return remove_rows(conn, ids)
 
 
 def _contradicted_ids_sqlite(
-    conn: Connection, batch: list[MintRecord], lo: int, hi: int, keep_hash: str | None
+    conn: Connection,
+    batch: list[MintRecord],
+    lo: int,
+    hi: int,
+    keep_hash: str | None,
+    *,
+    keep_final: bool = False,
 ) -> list[int]:
     """SQLite's form of pg_contradicted_ids_sql: rows in blocks lo..hi not among `batch`
     (with `keep_hash`, only rows under another hash: a delivery speaks for its own block
@@ -216,6 +239,7 @@ def _contradicted_ids_sqlite(
                 mint_events.c.tx_hash,
                 mint_events.c.log_index,
                 mint_events.c.block_hash,
+                mint_events.c.block_number,
             ).where(
                 mint_events.c.tx_hash.in_(hashes[start : start + 500]),
                 ~mint_events.c.removed,
@@ -225,6 +249,7 @@ def _contradicted_ids_sqlite(
             row.id
             for row in rows
             if wanted.get((row.tx_hash, row.log_index), row.block_hash) != row.block_hash
+            and not (keep_final and block_is_final(conn, row.block_number))
         }
     return sorted(stale_ids)
 

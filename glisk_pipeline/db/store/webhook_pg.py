@@ -106,7 +106,7 @@ BEGIN
             SELECT * FROM jsonb_to_recordset(doc->'events')
                 AS t(tx_hash text, log_index int, block_hash text)
         ),
-        removed AS ({pg_remove_sql("v_block", "v_block", "v_hash", probe=True)})
+        removed AS ({pg_remove_sql("v_block", "v_block", "v_hash", probe=True, final_key="v_key")})
         SELECT count(DISTINCT id), array_agg(DISTINCT id), array_agg(token_id)
         FROM removed CROSS JOIN LATERAL generate_series(start, start + quantity - 1)
              AS g(token_id)

@@ -1,6 +1,6 @@
 """glisk_store_delivery again: another webhook's view agreeing with the applied hash only
-adds missing logs (a REPEAT), and a delivery without a sequenceNumber is refused for a
-final block, under the shared final lock
+adds missing logs (a REPEAT), a delivery without a sequenceNumber is refused for a final
+block under the shared final lock, and no delivery moves a log out of a final block
 
 The function's SQL is the store's (glisk_pipeline/db/store/webhook_pg.py); this installs
 its current text, as 0003 did. Downgrading leaves it installed: the older text is not
