@@ -39,14 +39,14 @@ class Case:
     name: str
     applied: View
     incoming: View
-    verdict: str  # "apply", "repeat" (adds missing logs, keeps the claim), "older", "final"
+    verdict: str  # "apply", "older" or "final"
     final: bool = False  # the block reconciled from the chain before `incoming`
 
 
 CASES = [
     # one webhook: its sequenceNumber orders, whatever the hash or the clock
     Case("same webhook, later seq", View("a", H1, 1, NOON), View("a", H2, 2, NOON), "apply"),
-    Case("same webhook, equal seq", View("a", H1, 3, NOON), View("a", H1, 3, NOON), "repeat"),
+    Case("same webhook, equal seq", View("a", H1, 3, NOON), View("a", H1, 3, NOON), "apply"),
     Case(
         "same webhook, earlier seq, later clock",
         View("a", H1, 3, NOON),
@@ -60,19 +60,18 @@ CASES = [
         View("a", H2, 9 * 10**29, NOON),
         "older",
     ),
-    # across webhooks: an agreeing hash only adds what is missing, whatever the clock;
-    # otherwise the later createdAt wins
+    # across webhooks: agreeing hash applies; otherwise the later createdAt wins
     Case(
         "other webhook, same hash, earlier clock",
         View("a", H1, 5, NOON),
         View("b", H1, 1, NOON - timedelta(hours=1)),
-        "repeat",
+        "apply",
     ),
     Case(
         "other webhook, same hash, later clock",
         View("a", H1, 5, NOON),
         View("b", H1, 1, NOON + timedelta(hours=1)),
-        "repeat",
+        "apply",
     ),
     Case(
         "other webhook, other hash, later clock",
@@ -131,17 +130,9 @@ def _deliver_async(url: str, view: View) -> StoreResult:
 
 
 def _verdict(result: StoreResult) -> str:
-    """A repeat is not stale (it adds missing logs): the claim row tells it apart."""
     if not result.stale:
         return "apply"
     return "final" if "final" in (result.stale_reason or "") else "older"
-
-
-def _expected(case: Case) -> tuple[str, tuple[str, str]]:
-    """The verdict the store reports, and the view holding the claim afterwards."""
-    verdict = "apply" if case.verdict == "repeat" else case.verdict
-    winner = case.incoming if case.verdict == "apply" else case.applied
-    return verdict, (winner.webhook, winner.block_hash)
 
 
 def _applied(engine: Engine) -> tuple[str, str]:
@@ -160,9 +151,10 @@ def test_ordering_rule(engine: Engine, case: Case) -> None:
     assert not _deliver(store, case.applied).stale  # the first view of a block applies
     if case.final:
         store.reconcile_range([], start_block=BLOCK, end_block=BLOCK, canonical=chain_of())
-    verdict, claim = _expected(case)
-    assert _verdict(_deliver(store, case.incoming)) == verdict
-    assert _applied(engine) == claim
+    verdict = _verdict(_deliver(store, case.incoming))
+    assert verdict == case.verdict
+    winner = case.incoming if verdict == "apply" else case.applied
+    assert _applied(engine) == (winner.webhook, winner.block_hash)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -173,6 +165,7 @@ def test_ordering_rule_through_the_async_pool(pg_url: str, pg_engine: Engine, ca
         MintStore(pg_engine, DEFAULT_AUTHOR).reconcile_range(
             [], start_block=BLOCK, end_block=BLOCK, canonical=chain_of()
         )
-    verdict, claim = _expected(case)
-    assert _verdict(_deliver_async(pg_url, case.incoming)) == verdict
-    assert _applied(pg_engine) == claim
+    verdict = _verdict(_deliver_async(pg_url, case.incoming))
+    assert verdict == case.verdict
+    winner = case.incoming if verdict == "apply" else case.applied
+    assert _applied(pg_engine) == (winner.webhook, winner.block_hash)

@@ -4,10 +4,13 @@ store defines it, one round trip per delivery on the async pool, all-or-nothing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib.util
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +19,7 @@ from sqlalchemy import Engine, func, select, text
 
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.db import migrate
 from glisk_pipeline.db.engine import libpq_conninfo
 from glisk_pipeline.db.schema import mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
@@ -44,6 +48,28 @@ def test_installed_function_is_the_stores(pg_engine: Engine) -> None:
             text("SELECT prosrc FROM pg_proc WHERE proname = :name"), {"name": FUNCTION}
         ).scalar_one()
     assert installed.strip() == BODY.strip()
+
+
+def test_the_newest_function_migration_was_written_for_the_stores_sql() -> None:
+    # A database built from empty runs 0003 with the function's current text, so the test
+    # above cannot see a missing migration; an upgraded one would keep the old function.
+    # The newest migration that installs the function pins the body it installs.
+    versions = Path(migrate.__file__).parent / "migrations" / "versions"
+    pins = []
+    for path in sorted(versions.glob("[0-9]*.py")):
+        spec = importlib.util.spec_from_file_location(f"_glisk_migration_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if hasattr(module, "BODY_SHA256"):
+            pins.append((module.revision, module.BODY_SHA256))
+    assert pins, "no migration pins the delivery function's body"
+    revision, pinned = max(pins)
+    current = hashlib.sha256(BODY.strip().encode()).hexdigest()
+    assert pinned == current, (
+        f"the delivery function's SQL changed after migration {revision}: add a migration "
+        f"that installs it again, with BODY_SHA256 = {current!r}"
+    )
 
 
 def _frontend_messages(trace: str) -> list[str]:

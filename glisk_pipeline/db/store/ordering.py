@@ -8,10 +8,9 @@ contract). The rule, written once as SQL and run by both dialects:
 - no view applied yet: apply;
 - within one webhook, its sequenceNumber orders deliveries (the later or equal applies;
   the equal one with the applied hash is the same delivery again: see REPEAT);
-- across webhooks (each numbers its own), a view that agrees with the applied hash only
-  adds the logs that are missing (as a REPEAT: the block's view was applied already,
-  and nothing orders this one against the views of other blocks applied since);
-  otherwise the later createdAt (Alchemy's clock) wins; a missing createdAt never wins.
+- across webhooks (each numbers its own), a view that agrees with the applied hash
+  applies (nothing to undo), otherwise the later createdAt (Alchemy's clock) wins; a
+  missing createdAt never wins.
 - a delivery without a sequenceNumber claims nothing: it only adds missing logs, and
   none in a final block (`final_check_sql`, in the delivery function and
   MintStore.store_unordered_delivery).
@@ -34,16 +33,15 @@ from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK, webhook_blocks
 
 FINAL = "block already reconciled from the chain as final"
 OLDER = "an older view of this block than the one already applied"
-# This view of the block (its hash) was applied already: this very delivery (Alchemy's
-# retry of a delivery whose call committed after the sidecar answered 500, or a
-# duplicate delivery), or another webhook's delivery of the same block. Applied again, it
-# would undo what later deliveries of other blocks did: a reorg that moved one of its
-# logs to the next block had the log moved back, then removed by its own block's new
-# view, the mint lost until the final reconcile (tests/test_store.py). A late retry of
-# another webhook's pre-reorg delivery did exactly that, as its createdAt cannot be
-# compared with the views of other blocks. So a repeat removes and revives nothing; it
-# only adds logs that are missing.
-REPEAT = "this view of the block was applied already"
+# This very delivery (webhook, sequenceNumber, hash) was applied already (Alchemy's retry
+# of a delivery whose call committed after the sidecar answered 500, or a duplicate
+# delivery): its claim committed with its rows. Applied again, it would undo what later
+# deliveries of other blocks did: a reorg that moved one of its logs to the next block
+# had the log moved back, then removed by its own block's new view, the mint lost until
+# the final reconcile (tests/test_store.py). So a repeat removes and revives nothing; it
+# only adds logs that are missing. (Another webhook's view agreeing with the applied
+# hash still applies, and can do the same: tests/test_store.py pins that known case.)
+REPEAT = "this delivery was applied already"
 
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
 # "not final" must not interleave with a reconcile making the block final.
@@ -122,7 +120,7 @@ def verdict_sql(p: dict[str, str], seq: str, created: str) -> str:
                       AND (SELECT block_hash FROM cur) = {p["hash"]} THEN 'repeat'
                  WHEN {seq} >= (SELECT sequence_number FROM cur)
                  THEN 'apply' ELSE 'older' END
-        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'repeat'
+        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'apply'
         WHEN {created} > (SELECT created_at FROM cur) THEN 'apply'
         ELSE 'older'
     END"""
