@@ -314,11 +314,6 @@ def test_a_repeated_delivery_does_not_move_a_log_back(store: MintStore, engine: 
     assert count(engine, tokens) == old[0].quantity + old[1].quantity
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: across webhooks an agreeing view applies in full; answering it as a "
-    "repeat broke the two heartbeat cases below, so the fix needs per-log ordering",
-)
 def test_another_webhooks_late_retry_of_the_applied_view_does_not_move_a_log_back(
     store: MintStore, engine: Engine
 ) -> None:
@@ -419,6 +414,21 @@ def test_a_log_moving_to_an_earlier_block_is_kept_when_a_heartbeat_came_first(
     _view(store, "a", 4, 4.1, 101, "0x" + "02" * 32, [])
     assert _live(engine) == {(record.tx_hash, moved.block_hash)}
     assert count(engine, tokens) == record.quantity
+
+
+def test_an_older_view_does_not_undo_another_webhooks_newer_agreeing_one(
+    store: MintStore, engine: Engine
+) -> None:
+    # The chain goes H1 (t10) -> H0 (t12) -> H1 (t20). Webhook b's newest view agrees
+    # with a's; b's older view of H0, retried late, must not replace it.
+    (tx1,) = make_records(1)
+    h1, h0 = tx1.block_hash, "0x" + "c0" * 32
+    tx0 = dataclasses.replace(tx1, tx_hash="0x" + "d" * 64, block_hash=h0, start_token_id=10**6)
+    _view(store, "a", 5, 10, 100, h1, [tx1])
+    _view(store, "b", 3, 20, 100, h1, [tx1])
+    _view(store, "b", 2, 12, 100, h0, [tx0])  # older than b's applied view: stale
+    assert _live(engine) == {(tx1.tx_hash, h1)}
+    assert count(engine, tokens) == tx1.quantity
 
 
 def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(

@@ -20,15 +20,18 @@ from sqlalchemy.exc import DBAPIError
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
 from glisk_pipeline.db.store.ordering import (
+    AGREE,
     FINAL,
     PG_FINAL_LOCK,
     REPEAT,
     Claim,
+    agreeing_may_move,
     block_is_final,
     claim_block,
 )
 from glisk_pipeline.db.store.proof import NeedProof, Settlement
 from glisk_pipeline.db.store.results import (
+    EventOutcome,
     Source,
     StoreError,
     StoreResult,
@@ -135,14 +138,21 @@ class MintStore:
             return self._transaction(lambda conn: read_answer(_call(conn, doc), batch))
 
         def work(conn: Connection) -> StoreResult:  # SQLite
-            refused = claim_block(conn, claim)
-            repeat = refused == REPEAT  # applied already: add what is missing, only
-            if refused is not None and not repeat:
-                return StoreResult(stale=True, stale_reason=refused)
+            verdict = claim_block(conn, claim)
+            repeat = verdict == REPEAT  # applied already: add what is missing, only
+            if verdict not in (None, REPEAT, AGREE):
+                return StoreResult(stale=True, stale_reason=verdict)
+            kept: list[MintRecord] = []  # an agreeing view's logs a newer view placed
+            if verdict == AGREE:
+                kept = [r for r in batch if not agreeing_may_move(conn, r.key, claim)]
+            written = [r for r in batch if r not in kept]
             removed = 0
             if not repeat:
-                removed = reconcile.remove_stale(conn, batch, block_number, block_hash)
-            result = self._upsert(conn, batch, "webhook", revive=not repeat)
+                removed = reconcile.remove_stale(conn, written, block_number, block_hash)
+            result = self._upsert(conn, written, "webhook", revive=not repeat)
+            result.events += [
+                EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids) for r in kept
+            ]
             result.removed = removed
             return result
 

@@ -9,8 +9,10 @@ contract). The rule, written once as SQL and run by both dialects:
 - within one webhook, its sequenceNumber orders deliveries (the later or equal applies;
   the equal one with the applied hash is the same delivery again: see REPEAT);
 - across webhooks (each numbers its own), a view that agrees with the applied hash
-  applies (nothing to undo), otherwise the later createdAt (Alchemy's clock) wins; a
-  missing createdAt never wins.
+  applies (AGREE), otherwise the later createdAt (Alchemy's clock) wins; a missing
+  createdAt never wins. An agreeing view may be a late retry from before a reorg, so it
+  moves a log recorded in another block only if it is newer than that block's applied
+  view (`agreeing_may_move_sql`).
 - a delivery without a sequenceNumber claims nothing: it only adds missing logs, and
   none in a final block (`final_check_sql`, in the delivery function and
   MintStore.store_unordered_delivery).
@@ -27,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import BindParameter, Connection, bindparam, text
+from sqlalchemy import BindParameter, Connection, bindparam, select, text
 
-from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK, webhook_blocks
+from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK, mint_events, webhook_blocks
 
 FINAL = "block already reconciled from the chain as final"
 OLDER = "an older view of this block than the one already applied"
@@ -39,9 +41,16 @@ OLDER = "an older view of this block than the one already applied"
 # deliveries of other blocks did: a reorg that moved one of its logs to the next block
 # had the log moved back, then removed by its own block's new view, the mint lost until
 # the final reconcile (tests/test_store.py). So a repeat removes and revives nothing; it
-# only adds logs that are missing. (Another webhook's view agreeing with the applied
-# hash still applies, and can do the same: tests/test_store.py pins that known case.)
+# only adds logs that are missing.
 REPEAT = "this delivery was applied already"
+# Another webhook's view agreeing with the applied hash. It applies (and takes the claim):
+# its block's rows are right, and it revives what a heartbeat of another fork removed
+# there. But it may be a late retry from before a reorg that moved one of its logs to
+# another block since, so a log recorded in another block is moved here only if this view
+# is newer than that block's applied view: the same webhook's higher sequenceNumber, or
+# another webhook's later createdAt. Otherwise the log is left where it is (reported as
+# a duplicate), where the final reconcile will judge it if need be.
+AGREE = "agree"
 
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
 # "not final" must not interleave with a reconcile making the block final.
@@ -65,9 +74,10 @@ class Claim:
 
 
 def claim_block(conn: Connection, claim: Claim) -> str | None:
-    """SQLite: record this delivery as the one applied for its block, or say why it must
-    not be applied (FINAL or OLDER). Runs inside the caller's transaction. (PostgreSQL
-    runs PG_CLAIM inside the delivery function.)"""
+    """SQLite: record this delivery as the one applied for its block (None, or AGREE for
+    another webhook's agreeing view), or say why it must not be applied (FINAL, OLDER,
+    or REPEAT: add missing logs only). Runs inside the caller's transaction.
+    (PostgreSQL runs pg_claim_sql inside the delivery function.)"""
     params = {
         "block": claim.block_number,
         "key": LAST_PROCESSED_BLOCK,
@@ -79,9 +89,47 @@ def claim_block(conn: Connection, claim: Claim) -> str | None:
         "created": claim.created_at and utc(claim.created_at),
     }
     verdict = conn.execute(_SQLITE_VERDICT, params).scalar_one()
-    if verdict != "apply":
+    if verdict not in ("apply", AGREE):
         return {"final": FINAL, "repeat": REPEAT}.get(verdict, OLDER)
-    return None if conn.execute(_SQLITE_CLAIM, params).first() is not None else OLDER
+    if conn.execute(_SQLITE_CLAIM, params).first() is None:
+        return OLDER
+    return AGREE if verdict == AGREE else None
+
+
+def agreeing_may_move(conn: Connection, record_key: tuple[str, int], claim: Claim) -> bool:
+    """SQLite's agreeing_may_move_sql for one log of an agreeing view (see AGREE)."""
+    row = conn.execute(
+        select(mint_events.c.block_number, mint_events.c.block_hash, mint_events.c.removed).where(
+            mint_events.c.tx_hash == record_key[0], mint_events.c.log_index == record_key[1]
+        )
+    ).first()
+    if row is None or row.block_number == claim.block_number:
+        return True  # new, or in this block: the view's own block is its to decide
+    applied = conn.execute(
+        select(webhook_blocks.c.webhook_id, webhook_blocks.c.sequence_number,
+               webhook_blocks.c.created_at)
+        .where(webhook_blocks.c.block_number == row.block_number)
+    ).first()  # fmt: skip
+    if applied is None:
+        return True
+    if applied.webhook_id == claim.webhook_id:
+        return claim.sequence_number > int(applied.sequence_number)
+    if claim.created_at is None or applied.created_at is None:
+        return False  # a missing clock never wins
+    return utc(claim.created_at) > utc(applied.created_at)
+
+
+def agreeing_may_move_sql(p: dict[str, str], event: dict[str, str]) -> str:
+    """PostgreSQL: may an agreeing view (see AGREE) write the incoming log `event` (SQL
+    expressions for its tx_hash and log_index)? `p` names the view's parameters."""
+    return f"""NOT EXISTS (
+        SELECT 1 FROM mint_events m
+        JOIN webhook_blocks w ON w.block_number = m.block_number
+        WHERE m.tx_hash = {event["tx_hash"]} AND m.log_index = {event["log_index"]}
+          AND m.block_number <> {p["block"]}
+          AND NOT COALESCE(CASE WHEN w.webhook_id = {p["webhook_id"]}
+                                THEN {p["seq"]} > w.sequence_number
+                                ELSE {p["created"]} > w.created_at END, false))"""
 
 
 def block_is_final(conn: Connection, block_number: int) -> bool:
@@ -120,7 +168,7 @@ def verdict_sql(p: dict[str, str], seq: str, created: str) -> str:
                       AND (SELECT block_hash FROM cur) = {p["hash"]} THEN 'repeat'
                  WHEN {seq} >= (SELECT sequence_number FROM cur)
                  THEN 'apply' ELSE 'older' END
-        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'apply'
+        WHEN (SELECT block_hash FROM cur) = {p["hash"]} THEN 'agree'
         WHEN {created} > (SELECT created_at FROM cur) THEN 'apply'
         ELSE 'older'
     END"""
@@ -166,7 +214,7 @@ claimed AS (
     INSERT INTO webhook_blocks
         (block_number, webhook_id, block_hash, sequence_number, created_at)
     SELECT {p["block"]}, {p["webhook_id"]}, {p["hash"]}, {p["seq"]}, {p["created"]}
-    FROM verdict WHERE v = 'apply'
+    FROM verdict WHERE v IN ('apply', 'agree')
     {_UPSERT_CLAIM}
     RETURNING 1
 )

@@ -34,6 +34,7 @@ from glisk_pipeline.db.store.ordering import (
     OLDER,
     PG_FINAL_LOCK_SHARED,
     Claim,
+    agreeing_may_move_sql,
     final_check_sql,
     pg_claim_sql,
     utc,
@@ -62,6 +63,8 @@ _VARS = {
     "seq": "v_seq",
     "created": "v_created",
 }
+# An incoming event of doc->'events' (`ev`), as agreeing_may_move_sql names it.
+_EVENT = {"tx_hash": "ev->>'tx_hash'", "log_index": "(ev->>'log_index')::int"}
 _INCOMING_JSON = """
     SELECT * FROM jsonb_to_recordset(doc->'events') AS t(
         tx_hash text, log_index int, block_number bigint, block_hash text, block_ts bigint,
@@ -102,6 +105,12 @@ BEGIN
         IF v_verdict = 'repeat' THEN  -- applied already (ordering.REPEAT)
             v_revive := false;
         ELSE
+        IF v_verdict = 'agree' THEN  -- logs recorded elsewhere by a newer view stay there
+            doc := jsonb_set(doc, '{{events}}', (
+                SELECT COALESCE(jsonb_agg(ev), '[]'::jsonb)
+                FROM jsonb_array_elements(doc->'events') AS ev
+                WHERE {agreeing_may_move_sql(_VARS, _EVENT)}));
+        END IF;
         WITH incoming AS (
             SELECT * FROM jsonb_to_recordset(doc->'events')
                 AS t(tx_hash text, log_index int, block_hash text)

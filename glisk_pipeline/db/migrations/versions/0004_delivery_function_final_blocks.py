@@ -1,9 +1,11 @@
-"""glisk_store_delivery again: a delivery without a sequenceNumber is refused for a final
-block, under the shared final lock, and no delivery moves a log out of a final block
+"""glisk_store_delivery again: another webhook's agreeing view moves a log from another
+block only if it is newer than that block's view, a delivery without a sequenceNumber is
+refused for a final block (under the shared final lock), and no delivery moves a log out
+of a final block
 
 The function's SQL is the store's (glisk_pipeline/db/store/webhook_pg.py); this installs
 its current text, as 0003 did. Downgrading leaves it installed: the older text is not
-kept, and it could add a non-canonical log to a final block.
+kept, and it could lose a mint or add a non-canonical log to a final block.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,7 +21,7 @@ from glisk_pipeline.db.store.webhook_pg import CREATE_FUNCTION
 # The function body this migration was written for (sha256 of webhook_pg.BODY, stripped).
 # 0003 installs the current text too, so only this pin makes a change to the function's
 # SQL fail a test until a new migration installs it (tests/test_store_webhook_pg.py).
-BODY_SHA256 = "0cd34597792be1a7f43e27db9881b5a7cb21f8f3197a595574d45c875a9934be"
+BODY_SHA256 = "008ad4007319a6b39ec6a3039c135322ad91391cb68c5f4a7c3ce036637cf898"
 
 revision = "0004"
 down_revision = "0003"
