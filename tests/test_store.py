@@ -431,6 +431,41 @@ def test_an_older_view_does_not_undo_another_webhooks_newer_agreeing_one(
     assert count(engine, tokens) == tx1.quantity
 
 
+@pytest.mark.parametrize("webhook_b_views_101_first", [True, False])
+def test_a_log_moving_to_an_earlier_block_survives_views_of_both_blocks_out_of_order(
+    store: MintStore, engine: Engine, webhook_b_views_101_first: bool
+) -> None:
+    # tx moves from block 101 to block 100. Block 101's new view (without tx) is applied
+    # before a's view of block 100 with tx, which agrees with b's heartbeat there: tx's
+    # row at 101 is removed by then, and a's view must still bring it back at 100.
+    (record,) = make_records(1)
+    old = dataclasses.replace(record, block_number=101, block_hash="0x" + "01" * 32)
+    moved = dataclasses.replace(record, block_number=100, block_hash="0x" + "20" * 32)
+    _view(store, "a", 1, 1, 100, "0x" + "10" * 32, [])
+    _view(store, "a", 2, 2, 101, old.block_hash, [old])
+    _view(store, "b", 1, 3, 100, moved.block_hash, [])
+    if webhook_b_views_101_first:
+        _view(store, "b", 2, 4, 101, "0x" + "02" * 32, [])
+    else:  # a's own later view of 101 overtakes its view of 100
+        _view(store, "a", 4, 4, 101, "0x" + "02" * 32, [])
+    _view(store, "a", 3, 3.1, 100, moved.block_hash, [moved])
+    assert _live(engine) == {(record.tx_hash, moved.block_hash)}
+    assert count(engine, tokens) == record.quantity
+
+
+def test_an_agreeing_view_moves_a_log_held_under_a_hash_its_block_no_longer_has(
+    store: MintStore, engine: Engine
+) -> None:
+    (record,) = make_records(1)
+    old = dataclasses.replace(record, block_number=101, block_hash="0x" + "01" * 32)
+    moved = dataclasses.replace(record, block_number=100, block_hash="0x" + "20" * 32)
+    _view(store, "b", 1, 3, 100, moved.block_hash, [])
+    _view(store, "a", 4, 4, 101, "0x" + "02" * 32, [])
+    store.store_unordered_delivery([old])  # a late view of 101's old fork, no sequence
+    _view(store, "a", 3, 3.1, 100, moved.block_hash, [moved])
+    assert _live(engine) == {(record.tx_hash, moved.block_hash)}
+
+
 def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(
     store: MintStore, engine: Engine
 ) -> None:

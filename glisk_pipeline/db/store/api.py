@@ -150,9 +150,13 @@ class MintStore:
             if not repeat:
                 removed = reconcile.remove_stale(conn, written, block_number, block_hash)
             result = self._upsert(conn, written, "webhook", revive=not repeat)
-            result.events += [
-                EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids) for r in kept
-            ]
+            if kept:  # reported as duplicates, in the order given (as read_answer does)
+                outcomes = {(e.tx_hash, e.log_index): e for e in result.events}
+                result.events = [
+                    outcomes.get(r.key)
+                    or EventOutcome(r.tx_hash, r.log_index, "duplicate", None, r.token_ids)
+                    for r in batch
+                ]
             result.removed = removed
             return result
 

@@ -46,10 +46,11 @@ REPEAT = "this delivery was applied already"
 # Another webhook's view agreeing with the applied hash. It applies (and takes the claim):
 # its block's rows are right, and it revives what a heartbeat of another fork removed
 # there. But it may be a late retry from before a reorg that moved one of its logs to
-# another block since, so a log recorded in another block is moved here only if this view
-# is newer than that block's applied view: the same webhook's higher sequenceNumber, or
-# another webhook's later createdAt. Otherwise the log is left where it is (reported as
-# a duplicate), where the final reconcile will judge it if need be.
+# another block since. So a log that another block's applied view holds (live, under that
+# view's hash) is moved here only if this view is newer than that one: the same webhook's
+# higher sequenceNumber, or another webhook's later createdAt. Otherwise the log is left
+# where it is (reported as a duplicate). A removed row, or one under a hash its block no
+# longer has, is moved as before: blocking it would lose the mint for good.
 AGREE = "agree"
 
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
@@ -106,12 +107,12 @@ def agreeing_may_move(conn: Connection, record_key: tuple[str, int], claim: Clai
     if row is None or row.block_number == claim.block_number:
         return True  # new, or in this block: the view's own block is its to decide
     applied = conn.execute(
-        select(webhook_blocks.c.webhook_id, webhook_blocks.c.sequence_number,
-               webhook_blocks.c.created_at)
+        select(webhook_blocks.c.webhook_id, webhook_blocks.c.block_hash,
+               webhook_blocks.c.sequence_number, webhook_blocks.c.created_at)
         .where(webhook_blocks.c.block_number == row.block_number)
     ).first()  # fmt: skip
-    if applied is None:
-        return True
+    if applied is None or row.removed or applied.block_hash != row.block_hash:
+        return True  # the other block's applied view does not hold this log
     if applied.webhook_id == claim.webhook_id:
         return claim.sequence_number > int(applied.sequence_number)
     if claim.created_at is None or applied.created_at is None:
@@ -127,6 +128,8 @@ def agreeing_may_move_sql(p: dict[str, str], event: dict[str, str]) -> str:
         JOIN webhook_blocks w ON w.block_number = m.block_number
         WHERE m.tx_hash = {event["tx_hash"]} AND m.log_index = {event["log_index"]}
           AND m.block_number <> {p["block"]}
+          -- only a log the other block's applied view holds (live, under its hash)
+          AND NOT m.removed AND m.block_hash = w.block_hash
           AND NOT COALESCE(CASE WHEN w.webhook_id = {p["webhook_id"]}
                                 THEN {p["seq"]} > w.sequence_number
                                 ELSE {p["created"]} > w.created_at END, false))"""

