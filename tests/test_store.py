@@ -370,6 +370,14 @@ def test_another_webhooks_late_retry_of_the_applied_view_does_not_move_a_log_bac
     assert count(engine, tokens) == old[0].quantity + old[1].quantity
 
 
+def _moving_to_block_100() -> tuple:
+    """A log (record), its row in block 101 before a reorg (old) and in block 100 after it."""
+    (record,) = make_records(1)
+    old = dataclasses.replace(record, block_number=101, block_hash="0x" + "01" * 32)
+    moved = dataclasses.replace(record, block_number=100, block_hash="0x" + "20" * 32)
+    return record, old, moved
+
+
 def _view(store: MintStore, webhook: str, seq: int, second: float, block: int, block_hash: str,
           records: list) -> None:  # fmt: skip
     from datetime import UTC, datetime, timedelta
@@ -382,6 +390,14 @@ def _view(store: MintStore, webhook: str, seq: int, second: float, block: int, b
         webhook_id=webhook,
         created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=second),
     )
+
+
+def _heartbeat_first_reorg(store: MintStore, old, moved) -> None:
+    """a applies block 100 (empty) and 101 (old); the reorg moves the log to block 100, and
+    heartbeat-only webhook b's view of the new block 100 arrives first."""
+    _view(store, "a", 1, 1, 100, "0x" + "10" * 32, [])
+    _view(store, "a", 2, 2, 101, old.block_hash, [old])
+    _view(store, "b", 1, 3, 100, moved.block_hash, [])
 
 
 def test_a_reorg_back_restores_a_log_when_another_webhooks_heartbeat_came_first(
@@ -403,12 +419,8 @@ def test_a_reorg_back_restores_a_log_when_another_webhooks_heartbeat_came_first(
 def test_a_log_moving_to_an_earlier_block_is_kept_when_a_heartbeat_came_first(
     store: MintStore, engine: Engine
 ) -> None:
-    (record,) = make_records(1)
-    old = dataclasses.replace(record, block_number=101, block_hash="0x" + "01" * 32)
-    moved = dataclasses.replace(record, block_number=100, block_hash="0x" + "20" * 32)
-    _view(store, "a", 1, 1, 100, "0x" + "10" * 32, [])
-    _view(store, "a", 2, 2, 101, old.block_hash, [old])
-    _view(store, "b", 1, 3, 100, moved.block_hash, [])  # the reorg, b's heartbeat first
+    record, old, moved = _moving_to_block_100()
+    _heartbeat_first_reorg(store, old, moved)
     _view(store, "a", 3, 3.1, 100, moved.block_hash, [moved])  # must move tx1 to block 100
     _view(store, "b", 2, 4, 101, "0x" + "02" * 32, [])
     _view(store, "a", 4, 4.1, 101, "0x" + "02" * 32, [])
@@ -438,12 +450,8 @@ def test_a_log_moving_to_an_earlier_block_survives_views_of_both_blocks_out_of_o
     # tx moves from block 101 to block 100. Block 101's new view (without tx) is applied
     # before a's view of block 100 with tx, which agrees with b's heartbeat there: tx's
     # row at 101 is removed by then, and a's view must still bring it back at 100.
-    (record,) = make_records(1)
-    old = dataclasses.replace(record, block_number=101, block_hash="0x" + "01" * 32)
-    moved = dataclasses.replace(record, block_number=100, block_hash="0x" + "20" * 32)
-    _view(store, "a", 1, 1, 100, "0x" + "10" * 32, [])
-    _view(store, "a", 2, 2, 101, old.block_hash, [old])
-    _view(store, "b", 1, 3, 100, moved.block_hash, [])
+    record, old, moved = _moving_to_block_100()
+    _heartbeat_first_reorg(store, old, moved)
     if webhook_b_views_101_first:
         _view(store, "b", 2, 4, 101, "0x" + "02" * 32, [])
     else:  # a's own later view of 101 overtakes its view of 100
@@ -456,9 +464,7 @@ def test_a_log_moving_to_an_earlier_block_survives_views_of_both_blocks_out_of_o
 def test_an_agreeing_view_moves_a_log_held_under_a_hash_its_block_no_longer_has(
     store: MintStore, engine: Engine
 ) -> None:
-    (record,) = make_records(1)
-    old = dataclasses.replace(record, block_number=101, block_hash="0x" + "01" * 32)
-    moved = dataclasses.replace(record, block_number=100, block_hash="0x" + "20" * 32)
+    record, old, moved = _moving_to_block_100()
     _view(store, "b", 1, 3, 100, moved.block_hash, [])
     _view(store, "a", 4, 4, 101, "0x" + "02" * 32, [])
     store.store_unordered_delivery([old])  # a late view of 101's old fork, no sequence
