@@ -378,8 +378,15 @@ def _moving_to_block_100() -> tuple:
     return record, old, moved
 
 
-def _view(store: MintStore, webhook: str, seq: int, second: float, block: int, block_hash: str,
-          records: list) -> None:  # fmt: skip
+def _view(
+    store: MintStore,
+    webhook: str,
+    seq: int,
+    second: float | None,
+    block: int,
+    block_hash: str,
+    records: list,
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     store.store_block_delivery(
@@ -388,7 +395,9 @@ def _view(store: MintStore, webhook: str, seq: int, second: float, block: int, b
         sequence_number=seq,
         records=records,
         webhook_id=webhook,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=second),
+        created_at=None
+        if second is None
+        else datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=second),
     )
 
 
@@ -470,6 +479,30 @@ def test_an_agreeing_view_moves_a_log_held_under_a_hash_its_block_no_longer_has(
     store.store_unordered_delivery([old])  # a late view of 101's old fork, no sequence
     _view(store, "a", 3, 3.1, 100, moved.block_hash, [moved])
     assert _live(engine) == {(record.tx_hash, moved.block_hash)}
+
+
+def test_agreeing_views_without_a_clock_still_move_the_log(
+    store: MintStore, engine: Engine
+) -> None:
+    # Without createdAt nothing says which view is older, so an agreeing view is not held
+    # back: here webhook c's clockless views of both forks would otherwise strand the log.
+    record, old, moved = _moving_to_block_100()
+    _view(store, "c", 1, None, 101, old.block_hash, [old])
+    _view(store, "d", 1, 3, 100, moved.block_hash, [])
+    _view(store, "b", 1, 4, 100, moved.block_hash, [moved])  # agrees with d: moves L here
+    _view(store, "c", 2, None, 101, "0x" + "02" * 32, [])
+    assert _live(engine) == {(record.tx_hash, moved.block_hash)}
+
+
+def test_a_canonical_agreeing_view_without_a_clock_moves_the_log(
+    store: MintStore, engine: Engine
+) -> None:
+    record, old, moved = _moving_to_block_100()
+    _heartbeat_first_reorg(store, old, moved)
+    _view(store, "c", 1, None, 100, moved.block_hash, [moved])  # agrees with b, no clock
+    _view(store, "b", 2, 4, 101, "0x" + "02" * 32, [])  # the new block 101 drops the old row
+    assert _live(engine) == {(record.tx_hash, moved.block_hash)}
+    assert count(engine, tokens) == record.quantity
 
 
 def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(

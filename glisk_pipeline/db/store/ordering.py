@@ -50,7 +50,9 @@ REPEAT = "this delivery was applied already"
 # view's hash) is moved here only if this view is newer than that one: the same webhook's
 # higher sequenceNumber, or another webhook's later createdAt. Otherwise the log is left
 # where it is (reported as a duplicate). A removed row, or one under a hash its block no
-# longer has, is moved as before: blocking it would lose the mint for good.
+# longer has, is moved as before: blocking it would lose the mint for good. So is a log
+# when either view has no createdAt: nothing says this view is the older one, and a
+# canonical view without a clock must not be held back.
 AGREE = "agree"
 
 # Reconciles take it exclusive, webhook deliveries shared (PostgreSQL): a delivery deciding
@@ -116,7 +118,7 @@ def agreeing_may_move(conn: Connection, record_key: tuple[str, int], claim: Clai
     if applied.webhook_id == claim.webhook_id:
         return claim.sequence_number > int(applied.sequence_number)
     if claim.created_at is None or applied.created_at is None:
-        return False  # a missing clock never wins
+        return True  # no clock to say this view is the older one: move, as before
     return utc(claim.created_at) > utc(applied.created_at)
 
 
@@ -130,9 +132,10 @@ def agreeing_may_move_sql(p: dict[str, str], event: dict[str, str]) -> str:
           AND m.block_number <> {p["block"]}
           -- only a log the other block's applied view holds (live, under its hash)
           AND NOT m.removed AND m.block_hash = w.block_hash
-          AND NOT COALESCE(CASE WHEN w.webhook_id = {p["webhook_id"]}
-                                THEN {p["seq"]} > w.sequence_number
-                                ELSE {p["created"]} > w.created_at END, false))"""
+          -- held back only when this view is known not to be newer (no clock: it moves)
+          AND COALESCE(CASE WHEN w.webhook_id = {p["webhook_id"]}
+                            THEN {p["seq"]} <= w.sequence_number
+                            ELSE {p["created"]} <= w.created_at END, false))"""
 
 
 def block_is_final(conn: Connection, block_number: int) -> bool:

