@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from devtools.local_chain import DEFAULT_AUTHOR
+from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
 from tests.factories import chain_of, make_records
@@ -505,14 +506,20 @@ def test_a_canonical_agreeing_view_without_a_clock_moves_the_log(
     assert count(engine, tokens) == record.quantity
 
 
-def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(
-    store: MintStore, engine: Engine
-) -> None:
-    canonical = make_records(3)  # block 100
+def _final_block_100_and_an_orphan(store: MintStore) -> tuple[list[MintRecord], MintRecord]:
+    """Block 100 reconciled as final with 3 mints, and a log of another fork of it."""
+    canonical = make_records(3)
     store.reconcile_range(canonical, start_block=100, end_block=100)
     orphan = dataclasses.replace(
         canonical[0], tx_hash="0x" + "e" * 64, block_hash="0x" + "a" * 64, start_token_id=10**6
     )
+    return canonical, orphan
+
+
+def test_a_delivery_without_sequence_number_adds_nothing_to_a_final_block(
+    store: MintStore, engine: Engine
+) -> None:
+    canonical, orphan = _final_block_100_and_an_orphan(store)
     late = store.store_unordered_delivery([orphan])
     assert late.stale and "final" in (late.stale_reason or "")
     assert count(engine, mint_events) == 3
@@ -544,11 +551,9 @@ def test_a_delivery_cannot_move_a_log_out_of_a_final_block(
 def test_late_webhook_retry_cannot_undo_a_reconciled_final_block(
     store: MintStore, engine: Engine
 ) -> None:
-    canonical = make_records(3)  # block 100
-    store.reconcile_range(canonical, start_block=100, end_block=100)
-    orphan = dataclasses.replace(canonical[0], tx_hash="0x" + "e" * 64, start_token_id=10**6)
+    _, orphan = _final_block_100_and_an_orphan(store)
     late = store.store_block_delivery(
-        block_number=100, block_hash="0x" + "a" * 64, sequence_number=1, records=[orphan]
+        block_number=100, block_hash=orphan.block_hash, sequence_number=1, records=[orphan]
     )
     assert late.stale and "final" in (late.stale_reason or "")
     assert count(engine, mint_events, ~mint_events.c.removed) == 3
