@@ -142,10 +142,10 @@ class MintStore:
             repeat = verdict == REPEAT  # applied already: add what is missing, only
             if verdict not in (None, REPEAT, AGREE):
                 return StoreResult(stale=True, stale_reason=verdict)
-            kept: list[MintRecord] = []  # an agreeing view's logs a newer view placed
+            kept = set()  # the keys of an agreeing view's logs a newer view placed
             if verdict == AGREE:
-                kept = [r for r in batch if not agreeing_may_move(conn, r.key, claim)]
-            written = [r for r in batch if r not in kept]
+                kept = {r.key for r in batch if not agreeing_may_move(conn, r.key, claim)}
+            written = [r for r in batch if r.key not in kept]
             removed = 0
             if not repeat:
                 removed = reconcile.remove_stale(conn, written, block_number, block_hash)
