@@ -19,7 +19,8 @@ from typing import TypeVar, cast
 
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
 from glisk_pipeline.db.store import MintStore, StoreResult
-from glisk_pipeline.rpc import LogChunk, RpcClient
+from glisk_pipeline.range_proof import SupplyTiling
+from glisk_pipeline.rpc import LogChunk, RangeCheck, RpcClient
 
 T = TypeVar("T")
 
@@ -34,6 +35,7 @@ class ChunkReport:
     removed: int
     tokens: int
     proven_blocks: int = 0
+    proof: str = ""  # how the answer it came from was proven complete (rpc.PROOF_*)
 
 
 @dataclass(slots=True)
@@ -50,6 +52,10 @@ class BackfillReport:
     lagging_answers: int = 0  # eth_getLogs answers refused: the node lacked the range
     proven_blocks: int = 0  # block hashes read to prove removals
     final_chunk_size: int = 0
+    # eth_getLogs ranges by how they were proven complete: "supply" (their logs tile the
+    # contract's nextTokenId() over the range) or "header" (same-batch header, where the
+    # node has no state to count with)
+    proofs: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     chunks: list[ChunkReport] = field(default_factory=list)
 
@@ -74,6 +80,7 @@ def backfill_range(
     final_block: int | None = None,
     dry_run: bool = False,
     on_chunk: Callable[[ChunkReport], None] | None = None,
+    check: RangeCheck | None = None,
 ) -> BackfillReport:
     """Make the tables equal the chain for [from_block, to_block] (or, with dry_run,
     only fetch and decode). Raises RpcError / StoreError; chunks stored before a failure
@@ -82,14 +89,21 @@ def backfill_range(
     Only final blocks are reconciled (rows not on the chain marked removed, range
     checkpointed): pass `final_block` when the range may reach past it, and the blocks
     above it are only added to (a lagging provider's empty answer for a fresh block must
-    not remove what the webhook stored). None means the whole range is final."""
+    not remove what the webhook stored). None means the whole range is final.
+
+    Every eth_getLogs answer is proven complete by `check` before it is used: by default
+    the supply tiling (range_proof.py) with nextTokenId(); callers with settings pass
+    `SupplyTiling.from_settings` for GLISK_SUPPLY_FUNCTION."""
     contract = contract.lower()
+    if check is None:
+        check = SupplyTiling(client, contract)
     report = BackfillReport(from_block, to_block)
     calls, retries, lagging = client.stats.calls, client.stats.retries, client.stats.lagging
+    proven = client.stats.proven.copy()
     started = time.perf_counter()
     last_final = to_block if final_block is None else min(to_block, final_block)
     try:
-        logs = client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block)
+        logs = client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block, check=check)
         for chunk, records in prefetch(_decoded(logs, contract)):
             part = _write(client, store, chunk, records, last_final, dry_run)
             report.chunks.append(part)
@@ -106,6 +120,7 @@ def backfill_range(
         report.rpc_retries = client.stats.retries - retries
         report.lagging_answers = client.stats.lagging - lagging
         report.final_chunk_size = client.stats.chunk_size
+        report.proofs = dict(client.stats.proven - proven)
         report.duration_s = time.perf_counter() - started
     return report
 
@@ -136,7 +151,7 @@ def _write(
 ) -> ChunkReport:
     start, end = chunk.from_block, chunk.to_block
     if dry_run:
-        return ChunkReport(start, end, len(records), 0, 0, 0, 0)
+        return ChunkReport(start, end, len(records), 0, 0, 0, 0, proof=chunk.proof)
     result = StoreResult()
     if start <= last_final:  # the final part: the chain is the truth for it
         final_end = min(end, last_final)
@@ -164,6 +179,7 @@ def _write(
         result.removed,
         result.tokens,
         result.proven_blocks,
+        chunk.proof,
     )
 
 

@@ -163,3 +163,107 @@ class StateUnavailable(RpcError):
 def state_unavailable(message: str) -> bool:
     text = message.lower()
     return any(hint in text for hint in _STATE_HINTS)
+
+
+# --- JSON-RPC batch policies ------------------------------------------------------------
+# Nodes and providers differ in what they accept as a batch, and in how they refuse one:
+# - Erigon (`--rpc.batch.limit`, default 100) answers an over-long batch with ONE error
+#   object instead of an array: "batch limit 100 exceeded: 142 requests given"; Nethermind
+#   limits batches too (100 by default); geth takes 1,000 and caps a batch's response at
+#   25,000,000 bytes, answering the items past it "response too large"; reth has no limit
+#   unless configured; Ankr takes 1,000 elements, NodeReal 500;
+# - some hosted nodes refuse given methods inside a batch, with an array holding one
+#   `id: null` error: 'Too many ["eth_getLogs"] methods in the batch' (Ankr- and
+#   Gnosis-style), or "Unsupported methods [trace_block] in batch call" (Alchemy);
+# - some gateways take no batch at all ("batch requests are not supported"), or answer one
+#   with HTTP 400 / 413.
+# `batch_refusal` reads each of these as what the endpoint accepts; the client
+# (glisk_pipeline/rpc.py, BatchPolicy) remembers it and splits or sends singly.
+
+_BATCH_NUMBER = re.compile(
+    r"batch[^\d]{0,40}?(?:limit|size|max(?:imum)?|at most|up to)[^\d]{0,20}(\d[\d,]*)"
+)
+_BATCH_METHODS = (
+    re.compile(r"too many \[([^\]]*)\] methods"),
+    re.compile(r"unsupported methods? \[([^\]]*)\] in batch"),
+    re.compile(r"methods? \[([^\]]*)\] (?:is |are )?not (?:allowed|supported) in (?:a )?batch"),
+)
+_BATCH_NONE = (
+    "batch requests are not supported",
+    "batch request not supported",
+    "batch requests not supported",
+    "batching is not supported",
+    "batch is not supported",
+    "batches are not supported",
+    "batch calls are not supported",
+    "batch not supported",
+    "batch requests are disabled",
+    "batching disabled",
+)
+_RESPONSE_TOO_LARGE = ("response too large", "batch response", "response size limit")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRefusal:
+    """What an endpoint said when it refused a JSON-RPC batch."""
+
+    message: str
+    limit: int | None = None  # the largest batch it states it accepts
+    methods: tuple[str, ...] = ()  # methods it takes only as single calls
+    none: bool = False  # it takes no batch at all
+
+
+def batch_refusal(status: int, body: Any, sent: list[str]) -> BatchRefusal | None:
+    """The refusal in an endpoint's answer to a batch of `sent` methods, or None when the
+    batch was served (its items may still fail one by one)."""
+    error: Any = None
+    if isinstance(body, list):
+        # an array holding one `id: null` error answering several calls
+        lone = body[0] if len(body) == 1 and isinstance(body[0], dict) else {}
+        if len(sent) > 1 and lone.get("id") is None:
+            error = lone.get("error")
+        if not isinstance(error, dict):
+            return None
+    elif isinstance(body, dict):  # one error object answering an array
+        error = body.get("error")
+    if isinstance(error, dict):
+        if "batch" not in _error_text(error) and classify(status=status, error=error).kind in (
+            Kind.RATE_LIMIT,
+            Kind.TRANSIENT,
+            Kind.RANGE,
+        ):
+            return None  # about the request, not the batch: back off or narrow
+        return _refusal(error, sent)
+    if status in (400, 405, 413, 501):
+        return BatchRefusal(f"HTTP {status} to a batch of {len(sent)}")
+    return None
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    data = error.get("data")
+    extra = data if isinstance(data, str) else (str(data) if data else "")
+    return f"{error.get('message', '')} {extra}".lower()
+
+
+def _refusal(error: dict[str, Any], sent: list[str]) -> BatchRefusal:
+    text = _error_text(error)
+    message = str(error.get("message", "")) or "batch refused"
+    if any(hint in text for hint in _BATCH_NONE):
+        return BatchRefusal(message, none=True)
+    for pattern in _BATCH_METHODS:
+        if match := pattern.search(text):
+            by_lower = {method.lower(): method for method in sent}
+            named = [m for m in re.findall(r"[a-z][a-z0-9_]*", match.group(1)) if m in by_lower]
+            if named:
+                return BatchRefusal(message, methods=tuple(by_lower[m] for m in named))
+    if match := _BATCH_NUMBER.search(text):
+        limit = int(match.group(1).replace(",", ""))
+        if 0 < limit < len(sent):
+            return BatchRefusal(message, limit=limit)
+    return BatchRefusal(message)
+
+
+def response_too_large(error: Any) -> bool:
+    """An item of a served batch refused because the batch's response grew too large
+    (geth's --rpc.batchresponsemaxsize): the same call alone, or in a smaller batch, fits."""
+    return isinstance(error, dict) and any(h in _error_text(error) for h in _RESPONSE_TOO_LARGE)

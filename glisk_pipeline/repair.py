@@ -5,11 +5,12 @@ starting at token `a` starts with one BatchMinted log whose `startTokenId` (the 
 indexed topic) is `a`. One `eth_getLogs` with `topics=[BatchMinted, null, null, a]` over
 [GLISK_START_BLOCK, the proof's block] finds it however long the chain is (the node's
 topic index answers, not a scan). When that batch ends before the range does, the next
-batch starts right after it: another query. The queries of one round go out as one
-JSON-RPC batch, so k gaps of one batch each cost k queries in one HTTP request (with the
-header of the last block, so an answer from a node behind the head is refused, not read
-as "not found"). A provider that refuses the wide range (a block-range cap) gets the
-blocks between the events around each gap instead, through the adaptive loop.
+batch starts right after it: another query. Each query goes through the client's one
+guarded eth_getLogs (`RpcClient.get_logs_checked`: with the last block's header in the
+same batch where the endpoint batches, so an answer from a node behind the head is
+refused and asked again, not read as "not found"). A provider that refuses the wide range
+(a block-range cap) gets the blocks between the events around each gap instead, through
+the adaptive loop.
 
 What is found is stored through the one store (`MintStore.store`): add-only, never a
 reconcile, nothing removed and no checkpoint moved. A batch the node does not return
@@ -23,8 +24,8 @@ from typing import Any
 
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.provider_errors import Kind, RpcError, classify
-from glisk_pipeline.rpc import BATCH_LIMIT, RpcClient
+from glisk_pipeline.provider_errors import RangeError
+from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.supply import IdRange, SupplyProof
 
 
@@ -56,12 +57,10 @@ def find_missing(
     pending = [(r.first, r) for r in proof.missing]
     while pending:
         try:
-            answers = _by_start_id(
-                client, contract, [a for a, _ in pending], from_block, proof.block
-            )
-        except RpcError as exc:
-            if classify(status=200, error={"message": str(exc)}).kind is not Kind.RANGE:
-                raise
+            answers = [
+                _by_start_id(client, contract, a, from_block, proof.block) for a, _ in pending
+            ]
+        except RangeError:
             # a provider that caps the block range (Alchemy's free tier: 10 blocks) refuses
             # [start, final]: read the blocks around each gap instead, adaptively
             for r in {r for _, r in pending}:
@@ -70,11 +69,7 @@ def find_missing(
         report.queries += len(pending)
         found = []
         for (a, r), logs in zip(pending, answers, strict=True):
-            live = [
-                log
-                for log in logs or []
-                if not log.get("removed") and str(log.get("address", "")).lower() == contract
-            ]
+            live = [log for log in logs if str(log.get("address", "")).lower() == contract]
             if not live:
                 report.not_found.append(a)
                 continue
@@ -93,37 +88,18 @@ def find_missing(
 
 
 def _by_start_id(
-    client: RpcClient, contract: str, starts: list[int], from_block: int, to_block: int
-) -> list[list[dict[str, Any]] | None]:
-    """One eth_getLogs per start id, BATCH_LIMIT - 1 to an HTTP request, each request with
-    the header of `to_block`: one request reaches one node, and a node without that block
-    (behind the head) would answer "no such log" for mints it has not seen yet."""
-    answers: list[list[dict[str, Any]] | None] = []
-    for i in range(0, len(starts), BATCH_LIMIT - 1):
-        part = starts[i : i + BATCH_LIMIT - 1]
-        calls: list[tuple[str, list[Any]]] = [
-            (
-                "eth_getLogs",
-                [
-                    {
-                        "address": contract,
-                        "topics": [BATCH_MINTED_TOPIC0, None, None, topic_of(a)],
-                        "fromBlock": hex(from_block),
-                        "toBlock": hex(to_block),
-                    }
-                ],
-            )
-            for a in part
-        ]
-        calls.append(("eth_getBlockByNumber", [hex(to_block), False]))
-        *logs, header = client.batch(calls, what=f"eth_getLogs by startTokenId ({len(part)})")
-        if not header:
-            raise RpcError(
-                f"the node that answered {client.endpoint} lacks block {to_block} (behind the "
-                "head?): its empty answers would read as 'not found'; try again"
-            )
-        answers.extend(logs)
-    return answers
+    client: RpcClient, contract: str, start_id: int, from_block: int, to_block: int
+) -> list[dict[str, Any]]:
+    """The BatchMinted logs of `contract` in [from_block, to_block] whose startTokenId
+    is `start_id` (the third indexed topic)."""
+    flt = {
+        "address": contract,
+        "topics": [BATCH_MINTED_TOPIC0, None, None, topic_of(start_id)],
+        "fromBlock": hex(from_block),
+        "toBlock": hex(to_block),
+    }
+    logs, _ = client.get_logs_checked(flt, from_block, to_block)
+    return logs
 
 
 def _scan_around(

@@ -34,23 +34,28 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
 
+from glisk_pipeline.batch_policy import BatchPolicy, policy_for
 from glisk_pipeline.provider_errors import (
     TIMEOUT_AS_RANGE,
+    BatchRefusal,
     Failure,
     Kind,
     RangeError,
     Retry,
     RpcError,
     StateUnavailable,
+    batch_refusal,
     classify,
     redact,
+    response_too_large,
     state_unavailable,
 )
 from glisk_pipeline.settings import Settings
@@ -71,7 +76,27 @@ GROW_BELOW_LOGS = 2_000
 # Chunks handed to the store hold at most this many logs by default (cut at block boundaries), so
 # memory and transaction size stay bounded however dense a response was.
 MAX_CHUNK_LOGS = 5_000
-BATCH_LIMIT = 100  # requests per JSON-RPC batch (block headers)
+
+# How an eth_getLogs answer was proven complete (RpcStats.proofs, the run's metadata):
+PROOF_SUPPLY = "supply"  # its logs tile the contract's id counter over the range
+PROOF_HEADER = "header"  # the node answered with toBlock's header in the same batch
+PROOF_NONE = "unchecked"  # an add-only read (repair's scan, first-id lookup)
+
+# A completeness check of one eth_getLogs answer (glisk_pipeline/range_proof.py): returns
+# when the logs of [start, end] are complete; raises Incomplete when they are not, and
+# StateUnavailable when the node cannot say.
+RangeCheck = Callable[[int, int, list[dict[str, Any]]], None]
+
+
+class Incomplete(Exception):
+    """An eth_getLogs answer that its check proved incomplete (the reason as message)."""
+
+
+class BatchRefused(Exception):
+    """Internal to the client: the endpoint refused a JSON-RPC batch as sent."""
+
+    def __init__(self, refusal: BatchRefusal):
+        self.refusal = refusal
 
 
 @dataclass(slots=True)
@@ -83,6 +108,8 @@ class RpcStats:
     slept_s: float = 0.0  # time spent backing off
     lagging: int = 0  # eth_getLogs answers refused: the node lacked the range (or forked)
     proofs: int = 0  # block hashes read to prove a row's block left the canonical chain
+    # eth_getLogs ranges by the proof that they were complete (PROOF_*)
+    proven: Counter[str] = field(default_factory=Counter)
 
 
 class ProviderLagError(RpcError):
@@ -91,14 +118,18 @@ class ProviderLagError(RpcError):
 
 @dataclass(frozen=True, slots=True)
 class LogChunk:
-    """All matching logs of [from_block, to_block]; each has a blockTimestamp."""
+    """All matching logs of [from_block, to_block]; each has a blockTimestamp. `proof`:
+    how the eth_getLogs answer they came from was proven complete (PROOF_*)."""
 
     from_block: int
     to_block: int
     logs: list[dict[str, Any]]
+    proof: str = PROOF_NONE
 
 
-def split_chunk(start: int, end: int, logs: list[dict[str, Any]], limit: int) -> Iterator[LogChunk]:
+def split_chunk(
+    start: int, end: int, logs: list[dict[str, Any]], limit: int, proof: str = PROOF_NONE
+) -> Iterator[LogChunk]:
     """Cut [start, end]'s logs into chunks of about `limit` logs, only between blocks, so
     each chunk still covers its own block range completely (a block's logs never split)."""
     first, taken = start, 0
@@ -106,9 +137,9 @@ def split_chunk(start: int, end: int, logs: list[dict[str, Any]], limit: int) ->
         block = int(logs[i]["blockNumber"], 16)
         next_block = int(logs[i + 1]["blockNumber"], 16) if i + 1 < len(logs) else None
         if i + 1 - taken >= limit and next_block is not None and next_block != block:
-            yield LogChunk(first, block, logs[taken : i + 1])
+            yield LogChunk(first, block, logs[taken : i + 1], proof)
             first, taken = block + 1, i + 1
-    yield LogChunk(first, end, logs[taken:])
+    yield LogChunk(first, end, logs[taken:], proof)
 
 
 class RpcClient:
@@ -123,6 +154,7 @@ class RpcClient:
         max_chunk_logs: int = MAX_CHUNK_LOGS,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        batch_limit: int | None = None,
     ) -> None:
         self._url = url
         self.endpoint = redact(url)
@@ -135,6 +167,8 @@ class RpcClient:
         self._http = httpx.Client(timeout=timeout, headers={"Content-Type": "application/json"})
         self._ids = 0
         self._ceiling = max_block_range  # hard cap learned from the provider
+        # what this endpoint accepts as a JSON-RPC batch, shared by the process's clients
+        self.batch_policy: BatchPolicy = policy_for(url, self.endpoint, batch_limit)
         # The ingest loop fetches in a prefetch thread while the store asks for proofs
         # (block_hashes) from the consumer's: one request at a time, counted exactly.
         self._lock = threading.Lock()
@@ -146,6 +180,7 @@ class RpcClient:
             "max_attempts": settings.RPC_MAX_ATTEMPTS,
             "initial_block_range": settings.RPC_INITIAL_BLOCK_RANGE,
             "max_block_range": settings.RPC_MAX_BLOCK_RANGE,
+            "batch_limit": settings.RPC_BATCH_LIMIT,
         }
         return cls(settings.rpc_url(), **{**options, **overrides})
 
@@ -178,23 +213,52 @@ class RpcClient:
         return body.get("result")
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *, what: str) -> list[Any]:
-        """Several calls in one HTTP request (JSON-RPC batch); results in call order."""
-        results: list[Any] = []
-        for start in range(0, len(calls), BATCH_LIMIT):
-            part = calls[start : start + BATCH_LIMIT]
+        """Several calls, results in call order: in JSON-RPC batches as far as the
+        endpoint's batch policy allows, singly where it refuses them (batch_policy.py)."""
+        results: list[Any] = [None] * len(calls)
+        todo: deque[list[int]] = deque([list(range(len(calls)))])
+        policy = self.batch_policy
+        while todo:
+            part = todo.popleft()
+            if not policy.batchable([calls[i][0] for i in part]):
+                step = policy.limit
+                grouped = [i for i in part if step > 1 and calls[i][0] not in policy.singles]
+                parts = [grouped[k : k + step] for k in range(0, len(grouped), step)]
+                alone = set(part).difference(grouped).union(*(p for p in parts if len(p) == 1))
+                for i in sorted(alone):
+                    results[i] = self.call(calls[i][0], calls[i][1], what=what)
+                todo.extendleft(reversed([p for p in parts if len(p) > 1]))
+                continue
             payload = [
-                {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
-                for i, (m, p) in enumerate(part)
+                {"jsonrpc": "2.0", "id": k, "method": calls[i][0], "params": list(calls[i][1])}
+                for k, i in enumerate(part)
             ]
-            body = self._send(payload, what)
+            try:
+                body = self._send(payload, what)
+            except BatchRefused as refused:
+                policy.learn(refused.refusal, len(part))
+                todo.appendleft(part)
+                continue
             if not isinstance(body, list) or len(body) != len(part):
                 raise RpcError(f"{what}: malformed batch response from {self.endpoint}")
-            by_id = {item.get("id"): item for item in body}
-            for i in range(len(part)):
-                item = by_id.get(i) or {}
+            by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
+            cut = [
+                i
+                for k, i in enumerate(part)
+                if response_too_large((by_id.get(k) or {}).get("error"))
+            ]
+            if cut:
+                # the batch's response outgrew the endpoint's cap: ask again for the items
+                # past it, in batches below what it served
+                policy.shrink_to(len(part) - len(cut))
+                todo.appendleft(cut)
+            for k, i in enumerate(part):
+                item = by_id.get(k) or {}
+                if i in cut:
+                    continue
                 if item.get("error"):
                     raise RpcError(f"{what}: {item['error'].get('message', item['error'])}")
-                results.append(item.get("result"))
+                results[i] = item.get("result")
         return results
 
     def chain_id(self) -> int:
@@ -256,10 +320,17 @@ class RpcClient:
     # --- eth_getLogs --------------------------------------------------------------------
 
     def iter_logs(
-        self, address: str, topic0: str, from_block: int, to_block: int
+        self,
+        address: str,
+        topic0: str,
+        from_block: int,
+        to_block: int,
+        *,
+        check: RangeCheck | None = None,
     ) -> Iterator[LogChunk]:
         """Every log of `address` with `topic0` in [from_block, to_block], in chunks that
-        adapt to the provider; each chunk covers its range completely."""
+        adapt to the provider; each chunk covers its range completely. With `check`, an
+        answer counts only once the check proves it complete (see get_logs_checked)."""
         size = min(self.stats.chunk_size or self.max_block_range, self._ceiling)
         start = from_block
         while start <= to_block:
@@ -271,14 +342,13 @@ class RpcClient:
                 "toBlock": hex(end),
             }
             try:
-                logs = self.get_logs_checked(flt, start, end)
+                logs, proof = self.get_logs_checked(flt, start, end, check=check)
             except RangeError as err:
                 size = self._narrow(err.failure, start, end)
                 self.stats.shrinks += 1
                 continue
-            logs = [log for log in logs if not log.get("removed")]
             self.fill_timestamps(logs, start, end)
-            yield from split_chunk(start, end, logs, self.max_chunk_logs)
+            yield from split_chunk(start, end, logs, self.max_chunk_logs, proof)
             span = end - start + 1
             start = end + 1
             if len(logs) <= GROW_BELOW_LOGS:
@@ -289,46 +359,109 @@ class RpcClient:
                 size = max(1, span * self.max_chunk_logs // (2 * len(logs)))
             self.stats.chunk_size = size
 
-    def get_logs_checked(self, flt: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
-        """eth_getLogs for [start, end], accepted only from a node that has block `end`:
-        asked in one JSON-RPC batch with that block's header and the node's head (see the
-        module docstring). Range errors raise RangeError; a node that keeps lacking the
-        range raises ProviderLagError after RPC_MAX_ATTEMPTS answers."""
+    def get_logs_checked(
+        self,
+        flt: dict[str, Any],
+        start: int,
+        end: int,
+        *,
+        check: RangeCheck | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """eth_getLogs for [start, end] (removed logs left out) and how the answer was
+        proven complete (PROOF_*). Two guards, each refusing an answer and asking again
+        with backoff (ProviderLagError after RPC_MAX_ATTEMPTS answers):
+        - where the endpoint batches eth_getLogs, the logs come in one batch with block
+          `end`'s header and the node's head: a node without block `end`, or logs of it
+          under another hash, is refused. A batch is one node's answer only without a
+          proxy that splits batches among upstreams, so this alone proves completeness
+          only where `check` cannot be asked (no contract state at `end`);
+        - `check` (the supply tiling): the logs must account for exactly the token ids the
+          contract counted over the range; any node may answer each call.
+        Range errors raise RangeError."""
         what = f"eth_getLogs {start}-{end}"
-        calls = [("eth_getLogs", [flt]), ("eth_getBlockByNumber", [hex(end), False]),
-                 ("eth_blockNumber", [])]  # fmt: skip
-        payload = [
-            {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
-            for i, (method, params) in enumerate(calls)
+        guarded: list[tuple[str, list[Any]]] = [
+            ("eth_getLogs", [flt]),
+            ("eth_getBlockByNumber", [hex(end), False]),
+            ("eth_blockNumber", []),
         ]
         refused, slept = "", self.stats.slept_s
         for attempt in range(1, self.max_attempts + 1):
             if attempt > 1:
                 self.stats.retries += 1
                 self._back_off(attempt, None)
-            body = self._send(payload, what, shrink_on_timeout=end > start)
-            logs, header, head = self._guarded_items(body, what)
-            if header is None:
-                behind = f"its head is block {head}" if head is not None else "no head given"
-                refused = f"the node that answered does not have block {end} ({behind})"
-            elif bad := [
-                log for log in logs
-                if log.get("blockNumber") == header.get("number")
-                and str(log.get("blockHash", "")).lower() != str(header.get("hash")).lower()
-            ]:  # fmt: skip
-                refused = (
-                    f"logs of block {end} under hash {bad[0].get('blockHash')} while the same "
-                    f"node's header says {header.get('hash')}"
-                )
-            else:
-                return logs
-            self.stats.lagging += 1
+            header_checked = self.batch_policy.batchable([m for m, _ in guarded])
+            if header_checked:
+                try:
+                    logs, refusal = self._logs_with_header(guarded, what, start, end)
+                except BatchRefused as err:
+                    self.batch_policy.learn(err.refusal, len(guarded))
+                    header_checked = False
+                else:
+                    if refusal:
+                        refused = refusal
+                        self.stats.lagging += 1
+                        continue
+            if not header_checked:
+                payload = {"jsonrpc": "2.0", "id": 0, "method": "eth_getLogs", "params": [flt]}
+                body = self._send(payload, what, shrink_on_timeout=end > start)
+                result = body.get("result") if isinstance(body, dict) else None
+                if not isinstance(result, list):
+                    raise RpcError(f"{what}: result is not a list (from {self.endpoint})")
+                logs = result
+            logs = [log for log in logs if not log.get("removed")]
+            proof = PROOF_HEADER if header_checked else PROOF_NONE
+            if check is not None:
+                try:
+                    check(start, end, logs)
+                    proof = PROOF_SUPPLY
+                except Incomplete as err:
+                    refused = str(err)
+                    self.stats.lagging += 1
+                    continue
+                except StateUnavailable as err:
+                    if not header_checked:
+                        # no state to count with and no same-node header: nothing proves
+                        # the answer (a lagging node's eth_call says the same), ask again
+                        refused = (
+                            f"its completeness cannot be proven: {err}, and "
+                            f"{self.endpoint} does not take eth_getLogs in a JSON-RPC batch "
+                            "with a block header (an archive node, or batches, would do)"
+                        )
+                        self.stats.lagging += 1
+                        continue
+            self.stats.proven[proof] += 1
+            return logs, proof
         raise ProviderLagError(
             f"{what}: {refused}, {self.max_attempts} times over "
-            f"{self.stats.slept_s - slept:.1f} s of backoff ({self.endpoint}): its answer "
-            "for blocks it lacks would read as 'no mints', so none was used; nothing "
-            "stored, removed or checkpointed for this range"
+            f"{self.stats.slept_s - slept:.1f} s of backoff ({self.endpoint}): an incomplete "
+            "answer would read as 'no mints', so none was used; nothing stored, removed or "
+            "checkpointed for this range"
         )
+
+    def _logs_with_header(
+        self, calls: list[tuple[str, list[Any]]], what: str, start: int, end: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        """(logs, why they are refused or "") of the guarded batch `calls`."""
+        payload = [
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+            for i, (method, params) in enumerate(calls)
+        ]
+        body = self._send(payload, what, shrink_on_timeout=end > start)
+        logs, header, head = self._guarded_items(body, what)
+        if header is None:
+            behind = f"its head is block {head}" if head is not None else "no head given"
+            return logs, f"the node that answered does not have block {end} ({behind})"
+        bad = [
+            log for log in logs
+            if log.get("blockNumber") == header.get("number")
+            and str(log.get("blockHash", "")).lower() != str(header.get("hash")).lower()
+        ]  # fmt: skip
+        if bad:
+            return logs, (
+                f"logs of block {end} under hash {bad[0].get('blockHash')} while the same "
+                f"node's header says {header.get('hash')}"
+            )
+        return logs, ""
 
     def _guarded_items(
         self, body: Any, what: str
@@ -450,6 +583,12 @@ class RpcClient:
         except orjson.JSONDecodeError:
             body = None
         error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(payload, list) and (
+            refusal := batch_refusal(
+                response.status_code, body, [str(p.get("method")) for p in payload]
+            )
+        ):
+            raise BatchRefused(refusal)
         if isinstance(body, list) and response.status_code == 200:
             # a batch: items fail one by one (e.g. a per-item 429); retry the batch when
             # one failed for a reason worth waiting out, else batch() names the item

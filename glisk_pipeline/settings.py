@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     RPC_MAX_BLOCK_RANGE: int = Field(default=1_000_000, ge=1)
     RPC_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     RPC_MAX_ATTEMPTS: int = Field(default=6, ge=1)
+    # Calls per JSON-RPC batch. Unset: start at 100 (Erigon's and Nethermind's default)
+    # and learn the endpoint's own limit from its refusals; 0: never batch.
+    RPC_BATCH_LIMIT: int | None = Field(default=None, ge=0)
 
     # Dagster pipeline (the partition size above is shared with it).
     # Partitions per run of a UI backfill (BackfillPolicy.multi_run) and of the sensor's

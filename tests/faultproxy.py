@@ -15,6 +15,11 @@ Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
   request carrying eth_getLogs reaches that node (its logs clamped to its head with no
   error, as geth-style nodes answer; headers past its head null), while other requests
   (eth_blockNumber, eth_getBlockByNumber alone) reach a current node.
+- `lag_index(n)`: a node whose log index is n blocks behind its own headers: eth_getLogs
+  clamped to head - n with no error, while headers and eth_blockNumber (even in the same
+  batch) are current, as behind a proxy that splits a batch among upstreams;
+- `batch_policy(style, n)`: JSON-RPC batches refused as real nodes and providers refuse
+  them (BATCH_POLICIES).
 JSON-RPC batches are answered item by item, with the same faults per eth_getLogs item.
 Every request is recorded (`requests`), every injected fault counted (`faults`).
 """
@@ -47,6 +52,23 @@ INFURA_RANGE = "range {span} exceeds limit of {n}"
 QUICKNODE_RANGE = "eth_getLogs is limited to a {n:,} range"
 BASE_PUBLIC = "block range too large"
 
+# How endpoints refuse batches, by style (n: the limit where the style has one):
+BATCH_POLICIES = {
+    # Ankr/Gnosis-style: a batch holding eth_getLogs, answered with an array of one error
+    "no_getlogs": '[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,'
+    '"message":"Too many [\\"eth_getLogs\\"] methods in the batch"}}]',
+    # Erigon's --rpc.batch.limit: ONE error object answering the array
+    "limit": '{"jsonrpc":"2.0","id":null,"error":{"code":-32000,'
+    '"message":"batch limit {n} exceeded: {got} requests given"}}',
+    # gateways without batches
+    "none": '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,'
+    '"message":"batch requests are not supported"}}',
+    # an HTTP 413 past n items, no JSON-RPC body
+    "http413": "Request Entity Too Large",
+    # geth's --rpc.batchresponsemaxsize: items past n answered "response too large"
+    "response_size": "",
+}
+
 
 class FaultProxy:
     def __init__(self, upstream: str, *, timeout_sleep: float = 1.5) -> None:
@@ -59,6 +81,9 @@ class FaultProxy:
         self._results: tuple[int, str] | None = None
         self._script: deque[str] = deque()
         self._lag: int | None = None
+        self._index_lag: int | None = None
+        self._batch: tuple[str, int] | None = None
+        self.batch_refusals = 0
         self._lag_answers_left: int | None = None
         self.lagging_answers = 0  # eth_getLogs answers clamped by the lagging node
         self._lock = threading.Lock()
@@ -109,6 +134,15 @@ class FaultProxy:
         None: every node current again."""
         self._lag, self._lag_answers_left = blocks, catch_up_after
 
+    def lag_index(self, blocks: int | None) -> None:
+        """eth_getLogs answers clamped to head - `blocks`; everything else current."""
+        self._index_lag = blocks
+
+    def batch_policy(self, style: str | None, n: int = 10) -> None:
+        """Refuse batches as `style` does (BATCH_POLICIES); None: take any batch."""
+        assert style is None or style in BATCH_POLICIES, style
+        self._batch = None if style is None else (style, n)
+
     def script(self, *faults: str) -> None:
         """Faults for the next requests, one each: '429', 'rpc429', 'item429' (every item
         of a batch rate-limited), '503', 'timeout', 'reset', 'truncate', 'nobackend'."""
@@ -133,8 +167,11 @@ class FaultProxy:
             self.faults.append(fault)
             if self._inject(handler, fault, payload):
                 return
+        if isinstance(payload, list) and self._refuse_batch(handler, payload):
+            return
         items = payload if isinstance(payload, list) else [payload]
-        answers = self._answer_locally(items)
+        clamped = self._clamp_index(items)
+        answers = {**self._answer_locally(items), **clamped}
         forward = [item for item in items if item.get("id") not in answers]
         if not isinstance(payload, list) and not answers:  # a plain call: pass it through
             upstream = self._http.post(self.upstream, content=orjson.dumps(payload))
@@ -148,7 +185,64 @@ class FaultProxy:
             for item in orjson.loads(self._strip(upstream.content)):
                 answers[item.get("id")] = item
         out = [answers[item.get("id")] for item in items]
+        if isinstance(payload, list) and self._batch and self._batch[0] == "response_size":
+            out = self._cut_response(out, self._batch[1])
         self._reply(handler, 200, out if isinstance(payload, list) else out[0])
+
+    def _refuse_batch(self, handler: BaseHTTPRequestHandler, batch: list[Any]) -> bool:
+        if self._batch is None or len(batch) < 2:
+            return False
+        style, n = self._batch
+        methods = [item.get("method") for item in batch]
+        refused = {
+            "no_getlogs": "eth_getLogs" in methods,
+            "limit": len(batch) > n,
+            "none": True,
+            "http413": len(batch) > n,
+        }.get(style, False)
+        if not refused:
+            return False
+        with self._lock:
+            self.batch_refusals += 1
+        text = BATCH_POLICIES[style].replace("{n}", str(n)).replace("{got}", str(len(batch)))
+        self._send(handler, 413 if style == "http413" else 200, text.encode())
+        return True
+
+    @staticmethod
+    def _cut_response(out: list[Any], max_bytes: int) -> list[Any]:
+        """Items past `max_bytes` of response answered "response too large" (geth)."""
+        size, cut = 0, []
+        for item in out:
+            size += len(orjson.dumps(item))
+            if size > max_bytes:
+                error = {"code": -32003, "message": "response too large"}
+                item = {"jsonrpc": "2.0", "id": item.get("id"), "error": error}
+            cut.append(item)
+        return cut
+
+    def _clamp_index(self, items: list[Any]) -> dict[Any, Any]:
+        """lag_index: every eth_getLogs item's toBlock cut to head - n (in place); the
+        answers, by id, of items that lie wholly above it (no logs, no error)."""
+        if self._index_lag is None or not any(i.get("method") == "eth_getLogs" for i in items):
+            return {}
+        head = self._http.post(self.upstream, json=_req("eth_blockNumber")).json()["result"]
+        top = max(0, int(head, 16) - self._index_lag)
+        empty = {}
+        for item in items:
+            if item.get("method") == "eth_getLogs":
+                flt = item["params"][0]
+                if int(flt["toBlock"], 16) > top:
+                    with self._lock:
+                        self.lagging_answers += 1
+                    if int(flt["fromBlock"], 16) > top:
+                        empty[item.get("id")] = {
+                            "jsonrpc": "2.0",
+                            "id": item.get("id"),
+                            "result": [],
+                        }
+                    else:
+                        flt["toBlock"] = hex(top)
+        return empty
 
     def _answer_locally(self, items: list[Any]) -> dict[Any, Any]:
         """Answers the proxy makes itself, by request id: provider limits on eth_getLogs,

@@ -109,17 +109,21 @@ def test_deleted_rows_fail_naming_the_ids_and_repair_restores_exactly_them(
         assert repair.main([]) == 0
         out = capsys.readouterr().out
         getlogs = [r for r in proxy.requests[before:] if isinstance(r, list)]
-    # three gaps of one batch each: 3 eth_getLogs queries in one HTTP request, beside the
-    # last block's header (an answer from a node behind the head is refused)
-    assert "Found 3 missing mints with 3 eth_getLogs queries by startTokenId in 1 HTTP" in out
-    assert len(getlogs) == 1
-    assert [c["method"] for c in getlogs[0]] == ["eth_getLogs"] * 3 + ["eth_getBlockByNumber"]
+    # three gaps of one batch each: 3 eth_getLogs queries through the client's guarded
+    # path, each beside the last block's header and the node's head (an answer from a node
+    # behind the head is refused)
+    assert "Found 3 missing mints with 3 eth_getLogs queries by startTokenId" in out
+    assert len(getlogs) == 3
+    assert all(
+        [c["method"] for c in batch] == ["eth_getLogs", "eth_getBlockByNumber", "eth_blockNumber"]
+        for batch in getlogs
+    )
     assert "Stored 3 mints" in out and "all present" in out
     assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []
 
 
-def test_a_provider_that_drops_logs_fails_the_dagster_check(
-    cli_env, history, devchain, pg_engine, monkeypatch, tmp_path
+def test_a_provider_that_drops_logs_is_refused_and_a_hole_fails_the_dagster_check(
+    cli_env, history, devchain, pg_engine, monkeypatch, tmp_path, capsys
 ) -> None:
     from dagster import DagsterInstance
 
@@ -129,11 +133,19 @@ def test_a_provider_that_drops_logs_fails_the_dagster_check(
 
     mints = sorted(history.mints, key=lambda m: m.start_token_id)
     dropped = [mints[10], mints[11]]  # one gap of two batches
+    first, last = dropped[0].start_token_id, dropped[1].start_token_id + dropped[1].quantity - 1
     with FaultProxy(devchain.anvil.url) as proxy:
         proxy.drop_logs({m.start_token_id for m in dropped})
-        use(monkeypatch, cli_env, RPC_URL=proxy.url)
-        assert recover_events.main(["--from-block", "0"]) == 0
+        use(monkeypatch, cli_env, RPC_URL=proxy.url, RPC_MAX_ATTEMPTS="2")
+        # the answers do not tile the contract's counter: refused, nothing stored
+        assert recover_events.main(["--from-block", "0"]) == 1
         assert proxy.dropped >= 2
+    assert f"ids {first}-{last} missing in the answer" in capsys.readouterr().err
+    assert compare_with_chain(pg_engine, [], with_stats=False) == []
+    # the same hole arriving another way (rows lost after an honest recovery)
+    use(monkeypatch, cli_env)
+    assert recover_events.main(["--from-block", "0"]) == 0
+    delete_mints(pg_engine, [m.start_token_id for m in dropped])
     resources = {
         "chain": ChainResource(
             rpc_url=devchain.anvil.url, network="LOCAL", contract_address=devchain.glisk,
@@ -157,7 +169,6 @@ def test_a_provider_that_drops_logs_fails_the_dagster_check(
         )
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
-    first, last = dropped[0].start_token_id, dropped[1].start_token_id + dropped[1].quantity - 1
     assert f"ids {first}-{last}" in evaluation.metadata["missing_ranges"].text
     assert evaluation.metadata["partitions_to_rematerialize"].text == "000000000000-000000009999"
     assert "glisk repair" in evaluation.description
@@ -409,14 +420,15 @@ def test_repair_through_a_lagging_node_stores_nothing_until_it_has_caught_up(
     with FaultProxy(devchain.anvil.url) as proxy:
         # eth_getLogs (and its batch) from a node 30 blocks behind; eth_call, heads current
         proxy.lag_logs(30)
-        use(monkeypatch, cli_env, RPC_URL=proxy.url)
+        use(monkeypatch, cli_env, RPC_URL=proxy.url, RPC_MAX_ATTEMPTS="2")
         capsys.readouterr()
         assert repair.main([]) == 1
         err = capsys.readouterr().err
-        assert "lacks block" in err and "Traceback" not in err
+        assert "does not have block" in err and "Traceback" not in err
         assert len(compare_with_chain(pg_engine, devchain.mints(), with_stats=False)) > 0
-        assert proxy.lagging_answers == 1
-        proxy.lag_logs(None)  # caught up
+        assert proxy.lagging_answers == 2  # asked again once, as RPC_MAX_ATTEMPTS says
+        # the same guarded path as every backfill: it asks again until the node caught up
+        proxy.lag_logs(30, catch_up_after=1)
         assert repair.main([]) == 0
     assert f"Stored {len(gone)} mints" in capsys.readouterr().out
     assert compare_with_chain(pg_engine, devchain.mints(), with_stats=False) == []

@@ -6,8 +6,12 @@
 Runs the same loop as the `mint_events` asset (glisk_pipeline.ingest): RPC client,
 decoder, store. Every stored chunk moves the checkpoint (system_state.last_processed_block)
 in the same transaction as its rows, so an interrupted run resumes where it stopped: run
-it again without --from-block. Exit codes: 0 success, 1 error (nothing stored), 2 partial
-(some batches stored, then an error or an interrupt). Usage errors exit 1 too, with one
+it again without --from-block. Every eth_getLogs answer is proven complete before it is
+used (the summary says how: glisk_pipeline/range_proof.py), and the run ends with the
+supply proof at the final block, as `glisk status` computes it. Exit codes: 0 success,
+1 error (nothing stored), 2 partial (some batches stored, then an error or an interrupt),
+4 stored, but the supply proof finds ids missing or extra (the summary names the
+`glisk repair` to run). Usage errors exit 1 too, with one
 line naming the argument. --dry-run writes nothing: it compares the chain's logs with the
 tables (glisk_pipeline/audit.py), reports what is missing, present or different, the
 partitions and the exact `glisk recover` command to fix it, and exits 4 when anything is
@@ -38,6 +42,7 @@ from glisk_pipeline.cli.common import (
 from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.store import MintStore, StoreError
 from glisk_pipeline.ingest import ChunkReport, backfill_range
+from glisk_pipeline.range_proof import SupplyTiling
 from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
 
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from glisk_pipeline.audit import AuditReport
+    from glisk_pipeline.settings import Settings
 
 SHOWN = 20  # findings of a dry run listed per kind
 
@@ -161,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Recovering blocks {start} - {end} in {len(batches)} batches", flush=True)
         started = time.perf_counter()
         totals = {"found": 0, "stored": 0, "duplicates": 0, "removed": 0}
+        check = SupplyTiling.from_settings(client, settings)
         for i, (a, b) in enumerate(batches, 1):
             print(f"Processing blocks {a} - {b} (batch {i}/{len(batches)})", flush=True)
             report = backfill_range(
                 client, store, settings.contract_address, a, b,
-                final_block=final, on_chunk=on_chunk,
+                final_block=final, on_chunk=on_chunk, check=check,
             )  # fmt: skip
             for key, value in (
                 ("found", report.logs_found),
@@ -188,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{client.stats.proofs} block hashes read as proof) in {elapsed:.1f}s",
             flush=True,
         )
-        return EXIT_OK
+        print(f"Answers proven complete: {proven_text(client)}", flush=True)
+        return supply_verdict(client, engine, settings, final, store.last_processed_block())
     except KeyboardInterrupt:
         print("Interrupted: run again without --from-block to resume", file=sys.stderr)
     except (RpcError, StoreError, DecodeError) as exc:
@@ -258,10 +266,44 @@ def dry_run(
     return EXIT_FAILING
 
 
+def proven_text(client: RpcClient) -> str:
+    """How the run's eth_getLogs answers were proven complete, for the summary."""
+    labels = {
+        "supply": "by the contract's nextTokenId() (their logs tile its id counter)",
+        "header": "by the block header in the same JSON-RPC batch (no contract state)",
+    }
+    counts = client.stats.proven
+    parts = [f"{counts[k]} {labels.get(k, k)}" for k in sorted(counts)]
+    policy = client.batch_policy
+    return "; ".join(parts or ["no eth_getLogs answer needed"]) + f"; {policy.describe()}"
+
+
+def supply_verdict(
+    client: RpcClient, engine: Engine, settings: Settings, final: int, checkpoint: int | None
+) -> int:
+    """The supply proof at the final block, printed; EXIT_FAILING when it fails."""
+    from glisk_pipeline.supply import prove, shown
+
+    try:
+        proof = prove(client, engine, settings, final, checkpoint)
+    except RpcError as exc:
+        print(f"Supply proof not made: {exc}", file=sys.stderr)
+        return EXIT_OK
+    print(f"Supply proof {proof.summary()}", flush=True)
+    if proof.failing:
+        fix = f"; extra ids: re-materialize {shown(proof.partitions)}" if proof.extra else ""
+        print(f"  ids are missing or extra: run `glisk repair`{fix}", file=sys.stderr)
+        return EXIT_FAILING
+    if proof.missing:
+        print("  ids above the checkpoint are still to come: `glisk repair` adds them now")
+    return EXIT_OK
+
+
 def print_chunk(chunk: ChunkReport) -> None:
     print(
         f"    chunk {chunk.from_block} - {chunk.to_block}: found {chunk.found}, "
-        f"stored {chunk.stored}, duplicates {chunk.duplicates}, removed {chunk.removed}",
+        f"stored {chunk.stored}, duplicates {chunk.duplicates}, removed {chunk.removed}, "
+        f"proof {chunk.proof}",
         flush=True,
     )
 
