@@ -99,6 +99,11 @@ class BatchRefused(Exception):
         self.refusal = refusal
 
 
+class TooLargeForBatch(Exception):
+    """Internal to the client: one call's answer alone outgrew the endpoint's cap on a
+    batch's response (geth: 25,000,000 bytes); sent singly, it has no such cap."""
+
+
 @dataclass(slots=True)
 class RpcStats:
     calls: int = 0  # HTTP requests sent (a JSON-RPC batch counts once)
@@ -221,7 +226,7 @@ class RpcClient:
         while todo:
             part = todo.popleft()
             if not policy.batchable([calls[i][0] for i in part]):
-                step = policy.limit
+                step = max(policy.limit, 1)
                 grouped = [i for i in part if step > 1 and calls[i][0] not in policy.singles]
                 parts = [grouped[k : k + step] for k in range(0, len(grouped), step)]
                 alone = set(part).difference(grouped).union(*(p for p in parts if len(p) == 1))
@@ -396,6 +401,8 @@ class RpcClient:
                 except BatchRefused as err:
                     self.batch_policy.learn(err.refusal, len(guarded))
                     header_checked = False
+                except TooLargeForBatch:
+                    header_checked = False
                 else:
                     if refusal:
                         refused = refusal
@@ -472,7 +479,9 @@ class RpcClient:
             raise RpcError(f"{what}: {self.endpoint} did not answer the JSON-RPC batch")
         items = {item.get("id"): item for item in body if isinstance(item, dict)}
         logs_item = items.get(0) or {}
-        if error := logs_item.get("error"):
+        if response_too_large(error := logs_item.get("error")):
+            raise TooLargeForBatch
+        if error:
             failure = classify(status=200, error=error)
             if failure.kind is Kind.RANGE:
                 raise RangeError(failure)

@@ -26,7 +26,7 @@ from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
 from glisk_pipeline.db.store.reconcile import last_processed_block
 from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
-from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.rpc import RangeCheck, RpcClient
 
 # Blocks re-read below the last filled block on each tick: a shallow tip reorg moves
 # mints between blocks the previous tick already read (Base reorgs are a few blocks deep).
@@ -95,6 +95,7 @@ def fill_tip(
     low: int,
     high: int,
     on_chunk: Callable[[ChunkReport], None] | None = None,
+    check: RangeCheck | None = None,
 ) -> TipFill:
     """Store the mints of [low, high] that are missing; reconcile nothing. A token conflict
     (a reorg's new fork claiming ids a lost fork's rows still hold) stops the fill: those
@@ -102,7 +103,14 @@ def fill_tip(
     try:
         return TipFill(
             backfill_range(
-                client, store, contract, low, high, final_block=low - 1, on_chunk=on_chunk
+                client,
+                store,
+                contract,
+                low,
+                high,
+                final_block=low - 1,
+                on_chunk=on_chunk,
+                check=check,
             )
         )
     except TokenConflictError as exc:

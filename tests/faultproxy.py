@@ -208,8 +208,7 @@ class FaultProxy:
         self._send(handler, 413 if style == "http413" else 200, text.encode())
         return True
 
-    @staticmethod
-    def _cut_response(out: list[Any], max_bytes: int) -> list[Any]:
+    def _cut_response(self, out: list[Any], max_bytes: int) -> list[Any]:
         """Items past `max_bytes` of response answered "response too large" (geth)."""
         size, cut = 0, []
         for item in out:
@@ -218,6 +217,9 @@ class FaultProxy:
                 error = {"code": -32003, "message": "response too large"}
                 item = {"jsonrpc": "2.0", "id": item.get("id"), "error": error}
             cut.append(item)
+        if size > max_bytes:
+            with self._lock:
+                self.batch_refusals += 1
         return cut
 
     def _clamp_index(self, items: list[Any]) -> dict[Any, Any]:

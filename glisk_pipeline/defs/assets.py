@@ -33,6 +33,7 @@ from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.table_metadata import table_definition_metadata
 from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
+from glisk_pipeline.range_proof import SupplyTiling
 from glisk_pipeline.settings import load_settings
 from glisk_pipeline.stats import rebuild
 from glisk_pipeline.windows import PARTITIONS_NAME, key_problem, key_range_bounds
@@ -132,9 +133,19 @@ def _materializations(
         # could still change after we reconcile them.
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
         _refuse_bad_keys(context, settings.GLISK_PARTITION_SIZE, final)
+        # one tiling for the run: each window's first counter is the previous one's last
+        check = SupplyTiling.from_settings(client, settings)
         for (lo, hi), _ in windows:
             reports.append(
-                backfill_range(client, store, settings.contract_address, lo, hi, on_chunk=log_chunk)
+                backfill_range(
+                    client,
+                    store,
+                    settings.contract_address,
+                    lo,
+                    hi,
+                    on_chunk=log_chunk,
+                    check=check,
+                )
             )
 
     run = run_totals(reports)
@@ -172,6 +183,8 @@ def run_totals(reports: list[BackfillReport]) -> BackfillReport:
         ):  # fmt: skip
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.final_chunk_size = report.final_chunk_size
+        for name, count in report.proofs.items():
+            total.proofs[name] = total.proofs.get(name, 0) + count
     return total
 
 
@@ -184,6 +197,7 @@ def run_metadata(run: BackfillReport, partitions: int) -> dict[str, MetadataValu
         "run_stored": MetadataValue.int(run.stored),
         "run_rpc_calls": MetadataValue.int(run.rpc_calls),
         "run_rpc_retries": MetadataValue.int(run.rpc_retries),
+        "run_completeness_proof": MetadataValue.text(proofs_text(run.proofs)),
         "run_duration_s": MetadataValue.float(round(run.duration_s, 3)),
         "run_events_per_s": MetadataValue.float(round(run.events_per_s, 1)),
     }
@@ -230,6 +244,9 @@ def window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[
         "removal_proofs": MetadataValue.int(report.proven_blocks),
         # answers refused from a node that lacked the window (it lagged the head)
         "lagging_answers": MetadataValue.int(report.lagging_answers),
+        # how each eth_getLogs answer was proven complete ("supply": its logs tile the
+        # contract's nextTokenId() over the range; "header": same-batch header only)
+        "completeness_proof": MetadataValue.text(proofs_text(report.proofs)),
         "tokens_stored": MetadataValue.int(report.tokens),
         "rpc_calls": MetadataValue.int(report.rpc_calls),
         "rpc_retries": MetadataValue.int(report.rpc_retries),
@@ -237,6 +254,11 @@ def window_metadata(database: DatabaseResource, report: BackfillReport) -> dict[
         "duration_s": MetadataValue.float(round(report.duration_s, 3)),
         "preview": _preview(database, start, end),
     }
+
+
+def proofs_text(proofs: dict[str, int]) -> str:
+    """e.g. "supply x3": the proofs of a report's eth_getLogs answers."""
+    return ", ".join(f"{name} x{count}" for name, count in sorted(proofs.items())) or "none"
 
 
 def _preview(database: DatabaseResource, start: int, end: int) -> MetadataValue:

@@ -15,6 +15,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from glisk_pipeline.defs.assets import window_metadata
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.ingest import ChunkReport
+from glisk_pipeline.range_proof import SupplyTiling
 from glisk_pipeline.tip import fill_tip
 
 ASSET_NAME = "mint_events_tip"
@@ -62,8 +63,9 @@ def mint_events_tip(
     with chain.client() as client:
         calls = client.stats.calls
         fill = fill_tip(
-            client, database.store(), settings.contract_address, low, high, on_chunk=log_chunk
-        )
+            client, database.store(), settings.contract_address, low, high,
+            on_chunk=log_chunk, check=SupplyTiling.from_settings(client, settings),
+        )  # fmt: skip
         calls = client.stats.calls - calls
     reason = {"reason": MetadataValue.text(config.reason)} if config.reason else {}
     if fill.report is None:
