@@ -79,6 +79,10 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
         result["workload"]["tokens"] = h.tokens_minted
         c: dict[str, Any] = {}
         c["project"] = _timed("project", project, *args, oracle=h.mints)
+        # The same path as an endpoint with a batch limit of 10 (RPC_BATCH_LIMIT=10) and one
+        # that takes no batches (0): the completeness proof then rides on single calls.
+        for name, limit in (("project_batch_limit_10", 10), ("project_no_batches", 0)):
+            c[name] = _timed(name, project, *args, oracle=h.mints, batch_limit=limit)
         c["ceiling_idempotent"] = _timed("ceil_idem", ceiling, *args, idempotent=True)
         c["ceiling_raw"] = _timed("ceil_raw", ceiling, *args, idempotent=False)
         c["cli_process"] = _timed("cli", cli_process, *args, oracle=h.mints)
@@ -91,7 +95,7 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
             expected = row["events"]
             if row["stored_events"] != expected:
                 raise RuntimeError(f"{name}: stored {row['stored_events']} of {expected} events")
-        for name in ("project", "cli_process"):
+        for name in ("project", "project_batch_limit_10", "project_no_batches", "cli_process"):
             if c[name]["events"] != len(h.mints) or c[name]["stored_tokens"] != h.tokens_minted:
                 raise RuntimeError(f"{name} missed events or tokens")
             if c[name]["oracle_mismatches"]:
@@ -114,6 +118,12 @@ def run(n_batches: int, n_blocks: int, baseline_events: int, big_batches: int) -
             # the recovery CLI as a whole process (start-up included), same run
             "cli_over_idempotent_ceiling": round(
                 c["cli_process"]["events_per_s"] / c["ceiling_idempotent"]["events_per_s"], 3
+            ),
+            "batch_limit_10_over_project": round(
+                c["project_batch_limit_10"]["events_per_s"] / p["events_per_s"], 3
+            ),
+            "no_batches_over_project": round(
+                c["project_no_batches"]["events_per_s"] / p["events_per_s"], 3
             ),
             "project_over_raw_ceiling": round(
                 p["events_per_s"] / c["ceiling_raw"]["events_per_s"], 3

@@ -30,11 +30,14 @@ from glisk_pipeline.rpc import RpcClient
 Counts = dict[str, Any]
 
 
-def project(rpc: str, db: str, contract: str, lo: int, hi: int) -> Counts:
-    """Exactly what the asset and the CLI run: RpcClient + decoder + MintStore."""
+def project(
+    rpc: str, db: str, contract: str, lo: int, hi: int, batch_limit: int | None = None
+) -> Counts:
+    """Exactly what the asset and the CLI run: RpcClient + decoder + MintStore. With
+    `batch_limit`, as RPC_BATCH_LIMIT sets it (0: no JSON-RPC batches at all)."""
     engine = make_engine(db)
     try:
-        with RpcClient(rpc) as client:
+        with RpcClient(rpc, batch_limit=batch_limit) as client:
             report = backfill_range(client, MintStore(engine, DEFAULT_AUTHOR, lo), contract, lo, hi)
     finally:
         engine.dispose()
