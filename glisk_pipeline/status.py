@@ -138,7 +138,7 @@ def check_contiguity(
     keys = windows_of(
         gaps + overlaps,
         size=settings.GLISK_PARTITION_SIZE,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
     )
     status["integrity"]["token_ids_contiguous"] = {
         "passed": not (gaps or overlaps),
@@ -198,7 +198,7 @@ def lags(
 ) -> None:
     checkpoint = tables["last_processed_block"]
     # no checkpoint yet: everything from GLISK_START_BLOCK is still to do
-    covered = checkpoint if checkpoint is not None else settings.GLISK_START_BLOCK - 1
+    covered = checkpoint if checkpoint is not None else settings.start_block - 1
     view: WebhookView = tables["webhook"]
     hook_block = view.last_block
     times = block_times(client, [head, covered] + ([hook_block] if hook_block is not None else []))

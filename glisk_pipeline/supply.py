@@ -324,7 +324,7 @@ def prove(
     last_processed_block, below which the index claims to be complete."""
     horizon = min(final_block, checkpoint if checkpoint is not None else -1)
     proof = SupplyProof(final_block=final_block, block=final_block, horizon=horizon)
-    start_block = settings.GLISK_START_BLOCK
+    start_block = settings.start_block
     try:
         next_id = next_token_id(client, settings, final_block)
     except StateUnavailable as exc:
@@ -391,7 +391,7 @@ def _first_id(
     client: RpcClient, engine: Engine, settings: Settings, proof: SupplyProof, next_id: int
 ) -> int:
     """The contract's next token id just before GLISK_START_BLOCK (1 before it existed)."""
-    start = settings.GLISK_START_BLOCK
+    start = settings.start_block
     if start == 0:
         return 1
     try:
@@ -422,8 +422,8 @@ def first_logged_id(
             .limit(1)
         ).first()
     upto = lowest[0] if lowest is not None else block  # its block may hold earlier mints
-    if upto >= settings.GLISK_START_BLOCK:
-        chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, settings.GLISK_START_BLOCK, upto)
+    if upto >= settings.start_block:
+        chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, settings.start_block, upto)
         for chunk in chunks:
             for log in chunk.logs:
                 if str(log.get("address", "")).lower() == contract and len(log["topics"]) == 4:

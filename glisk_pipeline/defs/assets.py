@@ -115,8 +115,7 @@ def _materializations(
     # counts and RPC calls and the UI can plot them per window. A window costs at least one
     # eth_getLogs call of its own; the prefetch overlap stops at each window's end.
     windows = sorted(
-        (key_range_bounds(key, key, settings.GLISK_START_BLOCK), key)
-        for key in context.partition_keys
+        (key_range_bounds(key, key, settings.start_block), key) for key in context.partition_keys
     )
     store = database.store()
 

@@ -152,7 +152,7 @@ def token_ids_contiguous(
     gaps, overlaps = contiguity_breaks(database.engine, checkpoint)
     settings = chain.settings()
     keys = windows_of(
-        gaps + overlaps, size=settings.GLISK_PARTITION_SIZE, start_block=settings.GLISK_START_BLOCK
+        gaps + overlaps, size=settings.GLISK_PARTITION_SIZE, start_block=settings.start_block
     )
     return AssetCheckResult(
         passed=not (gaps or overlaps),
@@ -276,7 +276,7 @@ def partitions_cover_checkpoint(
     in_flight = sum(1 for state in statuses.values() if state == AssetPartitionStatus.IN_PROGRESS)
     missing = uncovered_windows(
         covered,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
         size=settings.GLISK_PARTITION_SIZE,
         checkpoint=checkpoint,
     )
@@ -316,7 +316,7 @@ def checkpoint_fresh(
     checkpoint = database.store().last_processed_block()
     with chain.client() as client:
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
-    covered = checkpoint if checkpoint is not None else settings.GLISK_START_BLOCK - 1
+    covered = checkpoint if checkpoint is not None else settings.start_block - 1
     behind = max(0, final - covered)
     warn, error = settings.GLISK_LAG_WARN_BLOCKS, settings.GLISK_LAG_ERROR_BLOCKS
     severity = AssetCheckSeverity.ERROR if behind > error else AssetCheckSeverity.WARN

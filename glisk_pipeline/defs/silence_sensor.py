@@ -110,7 +110,7 @@ def webhook_silence_sensor(
     blocks = tip_range(
         head=head,
         checkpoint=checkpoint,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
         filled_to=state.filled_to,
     )
     if blocks is None:
