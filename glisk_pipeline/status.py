@@ -117,7 +117,7 @@ def collect(
         if tables is not None:  # what the database says without the chain
             status["checkpoint"] = {"last_processed_block": tables["last_processed_block"]}
             view: WebhookView = tables["webhook"]
-            if view.last_block is not None and view.last_delivery_at is not None:
+            if view.last_delivery_at is not None:
                 status["webhook"] = {
                     "last_block": view.last_block,
                     "last_delivery_at": view.last_delivery_at.isoformat(),
@@ -226,15 +226,16 @@ def lags(
             f"checkpoint {behind} blocks behind the final block "
             f"(GLISK_LAG_WARN_BLOCKS={settings.GLISK_LAG_WARN_BLOCKS})"
         )
-    if hook_block is not None and view.last_delivery_at is not None:
+    if view.last_delivery_at is not None:
         arrived = view.last_delivery_at
         status["webhook"] = {
-            "last_block": hook_block,
+            "last_block": hook_block,  # None: only deliveries without block fields came
             "last_delivery_at": arrived.isoformat(),
             "last_delivery_age_seconds": _age(now, arrived),
-            "behind_head_blocks": head - hook_block,
-            "behind_head_seconds": seconds_behind(hook_block),
         }
+        if hook_block is not None:
+            status["webhook"]["behind_head_blocks"] = head - hook_block
+            status["webhook"]["behind_head_seconds"] = seconds_behind(hook_block)
         silent = silence(view, head, now, settings.GLISK_WEBHOOK_SILENCE_SECONDS)
         if silent is not None:
             status["problems"].append(f"webhook silent: {silent}")
