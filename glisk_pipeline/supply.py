@@ -327,18 +327,18 @@ def prove(
     start_block = settings.start_block
     try:
         next_id = next_token_id(client, settings, final_block)
-    except StateUnavailable as exc:
+    except StateUnavailable:
         head = client.block_number()
         fallback = max(0, head - STATE_FALLBACK_DEPTH)
         proof.notes.append(
-            f"the node has no state at the final block {final_block} ({exc}); compared at "
+            f"the node has no state at the final block {final_block}; compared at "
             f"block {fallback} (head - {STATE_FALLBACK_DEPTH}) instead, advisory"
         )
         proof.advisory, proof.block = True, fallback
         try:
             next_id = next_token_id(client, settings, fallback)
-        except StateUnavailable as again:
-            proof.notes.append(f"no state at block {fallback} either ({again})")
+        except StateUnavailable:
+            proof.notes.append(f"the node has no state at block {fallback} either")
             proof.block = None
             return proof
     assert proof.block is not None
@@ -369,9 +369,10 @@ def _split_at_horizon(
         return missing
     try:
         at_horizon = next_token_id(client, settings, h)
-    except StateUnavailable as exc:
+    except StateUnavailable:
         proof.notes.append(
-            f"ids missing around the checkpoint {h} not split at it (no state there: {exc}); "
+            f"ids missing around the checkpoint {h} not split at it (the node has no state "
+            "there); "
             "counted as not yet backfilled"
         )
         return missing
@@ -396,11 +397,11 @@ def _first_id(
         return 1
     try:
         before = next_token_id(client, settings, start - 1)
-    except StateUnavailable as exc:
+    except StateUnavailable:
         assert proof.block is not None
         first = first_logged_id(client, engine, settings, proof.block, next_id)
         proof.notes.append(
-            f"no state at block {start - 1} ({exc}): first id {first} read from the first "
+            f"the node has no state at block {start - 1}: first id {first} read from the first "
             f"BatchMinted log at or after block {start} instead"
         )
         return first
