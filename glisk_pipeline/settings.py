@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from glisk_pipeline.keccak import has_valid_checksum
 
 ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ZERO_ADDRESS = "0x" + "0" * 40
 DEFAULT_SQLITE_PATH = Path(".glisk") / "glisk.db"
 DATABASE_BACKENDS = ("postgresql", "sqlite")
 # Connections per process (each uvicorn worker, each Dagster run, the CLI): a webhook
@@ -47,6 +48,8 @@ CHAIN_IDS: dict[Network, int | None] = {
     Network.BASE_MAINNET: 8453,
     Network.LOCAL: None,  # any chain id (anvil: 31337)
 }
+# The public networks, where a zero contract address or start block is a placeholder.
+BASE_NETWORKS = frozenset({Network.BASE_SEPOLIA, Network.BASE_MAINNET})
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALCHEMY_HOSTS = {
     Network.BASE_SEPOLIA: "base-sepolia.g.alchemy.com",
@@ -126,6 +129,9 @@ class Settings(BaseSettings):
     DATABASE_MAX_OVERFLOW: int = Field(default=DEFAULT_MAX_OVERFLOW, ge=0)
     RPC_URL: SecretStr | None = None  # may embed a provider key: treated as a secret
     GLISK_START_BLOCK: int = Field(default=0, ge=0)
+    # On Base (mainnet or Sepolia) a start block of 0 means indexing from genesis, almost
+    # always a forgotten setting: refused unless this confirms it.
+    GLISK_ALLOW_START_BLOCK_ZERO: bool = False
     GLISK_PARTITION_SIZE: int = Field(default=10_000, ge=1)
     GLISK_CONFIRMATIONS: int | None = Field(default=None, ge=0)
     RPC_INITIAL_BLOCK_RANGE: int = Field(default=1_000, ge=1)
@@ -305,7 +311,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             if value in (None, ""):
-                raise ConfigError(f"{name}: not set (see .env.example)")
+                raise ConfigError(f"{name}: not set (see .env.example, or docs/operations.md)")
         if "ALCHEMY_WEBHOOK_SECRET" in names and not self.webhook_signing_keys:
             raise ConfigError("ALCHEMY_WEBHOOK_SECRET: holds no signing key")
 
@@ -318,11 +324,36 @@ class Settings(BaseSettings):
 
     @property
     def contract_address(self) -> str:
-        return self._required_address("GLISK_NFT_CONTRACT_ADDRESS")
+        address = self._required_address("GLISK_NFT_CONTRACT_ADDRESS")
+        if address == ZERO_ADDRESS and self.NETWORK in BASE_NETWORKS:
+            raise ConfigError(
+                f"GLISK_NFT_CONTRACT_ADDRESS: the zero address on {self.NETWORK}, "
+                "a placeholder: set the GliskNFT contract's address"
+            )
+        return address
+
+    @property
+    def start_block(self) -> int:
+        """GLISK_START_BLOCK, refused at 0 on a Base network unless
+        GLISK_ALLOW_START_BLOCK_ZERO confirms it (a local chain may start at 0)."""
+        block = self.GLISK_START_BLOCK
+        if block == 0 and self.NETWORK in BASE_NETWORKS and not self.GLISK_ALLOW_START_BLOCK_ZERO:
+            raise ConfigError(
+                f"GLISK_START_BLOCK: 0 on {self.NETWORK} indexes from genesis: set the "
+                "contract's deployment block (or GLISK_ALLOW_START_BLOCK_ZERO=true)"
+            )
+        return block
 
     @property
     def default_author_wallet(self) -> str:
         return self._required_address("GLISK_DEFAULT_AUTHOR_WALLET")
+
+    def check_placeholders(self) -> None:
+        """Raise ConfigError for a placeholder an indexer must not run with on a Base
+        network: the zero contract address, or start block 0 (unless confirmed)."""
+        if self.GLISK_NFT_CONTRACT_ADDRESS:
+            self.contract_address  # noqa: B018 - raises on the zero address
+        self.start_block  # noqa: B018 - raises on an unconfirmed 0
 
     def _required_address(self, name: str) -> str:
         self.require(name)

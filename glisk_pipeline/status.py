@@ -117,7 +117,7 @@ def collect(
         if tables is not None:  # what the database says without the chain
             status["checkpoint"] = {"last_processed_block": tables["last_processed_block"]}
             view: WebhookView = tables["webhook"]
-            if view.last_block is not None and view.last_delivery_at is not None:
+            if view.last_delivery_at is not None:
                 status["webhook"] = {
                     "last_block": view.last_block,
                     "last_delivery_at": view.last_delivery_at.isoformat(),
@@ -138,7 +138,7 @@ def check_contiguity(
     keys = windows_of(
         gaps + overlaps,
         size=settings.GLISK_PARTITION_SIZE,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
     )
     status["integrity"]["token_ids_contiguous"] = {
         "passed": not (gaps or overlaps),
@@ -198,7 +198,7 @@ def lags(
 ) -> None:
     checkpoint = tables["last_processed_block"]
     # no checkpoint yet: everything from GLISK_START_BLOCK is still to do
-    covered = checkpoint if checkpoint is not None else settings.GLISK_START_BLOCK - 1
+    covered = checkpoint if checkpoint is not None else settings.start_block - 1
     view: WebhookView = tables["webhook"]
     hook_block = view.last_block
     times = block_times(client, [head, covered] + ([hook_block] if hook_block is not None else []))
@@ -226,15 +226,16 @@ def lags(
             f"checkpoint {behind} blocks behind the final block "
             f"(GLISK_LAG_WARN_BLOCKS={settings.GLISK_LAG_WARN_BLOCKS})"
         )
-    if hook_block is not None and view.last_delivery_at is not None:
+    if view.last_delivery_at is not None:
         arrived = view.last_delivery_at
         status["webhook"] = {
-            "last_block": hook_block,
+            "last_block": hook_block,  # None: only deliveries without block fields came
             "last_delivery_at": arrived.isoformat(),
             "last_delivery_age_seconds": _age(now, arrived),
-            "behind_head_blocks": head - hook_block,
-            "behind_head_seconds": seconds_behind(hook_block),
         }
+        if hook_block is not None:
+            status["webhook"]["behind_head_blocks"] = head - hook_block
+            status["webhook"]["behind_head_seconds"] = seconds_behind(hook_block)
         silent = silence(view, head, now, settings.GLISK_WEBHOOK_SILENCE_SECONDS)
         if silent is not None:
             status["problems"].append(f"webhook silent: {silent}")

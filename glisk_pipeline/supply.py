@@ -324,21 +324,21 @@ def prove(
     last_processed_block, below which the index claims to be complete."""
     horizon = min(final_block, checkpoint if checkpoint is not None else -1)
     proof = SupplyProof(final_block=final_block, block=final_block, horizon=horizon)
-    start_block = settings.GLISK_START_BLOCK
+    start_block = settings.start_block
     try:
         next_id = next_token_id(client, settings, final_block)
-    except StateUnavailable as exc:
+    except StateUnavailable:
         head = client.block_number()
         fallback = max(0, head - STATE_FALLBACK_DEPTH)
         proof.notes.append(
-            f"the node has no state at the final block {final_block} ({exc}); compared at "
+            f"the node has no state at the final block {final_block}; compared at "
             f"block {fallback} (head - {STATE_FALLBACK_DEPTH}) instead, advisory"
         )
         proof.advisory, proof.block = True, fallback
         try:
             next_id = next_token_id(client, settings, fallback)
-        except StateUnavailable as again:
-            proof.notes.append(f"no state at block {fallback} either ({again})")
+        except StateUnavailable:
+            proof.notes.append(f"the node has no state at block {fallback} either")
             proof.block = None
             return proof
     assert proof.block is not None
@@ -369,9 +369,10 @@ def _split_at_horizon(
         return missing
     try:
         at_horizon = next_token_id(client, settings, h)
-    except StateUnavailable as exc:
+    except StateUnavailable:
         proof.notes.append(
-            f"ids missing around the checkpoint {h} not split at it (no state there: {exc}); "
+            f"ids missing around the checkpoint {h} not split at it (the node has no state "
+            "there); "
             "counted as not yet backfilled"
         )
         return missing
@@ -391,16 +392,16 @@ def _first_id(
     client: RpcClient, engine: Engine, settings: Settings, proof: SupplyProof, next_id: int
 ) -> int:
     """The contract's next token id just before GLISK_START_BLOCK (1 before it existed)."""
-    start = settings.GLISK_START_BLOCK
+    start = settings.start_block
     if start == 0:
         return 1
     try:
         before = next_token_id(client, settings, start - 1)
-    except StateUnavailable as exc:
+    except StateUnavailable:
         assert proof.block is not None
         first = first_logged_id(client, engine, settings, proof.block, next_id)
         proof.notes.append(
-            f"no state at block {start - 1} ({exc}): first id {first} read from the first "
+            f"the node has no state at block {start - 1}: first id {first} read from the first "
             f"BatchMinted log at or after block {start} instead"
         )
         return first
@@ -422,8 +423,8 @@ def first_logged_id(
             .limit(1)
         ).first()
     upto = lowest[0] if lowest is not None else block  # its block may hold earlier mints
-    if upto >= settings.GLISK_START_BLOCK:
-        chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, settings.GLISK_START_BLOCK, upto)
+    if upto >= settings.start_block:
+        chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, settings.start_block, upto)
         for chunk in chunks:
             for log in chunk.logs:
                 if str(log.get("address", "")).lower() == contract and len(log["topics"]) == 4:

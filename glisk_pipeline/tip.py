@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
+from glisk_pipeline.db.heartbeat import last_heartbeat
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
 from glisk_pipeline.db.store.reconcile import last_processed_block
@@ -40,28 +41,41 @@ MAX_BLOCKS_PER_FILL = 50_000
 @dataclass(frozen=True, slots=True)
 class WebhookView:
     last_block: int | None  # highest block a delivery named (webhook_blocks)
+    # the last delivery: one that named a block, or one that did not (a heartbeat in
+    # the shape without block fields), whichever came later
     last_delivery_at: datetime | None
 
 
 def read_view(engine: Engine) -> tuple[WebhookView, int | None]:
-    """The webhook's last delivery, and last_processed_block (two indexed reads)."""
+    """The webhook's last delivery, and last_processed_block (three indexed reads)."""
     with engine.connect() as conn:
         checkpoint = last_processed_block(conn)
         last_block, last_at = conn.execute(
             select(func.max(webhook_blocks.c.block_number), func.max(webhook_blocks.c.received_at))
         ).one()
+        unnamed_at = last_heartbeat(conn)
     if last_at is not None and last_at.tzinfo is None:  # SQLite: naive UTC
         last_at = last_at.replace(tzinfo=UTC)
+    if unnamed_at is not None and (last_at is None or unnamed_at > last_at):
+        last_at = unnamed_at
     return WebhookView(last_block, last_at), checkpoint
 
 
 def silence(view: WebhookView, head: int, now: datetime, threshold_s: int) -> str | None:
     """Why the webhook counts as silent (None: it does not): no delivery for threshold_s
     seconds while the chain advanced past the last delivered block. A database that never
-    received a delivery is silent once the chain has any block."""
-    if view.last_delivery_at is None or view.last_block is None:
+    received a delivery is silent once the chain has any block. When no delivery ever
+    named a block (heartbeats without block fields only), the age alone decides."""
+    if view.last_delivery_at is None:
         return "no webhook delivery recorded"
     age = (now - view.last_delivery_at).total_seconds()
+    if view.last_block is None:
+        if age > threshold_s:
+            return (
+                f"no webhook delivery for {age:.0f} s (threshold {threshold_s} s); "
+                "no delivery has named a block"
+            )
+        return None
     if age > threshold_s and head > view.last_block:
         return (
             f"no webhook delivery for {age:.0f} s (threshold {threshold_s} s) while the chain "

@@ -368,3 +368,30 @@ def test_helm_values_match_the_instance_of_dagster_yaml() -> None:
         monitoring["freeSlotsAfterRunEndSeconds"]
         == (instance["run_monitoring"]["free_slots_after_run_end_seconds"])
     )
+
+
+# --- what every file behind Alchemy answers a duplicate with ---------------------------------
+
+
+def test_every_deployment_behind_alchemy_answers_duplicates_200_the_code_409() -> None:
+    from glisk_pipeline.settings import Settings
+
+    # the code keeps the specified contract; the deployments are behind Alchemy, which
+    # retries every non-200 and pauses an endpoint that keeps failing
+    assert Settings.model_fields["WEBHOOK_DUPLICATE_STATUS"].default == 409
+    assert compose()["services"]["webhook"]["environment"]["WEBHOOK_DUPLICATE_STATUS"] == "200"
+    example = (REPO / ".env.example").read_text()
+    assert re.findall(r"^WEBHOOK_DUPLICATE_STATUS=(.*)$", example, re.M) == ["200"]
+    config = by_kind("ConfigMap")
+    assert config["data"]["WEBHOOK_DUPLICATE_STATUS"] == "200"
+    # the sidecar Deployment and the Dagster code location (Helm) both read that ConfigMap
+    sidecar = by_kind("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"configMapRef": {"name": config["metadata"]["name"]}} in sidecar["envFrom"]
+    (deployment,) = helm_values()["dagster-user-deployments"]["deployments"]
+    assert {m["name"] for m in deployment["envConfigMaps"]} == {config["metadata"]["name"]}
+
+
+def test_env_example_ships_no_contract_address_placeholder() -> None:
+    example = (REPO / ".env.example").read_text()
+    assert re.findall(r"^GLISK_NFT_CONTRACT_ADDRESS=(.*)$", example, re.M) == [""]
+    assert re.findall(r"^GLISK_ALLOW_START_BLOCK_ZERO=(.*)$", example, re.M) == ["false"]

@@ -177,3 +177,90 @@ def test_windows_of_a_gap_span_the_events_around_it() -> None:
     assert windows_of([gap], size=100, start_block=120) == [key(s) for s in (100, 200, 300, 400)]
     # an overlap at one block: that block's window
     assert windows_of([IdRange(40, 45, 820, 820)], size=100, start_block=120) == [key(800)]
+
+
+def test_checks_after_a_backfill_that_skips_window_0_and_a_deletion_inside_it(
+    pipeline: Pipeline,  # noqa: F811
+) -> None:
+    """Windows 1-3 backfilled, window 0 and the rest not (the checkpoint stays unset), then
+    one mint deleted from window 2: every check judges what is materialized, names the
+    right fix and counts only partitions that exist."""
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert len(keys) >= 6
+        done = keys[1:4]
+        assert materialize_range(instance, p, done[0], done[-1]).success
+        assert MintStore(p.engine, DEFAULT_AUTHOR).last_processed_block() is None
+        lo, hi = parse_key(done[1])
+        inside = sorted(
+            (m for m in p.history.mints if lo <= m.block_number <= hi),
+            key=lambda m: m.block_number,
+        )
+        assert len(inside) >= 3
+        with p.engine.begin() as conn:
+            victim = conn.execute(
+                text(
+                    "SELECT id, start_token_id, quantity FROM mint_events WHERE block_number "
+                    "BETWEEN :lo AND :hi ORDER BY start_token_id LIMIT 1 OFFSET 1"
+                ),
+                {"lo": lo, "hi": hi},
+            ).one()
+            conn.execute(text("DELETE FROM tokens WHERE mint_event_id = :i"), {"i": victim.id})
+            conn.execute(text("DELETE FROM mint_events WHERE id = :i"), {"i": victim.id})
+        first, last = victim.start_token_id, victim.start_token_id + victim.quantity - 1
+        ids = f"id {first}" if first == last else f"ids {first}-{last}"
+
+        result = materialize(
+            ASSETS,
+            selection=AssetSelection.checks(*(spec.key for spec in mint_event_checks)),
+            instance=instance,
+            resources=p.resources(),
+            raise_on_error=False,
+        )
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        meta = {name: {k: v.value for k, v in e.metadata.items()} for name, e in checks.items()}
+
+        contiguous = checks["token_ids_contiguous"]
+        assert not contiguous.passed
+        assert ids in str(meta["token_ids_contiguous"]["gap_ranges"])
+        assert ids in (contiguous.description or "")
+        fix = str(meta["token_ids_contiguous"]["partitions_to_rematerialize"]).split()
+        assert done[1] in fix and set(fix) <= set(done)
+        note = str(meta["token_ids_contiguous"]["not_judged"])
+        assert f"window {keys[0]} not backfilled" in note and "last_processed_block -1" in note
+
+        supply = checks["supply_matches_contract"]
+        assert not supply.passed
+        backfill = str(meta["supply_matches_contract"]["partitions_to_backfill"]).split()
+        assert keys[0] in backfill and not set(backfill) & set(done)
+        assert meta["supply_matches_contract"]["partitions_to_backfill_count"] == len(backfill)
+        assert meta["supply_matches_contract"]["partitions_named"] <= len(keys)
+        assert meta["supply_matches_contract"]["partitions"] == len(keys)
+        assert "Backfill" in (supply.description or "")
+        for name in meta:  # no raw exception names in any check's metadata
+            assert "Error" not in str(meta[name]), (name, meta[name])
+
+        cover = checks["partitions_cover_checkpoint"]
+        assert not cover.passed
+        assert str(meta["partitions_cover_checkpoint"]["partitions_to_rematerialize"]).split() == [
+            keys[0]
+        ]
+        fresh = checks["checkpoint_fresh"]
+        assert not fresh.passed and meta["checkpoint_fresh"]["held_back_by"] == keys[0]
+        per_window = checks["windows_hold_their_logs"]
+        assert str(meta["windows_hold_their_logs"]["partitions_to_rematerialize"]).split() == [
+            done[1]
+        ]
+        assert not per_window.passed
+
+        # the fixes they name, done: window 0 backfilled and window 2 re-materialized
+        assert materialize_range(instance, p, keys[0], keys[0]).success
+        assert materialize_range(instance, p, done[1], done[1]).success
+        again = materialize(
+            ASSETS,
+            selection=AssetSelection.checks(TOKEN_IDS_CONTIGUOUS.key, WINDOWS_HOLD_THEIR_LOGS.key),
+            instance=instance,
+            resources=p.resources(),
+        )
+        assert all(e.passed for e in again.get_asset_check_evaluations())

@@ -101,3 +101,18 @@ def test_env_example_loads_as_is(monkeypatch, tmp_path) -> None:
     (tmp_path / ".env").write_text(example)
     s = load_settings()
     assert s.GLISK_CONFIRMATIONS is None and s.NETWORK is Network.BASE_SEPOLIA
+
+
+def test_the_code_location_refuses_placeholders_on_base_only() -> None:
+    from glisk_pipeline.defs.resources import ChainResource
+
+    contract = "0x" + "11" * 20
+    chain = ChainResource(network="BASE_MAINNET", contract_address=contract, start_block=0)
+    with pytest.raises(ConfigError, match=r"^GLISK_START_BLOCK: 0 on BASE_MAINNET"):
+        chain.settings()
+    zero = ChainResource(network="BASE_SEPOLIA", contract_address="0x" + "00" * 20, start_block=5)
+    with pytest.raises(ConfigError, match=r"^GLISK_NFT_CONTRACT_ADDRESS: the zero address"):
+        zero.settings()
+    local = ChainResource(network="LOCAL", contract_address="0x" + "00" * 20, start_block=0)
+    assert local.settings().start_block == 0
+    assert ChainResource(network="BASE_MAINNET", start_block=7).settings().start_block == 7

@@ -89,6 +89,7 @@ class Service:
 def check_settings(settings: Settings) -> None:
     """Raise ConfigError naming the first variable the sidecar cannot run without."""
     settings.require(*REQUIRED)
+    settings.contract_address  # noqa: B018 - raises on the zero address on a Base network
 
 
 def build_service(settings: Settings) -> Service:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import orjson
+import psycopg
 import structlog
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from glisk_pipeline.db.heartbeat import UPSERT_PSYCOPG, heartbeat_params, record_heartbeat
 from glisk_pipeline.db.store import StoreError, StoreResult, TokenConflictError
 from webhook_service import logs, metrics
 from webhook_service.budget import OverBudget, within_budget
@@ -119,9 +121,6 @@ async def _handle(request: Request, service: Service, started: float) -> Answer:
     except PayloadError as exc:
         raise Rejected(400, "INVALID_PAYLOAD", str(exc), "invalid") from None
 
-    if not wanted.records and (wanted.block_hash is None or wanted.sequence_number is None):
-        # A heartbeat that names no block: nothing to record, nothing to undo.
-        return Answer(200, SuccessBody(message="no matching events"), "no_match")
     try:
         # what is left of the answer budget, less the time it takes to answer
         left = service.answer_budget_s - ANSWER_MARGIN_S - (time.perf_counter() - started)
@@ -163,6 +162,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
     block = _named_block(wanted)
+    if block is None:
+        # No block to claim (webhook_blocks keeps no trace of it): the arrival is written
+        # on its own, so the webhook counts as alive (glisk_pipeline/db/heartbeat.py).
+        await _note_unnamed_delivery(service)
+        if not wanted.records:  # a heartbeat without block fields: nothing else to do
+            return StoreResult()
     if service.deliveries is None:  # SQLite: the synchronous store, in the threadpool
         return await run_in_threadpool(_store_sync, service, wanted, block)
     if block is None:  # PostgreSQL: on the event loop
@@ -176,6 +181,17 @@ async def _store(service: Service, wanted: BlockDelivery) -> StoreResult:
         webhook_id=wanted.webhook_id,
         created_at=wanted.created_at,
     )
+
+
+async def _note_unnamed_delivery(service: Service) -> None:
+    if service.deliveries is None:
+        await run_in_threadpool(record_heartbeat, service.engine)
+        return
+    try:
+        async with service.deliveries.pool.connection() as conn:
+            await conn.execute(UPSERT_PSYCOPG, heartbeat_params())
+    except psycopg.Error as exc:  # a pool timeout included: answered 500, retried
+        raise StoreError(f"heartbeat not recorded: {type(exc).__name__}") from None
 
 
 def _named_block(wanted: BlockDelivery) -> tuple[int, str, int] | None:

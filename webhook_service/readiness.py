@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from glisk_pipeline.db.migrate import MIGRATE_HINT
+
 READY_CACHE_SECONDS = 1.0  # the kubelet probes every 5 s: a 1 s old verdict is fresh to it
 
 
@@ -73,7 +75,7 @@ class Readiness:
         else:
             detail = None
             if current != self._head:
-                detail = f"schema at {current}, expected {self._head}: run `make migrate`"
+                detail = f"schema at {current}, expected {self._head}: {MIGRATE_HINT}"
             verdict = Verdict(detail is None, detail, time.monotonic())
         self._last = verdict
         return verdict

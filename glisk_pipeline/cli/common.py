@@ -56,8 +56,8 @@ def error(message: str) -> int:
 
 def schema_problem(engine: Engine) -> str | None:
     """A one-line reason when the database is not at the latest schema revision."""
-    from glisk_pipeline.db.migrate import current_revision, head_revision
+    from glisk_pipeline.db.migrate import MIGRATE_HINT, current_revision, head_revision
 
     if current_revision(engine) != head_revision():
-        return "database schema is not at the latest revision: run `make migrate`"
+        return f"database schema is not at the latest revision: {MIGRATE_HINT}"
     return None

@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         settings.require("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
+        settings.check_placeholders()
         client = RpcClient.from_settings(settings)  # builds the URL: may raise ConfigError
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         store = MintStore(
             engine,
             settings.default_author_wallet,
-            settings.GLISK_START_BLOCK,
+            settings.start_block,
             webhook_blocks_retention=settings.GLISK_WEBHOOK_BLOCKS_RETENTION,
         )
         client.check_chain_id(settings.expected_chain_id)
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     "error: no --from-block given and no last_processed_block in the database; "
                     f"pass --from-block (the contract's deployment block, e.g. "
-                    f"{settings.GLISK_START_BLOCK})",
+                    f"{settings.start_block})",
                     file=sys.stderr,
                 )
                 return EXIT_ERROR

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         settings.require("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
+        settings.check_placeholders()
         client = RpcClient.from_settings(settings)
     except ConfigError as exc:
         return error(f"config error: {exc}")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         store = MintStore(
             engine,
             settings.default_author_wallet,
-            settings.GLISK_START_BLOCK,
+            settings.start_block,
             webhook_blocks_retention=settings.GLISK_WEBHOOK_BLOCKS_RETENTION,
         )
         checkpoint = store.last_processed_block()
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_PARTIAL
             print("Nothing to repair: every id of the contract's range is in the tables")
             return EXIT_OK
-        report = find_missing(client, settings.contract_address, proof, settings.GLISK_START_BLOCK)
+        report = find_missing(client, settings.contract_address, proof, settings.start_block)
         print_found(report)
         if args.dry_run:
             print(f"Dry run: nothing stored; `glisk repair` would store {len(report.found)} mints")

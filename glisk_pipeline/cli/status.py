@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings()
+        settings.check_placeholders()
         # a probe answers within seconds: a short timeout and two attempts, not the
         # backfill's patience (30 s x 6 attempts with backoff)
         client = RpcClient.from_settings(

@@ -42,8 +42,10 @@ def print_text(s: dict[str, Any], state: str) -> None:
             f"{hook['behind_head_blocks']} blocks{seconds} behind head"
         )
     else:
+        block = hook["last_block"]
+        named = "no block named" if block is None else f"last block {block}"
         print(
-            f"webhook     last block {hook['last_block']}, delivered "
+            f"webhook     {named}, delivered "
             f"{hook['last_delivery_age_seconds']} s ago ({hook['last_delivery_at']})"
         )
     if rows is None:

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"  # Alembic's default; env.py does not rename it
 # `revision = "0002"` / `down_revision: str | None = "0001"` (either template's form)
+# What every "schema behind" message tells the operator to run: the dev target and the
+# production command (the image's, and the Kubernetes migrate Job's).
+MIGRATE_HINT = (
+    "run `make migrate`, in production `python -m glisk_pipeline.db.migrate upgrade` "
+    "(Kubernetes: the glisk-migrate Job)"
+)
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+)$", re.M)
 
 

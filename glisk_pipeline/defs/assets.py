@@ -116,8 +116,7 @@ def _materializations(
     # counts and RPC calls and the UI can plot them per window. A window costs at least one
     # eth_getLogs call of its own; the prefetch overlap stops at each window's end.
     windows = sorted(
-        (key_range_bounds(key, key, settings.GLISK_START_BLOCK), key)
-        for key in context.partition_keys
+        (key_range_bounds(key, key, settings.start_block), key) for key in context.partition_keys
     )
     store = database.store()
 
@@ -155,19 +154,22 @@ def _materializations(
         f"{run.removed} removed, {run.rpc_calls} RPC calls, {run.events_per_s:,.0f} events/s"
     )
     # Yielded once every window is reconciled, as the run's single result was: a run that
-    # fails on its third window materializes none. The table's size goes on every window
-    # (the catalog shows the latest materialization's dagster/row_count); the run's own
-    # figures once, on its last window, so summing a metadata entry over partitions never
-    # counts a run twice.
-    row_count = {"dagster/row_count": MetadataValue.int(table_rows(database))}
+    # fails on its third window materializes none. Each window's dagster/row_count is its
+    # own rows (live and removed), like every other window entry, so it sums over
+    # partitions; the whole table's size is `table_rows`. The run's own figures go once,
+    # on its last window, so summing a metadata entry over partitions never counts a run
+    # twice.
+    table = {"table_rows": MetadataValue.int(table_rows(database))}
     for (_, key), report in zip(windows, reports, strict=True):
         last = key == windows[-1][1]
+        own = window_rows(database, report.from_block, report.to_block)
         yield AssetMaterialization(
             MINT_EVENTS,
             partition=key,
             metadata={
                 **window_metadata(database, report),
-                **row_count,
+                "dagster/row_count": MetadataValue.int(own),
+                **table,
                 **(run_metadata(run, len(windows)) if last else {}),
             },
         )
@@ -207,6 +209,14 @@ def table_rows(database: DatabaseResource) -> int:
     """Rows in mint_events (live and removed): the table's dagster/row_count."""
     with database.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(mint_events_table)).scalar_one()
+
+
+def window_rows(database: DatabaseResource, low: int, high: int) -> int:
+    """Rows in mint_events (live and removed) at blocks [low, high]: a window's own."""
+    block = mint_events_table.c.block_number
+    query = select(func.count()).where(block >= low, block <= high)
+    with database.engine.connect() as conn:
+        return conn.execute(query).scalar_one()
 
 
 def _refuse_bad_keys(context: AssetExecutionContext, size: int, final: int) -> None:

@@ -34,7 +34,7 @@ from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from glisk_pipeline.supply import contiguity_breaks, prove, windows_of
+from glisk_pipeline.supply import IdRange, contiguity_breaks, prove, shown, windows_of
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -44,6 +44,7 @@ from glisk_pipeline.windows import (
 )
 
 SHOWN = 10  # offenders listed in the check's metadata
+UNBOUNDED = 2**62  # a "checkpoint" above every block: contiguity_breaks then lists every gap
 MINT_EVENTS = AssetKey("mint_events")
 
 
@@ -89,6 +90,39 @@ def uncovered_windows(
             missing.append(partition_key(start, start + size - 1))
         start += size
     return missing
+
+
+def judged_windows(instance: DagsterInstance) -> tuple[list[str], set[str]]:
+    """(every block_ranges key in order, the keys whose mint_events are materialized)."""
+    keys = list(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    statuses = instance.get_status_by_partition(MINT_EVENTS, keys, block_ranges) or {}
+    done = {k for k, state in statuses.items() if state == AssetPartitionStatus.MATERIALIZED}
+    return keys, done
+
+
+def unjudged_note(keys: Sequence[str], done: AbstractSet[str], checkpoint: int | None) -> str:
+    """Which blocks a check over "the checkpoint or a materialized window" cannot judge,
+    and why, in one line ("" when it judges every partition)."""
+    missing = [k for k in keys if k not in done and parse_key(k)[1] > (checkpoint or -1)]
+    if not missing:
+        return ""
+    why = f"last_processed_block {checkpoint if checkpoint is not None else -1}"
+    if keys and keys[0] in missing:
+        why += f": window {keys[0]} not backfilled"
+    return (
+        f"{why}; not judged: the blocks of {len(missing)} partitions never materialized "
+        f"({', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}): backfill them"
+    )
+
+
+def judged_range(
+    r: IdRange, done: AbstractSet[str], checkpoint: int | None, *, size: int, start: int
+) -> bool:
+    """Ids whose mints the tables claim complete: all at or below the checkpoint, or in
+    windows that are all materialized."""
+    if checkpoint is not None and r.to_block <= checkpoint:
+        return True
+    return all(k in done for k in windows_of([r], size=size, start_block=start))
 
 
 def _shown(items: Sequence[object]) -> MetadataValue:
@@ -147,18 +181,32 @@ TOKEN_IDS_CONTIGUOUS = AssetCheckSpec(
 def token_ids_contiguous(
     instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
 ) -> AssetCheckResult:
-    # The same evaluation as `glisk status` (glisk_pipeline/supply.py), so both agree.
+    # `glisk status`'s evaluation (glisk_pipeline/supply.py) judges gaps at or below the
+    # checkpoint; a Dagster instance also knows which windows are materialized, so a gap
+    # whose windows are all materialized (a mint lost from a backfilled window) is judged
+    # too, whatever order the windows were backfilled in.
     checkpoint = database.store().last_processed_block()
-    gaps, overlaps = contiguity_breaks(database.engine, checkpoint)
+    every_gap, overlaps = contiguity_breaks(database.engine, UNBOUNDED)
     settings = chain.settings()
-    keys = windows_of(
-        gaps + overlaps, size=settings.GLISK_PARTITION_SIZE, start_block=settings.GLISK_START_BLOCK
-    )
+    size, start = settings.GLISK_PARTITION_SIZE, settings.start_block
+    keys, done = judged_windows(instance)
+
+    def judged(gap: IdRange) -> bool:
+        return judged_range(gap, done, checkpoint, size=size, start=start)
+
+    gaps = [g for g in every_gap if judged(g)]
+    unjudged = [g for g in every_gap if not judged(g)]
+    fix = windows_of(gaps + overlaps, size=size, start_block=start)
+    to_backfill = [
+        k for k in windows_of(unjudged, size=size, start_block=start) if k in set(keys) - done
+    ]
+    note = unjudged_note(keys, done, checkpoint)
     return AssetCheckResult(
         passed=not (gaps or overlaps),
         description=None
         if not (gaps or overlaps)
-        else f"{len(gaps)} gaps and {len(overlaps)} overlaps in the token ids: re-materialize "
+        else f"{len(gaps)} gaps and {len(overlaps)} overlaps in the token ids of "
+        f"backfilled blocks ({shown([str(r) for r in gaps + overlaps], 3)}): re-materialize "
         "the partitions listed in partitions_to_rematerialize (for a gap, every window "
         "between the events on either side of it)",
         metadata={
@@ -167,7 +215,11 @@ def token_ids_contiguous(
             "last_processed_block": checkpoint if checkpoint is not None else -1,
             "gap_ranges": _shown([str(g) for g in gaps]),
             "overlap_ranges": _shown([str(o) for o in overlaps]),
-            **_rematerialize(keys),
+            **_rematerialize(fix),
+            "gaps_not_judged": len(unjudged),
+            "partitions_to_backfill": _shown(to_backfill),
+            "partitions_to_backfill_count": MetadataValue.int(len(to_backfill)),
+            "not_judged": MetadataValue.text(note or "every partition judged"),
         },
     )
 
@@ -276,25 +328,32 @@ def partitions_cover_checkpoint(
     in_flight = sum(1 for state in statuses.values() if state == AssetPartitionStatus.IN_PROGRESS)
     missing = uncovered_windows(
         covered,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
         size=settings.GLISK_PARTITION_SIZE,
         checkpoint=checkpoint,
     )
+    # Partitions never materialized below the highest one covered: they hold the
+    # checkpoint back (it moves only over contiguous ranges), whatever it says now.
+    top = max((keys.index(k) for k in covered), default=-1)
+    holes = [k for k in keys[:top] if k not in covered and k not in missing]
+    absent = missing + holes
     return AssetCheckResult(
-        passed=not missing,
+        passed=not absent,
         severity=AssetCheckSeverity.WARN,
         description=None
-        if not missing
-        else f"{len(missing)} windows at or below last_processed_block were never "
-        "materialized: materialize the partitions listed in partitions_to_rematerialize "
-        "(add them first if they are not partitions yet)",
+        if not absent
+        else f"{len(missing)} windows at or below last_processed_block and {len(holes)} below "
+        "materialized ones were never materialized (the checkpoint cannot pass them): "
+        "backfill the partitions listed in partitions_to_rematerialize (add them first if "
+        "they are not partitions yet)",
         metadata={
             "last_processed_block": checkpoint if checkpoint is not None else -1,
             "partitions": len(keys),
             "materialized": len(covered) - in_flight,
             "in_progress": in_flight,
             "missing_below_checkpoint": len(missing),
-            **_rematerialize(missing),
+            "missing_below_materialized": len(holes),
+            **_rematerialize(absent),
         },
     )
 
@@ -316,22 +375,40 @@ def checkpoint_fresh(
     checkpoint = database.store().last_processed_block()
     with chain.client() as client:
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
-    covered = checkpoint if checkpoint is not None else settings.GLISK_START_BLOCK - 1
+    covered = checkpoint if checkpoint is not None else settings.start_block - 1
     behind = max(0, final - covered)
     warn, error = settings.GLISK_LAG_WARN_BLOCKS, settings.GLISK_LAG_ERROR_BLOCKS
     severity = AssetCheckSeverity.ERROR if behind > error else AssetCheckSeverity.WARN
+    # A window never materialized below a materialized one holds the checkpoint still
+    # however fast the runs are: said (WARN) even within the thresholds.
+    keys, done = judged_windows(instance)
+    held = next(
+        (k for k in keys if k not in done and parse_key(k)[1] > covered and any(
+            parse_key(d)[0] > parse_key(k)[1] for d in done
+        )),
+        None,
+    )  # fmt: skip
+    problem = None
+    if behind > warn:
+        problem = f"last_processed_block is {behind} blocks behind the final block {final}"
+    if held is not None:
+        problem = (
+            (problem + "; " if problem else "")
+            + f"last_processed_block {checkpoint if checkpoint is not None else -1} is held "
+            f"back by window {held}, never materialized below materialized windows: "
+            "backfill it"
+        )
     return AssetCheckResult(
-        passed=behind <= warn,
+        passed=problem is None,
         severity=severity,
-        description=None
-        if behind <= warn
-        else f"last_processed_block is {behind} blocks behind the final block {final}",
+        description=problem,
         metadata={
             "final_block": final,
             "last_processed_block": checkpoint if checkpoint is not None else -1,
             "behind_final_blocks": behind,
             "warn_blocks": warn,
             "error_blocks": error,
+            "held_back_by": MetadataValue.text(held or "nothing"),
         },
     )
 
@@ -370,15 +447,63 @@ def supply_matches_contract(
         "missing_ranges_count": MetadataValue.int(len(proof.missing)),
         "extra_ranges": _shown([str(r) for r in proof.extra]),
         "extra_ranges_count": MetadataValue.int(len(proof.extra)),
-        "partitions_to_rematerialize": _shown(proof.partitions),
-        "partitions_to_rematerialize_count": MetadataValue.int(len(proof.partitions)),
         "notes": MetadataValue.text("\n".join(proof.notes)),
     }
+    # Which fix each finding needs, against the partitions that exist: ids missing where a
+    # window was never materialized are that backfill still to come (backfill it); ids
+    # missing where every window is backfilled or under the checkpoint were lost (glisk
+    # repair); extra ids: re-materialize their windows. Windows that are no partition yet
+    # (not final, or not added) are counted apart, so no count exceeds the partitions.
+    keys, done = judged_windows(instance)
+    existing = set(keys)
+    size, start = settings.GLISK_PARTITION_SIZE, settings.start_block
+    to_backfill: set[str] = set()
+    repair: list[IdRange] = []
+    for r in proof.missing:
+        if judged_range(r, done, checkpoint, size=size, start=start):
+            repair.append(r)
+            continue
+        windows = windows_of([r], size=size, start_block=start)
+        to_backfill.update(k for k in windows if k in existing and k not in done)
+    rematerialize = windows_of(repair + proof.extra, size=size, start_block=start)
+    backfill = [k for k in keys if k in to_backfill]
+    named = set(rematerialize) | to_backfill
+    # beyond every partition and the checkpoint: not final or not added yet
+    beyond = max([parse_key(k)[1] for k in keys] + [checkpoint if checkpoint is not None else -1])
+    later = [
+        k
+        for k in windows_of(proof.missing, size=size, start_block=start)
+        if k not in existing and parse_key(k)[0] > beyond
+    ]
+    metadata.update(
+        {
+            **_rematerialize(rematerialize),
+            "partitions_to_backfill": _shown(backfill),
+            "partitions_to_backfill_count": MetadataValue.int(len(backfill)),
+            "windows_not_partitions_yet": MetadataValue.int(len(later)),
+            "partitions": MetadataValue.int(len(keys)),
+            "partitions_named": MetadataValue.int(len(named)),
+            "missing_ranges_to_repair": _shown([str(r) for r in repair]),
+        }
+    )
     if proof.compared and proof.consistent:
         return AssetCheckResult(passed=True, metadata=metadata)
-    advice = " Run `glisk repair` for the missing ids" if proof.missing else ""
+    advice = ""
+    if backfill:
+        advice += f" Backfill the {len(backfill)} partitions in partitions_to_backfill"
+    if repair:
+        advice += (";" if advice else "") + (
+            f" run `glisk repair` for {len(repair)} missing id ranges in backfilled blocks"
+        )
+    if later:
+        advice += (";" if advice else "") + (
+            f" {len(later)} windows are not partitions yet (chain_head_sensor adds them once "
+            "final; `glisk repair` stores their mints now)"
+        )
     if proof.extra:
-        advice += "; re-materialize the partitions in partitions_to_rematerialize for the extra"
+        advice += (";" if advice else "") + (
+            " re-materialize the partitions in partitions_to_rematerialize for the extra ids"
+        )
     return AssetCheckResult(
         passed=False,
         severity=AssetCheckSeverity.ERROR if proof.failing else AssetCheckSeverity.WARN,

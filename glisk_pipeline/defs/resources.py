@@ -86,7 +86,9 @@ class ChainResource(ConfigurableResource):
     partitions_per_run: int | None = None  # the sensor's range runs (the asset reads it too)
 
     def settings(self) -> Settings:
-        return _settings(
+        """Refuses (ConfigError) the placeholders of Settings.check_placeholders: every
+        user of this resource indexes."""
+        settings = _settings(
             RPC_URL=self.rpc_url,
             NETWORK=self.network,
             ALCHEMY_API_KEY=self.alchemy_api_key,
@@ -97,6 +99,8 @@ class ChainResource(ConfigurableResource):
             GLISK_SENSOR_MAX_PARTITIONS_PER_TICK=self.sensor_max_partitions_per_tick,
             GLISK_PARTITIONS_PER_RUN=self.partitions_per_run,
         )
+        settings.check_placeholders()
+        return settings
 
     @contextmanager
     def client(self) -> Iterator[RpcClient]:

@@ -113,7 +113,7 @@ def chain_head_sensor(context: SensorEvaluationContext, chain: ChainResource) ->
     plan = plan_tick(
         context,
         final_block=final_block,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
         size=settings.GLISK_PARTITION_SIZE,
         limit=settings.GLISK_SENSOR_MAX_PARTITIONS_PER_TICK,
     )

@@ -90,7 +90,11 @@ def webhook_silence_sensor(
     if silent is None:
         # alive: forget where the fills stopped, the next silence starts afresh
         return SensorResult(
-            skip_reason=SkipReason(f"webhook alive: last delivery for block {view.last_block}"),
+            skip_reason=SkipReason(
+                "webhook alive: last delivery "
+                + (f"for block {view.last_block} " if view.last_block is not None else "")
+                + f"at {view.last_delivery_at:%Y-%m-%dT%H:%M:%SZ}"
+            ),
             cursor="",
         )
     state = FillCursor.load(context.cursor)
@@ -110,7 +114,7 @@ def webhook_silence_sensor(
     blocks = tip_range(
         head=head,
         checkpoint=checkpoint,
-        start_block=settings.GLISK_START_BLOCK,
+        start_block=settings.start_block,
         filled_to=state.filled_to,
     )
     if blocks is None:

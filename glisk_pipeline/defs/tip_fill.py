@@ -12,8 +12,10 @@ tick result" writes nothing.
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
+from glisk_pipeline.db.schema import mint_events as mint_events_table
 from glisk_pipeline.defs.assets import window_metadata
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.table_metadata import table_definition_metadata
 from glisk_pipeline.ingest import ChunkReport
 from glisk_pipeline.range_proof import SupplyTiling
 from glisk_pipeline.tip import fill_tip
@@ -35,6 +37,8 @@ class TipBlocks(Config):
     pool="rpc",
     group_name="mints",
     kinds={"python", "sql"},
+    # It writes the mint_events table: the catalog shows that table's name and columns.
+    metadata=table_definition_metadata(mint_events_table),
     description=(
         "While the webhook is silent: the BatchMinted logs of the blocks above "
         "last_processed_block, stored into mint_events add-only (nothing reconciled, "
