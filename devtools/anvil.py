@@ -104,8 +104,15 @@ class Anvil:
     ~/.foundry. Start it from the main thread: the child dies with the thread that started it.
     """
 
-    def __init__(self, *, gas_limit: int | None = None, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        gas_limit: int | None = None,
+        extra_args: Sequence[str] = (),
+        prune_history: int = 100,
+    ) -> None:
         self.gas_limit = gas_limit
+        self.prune_history = prune_history
         self.extra_args = tuple(extra_args)
         self.port = 0
         self.url = ""
@@ -133,8 +140,9 @@ class Anvil:
             # Base fee 0: otherwise it rises in full blocks and queued txs are silently dropped.
             *("--block-base-fee-per-gas", "0"),
             # A bounded state history: without it anvil writes GBs of per-block state to disk;
-            # a bare --prune-history breaks evm_revert/anvil_reorg.
-            *("--prune-history", "100"),
+            # a bare --prune-history breaks evm_revert/anvil_reorg. An eth_call at a block
+            # older than this answers BlockOutOfRangeError, as a pruned full node does.
+            *("--prune-history", str(self.prune_history)),
             # Arrival order within a block, so batched sends mine in the order they were sent.
             *("--order", "fifo"),
         ]

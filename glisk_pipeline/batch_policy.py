@@ -65,17 +65,16 @@ class BatchPolicy:
         return f"batches of at most {self.limit} calls{alone}"
 
 
-_POLICIES: dict[str, BatchPolicy] = {}
+_POLICIES: dict[tuple[str, int | None], BatchPolicy] = {}
 _REGISTRY = threading.Lock()
 
 
 def policy_for(url: str, endpoint: str, forced_limit: int | None) -> BatchPolicy:
-    """The process's policy for `url` (keyed by the full URL, never logged)."""
+    """The process's policy for `url` as configured (keyed by the full URL, never logged,
+    and RPC_BATCH_LIMIT: clients configured differently do not share a policy)."""
     with _REGISTRY:
-        policy = _POLICIES.get(url)
+        policy = _POLICIES.get((url, forced_limit))
         if policy is None:
             start = DEFAULT_BATCH_LIMIT if forced_limit is None else forced_limit
-            policy = _POLICIES[url] = BatchPolicy(endpoint, limit=start)
-        elif forced_limit is not None and policy.refusals == 0:
-            policy.limit = forced_limit
+            policy = _POLICIES[(url, forced_limit)] = BatchPolicy(endpoint, limit=start)
         return policy
