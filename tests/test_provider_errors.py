@@ -14,6 +14,7 @@ import pytest
 from devtools.history import realistic_history
 from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.oracle import chain_logs, chain_mints, compare_with_chain
+from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.ingest import backfill_range
 from glisk_pipeline.provider_errors import Kind, classify
@@ -164,3 +165,23 @@ def test_backfill_behind_each_format_equals_the_chain(case: Recorded, minted, pg
         # a result cap is not a block ceiling: past the dense stretch the range grows
         # back, so the 2,000 empty blocks cost a handful of requests, not 2,000 / width
         assert requests <= 60, (requests, refusals)
+
+
+def test_glisk_recover_behind_coinbase_limit(cli_env, devchain, pg_engine, monkeypatch, capsys):
+    history = realistic_history(
+        devchain.anvil, devchain.glisk, devchain.decoy, n_batches=120, n_blocks=240, seed=7
+    )
+    coinbase = BY_ID["coinbase"]
+    with FaultProxy(devchain.anvil.url) as proxy:
+        proxy.strip_timestamps = True
+        proxy.limit_message(BLOCK_CAP, coinbase.template or "", coinbase.code)
+        for key, value in {**cli_env, "RPC_URL": proxy.url, "RPC_MAX_ATTEMPTS": "2"}.items():
+            monkeypatch.setenv(key, value)
+        assert recover_events.main(["--from-block", "0"]) == 0, capsys.readouterr().err
+        requests, refusals = proxy.count("eth_getLogs"), proxy.faults.count("range")
+    mints = chain_mints(devchain.anvil, devchain.glisk, 0, history.to_block)
+    assert compare_with_chain(pg_engine, mints, with_stats=False) == []
+    head = int(devchain.anvil.rpc("eth_blockNumber"), 16)
+    # one refusal (not six rate-limit retries of the same range), then full-width ranges
+    assert refusals == 1
+    assert requests <= 1.2 * math.ceil((head + 1) / BLOCK_CAP) + 3
