@@ -1,6 +1,23 @@
-"""Provider error formats: the one place that knows how Alchemy, Infura, QuickNode and the
-public Base RPC word their eth_getLogs limits, rate limits and outages (tests/test_rpc.py
-holds their messages), and what the client should do about each (`classify`).
+"""Provider error formats: the one place that knows how providers word their eth_getLogs
+limits, rate limits and outages, and what the client should do about each (`classify`).
+Each format is a test case (tests/provider_messages.py, tests/test_rpc.py); the list for
+users is docs/providers.md.
+
+Range errors, read from the message and from `error.data` (a string or an object of them):
+- a block cap stated in words: Coinbase (-32005 "please limit the query to at most N
+  blocks"), thirdweb (-32005 "Maximum allowed number of requested blocks is N", and
+  "invalid params" with the reason in data), Alchemy free tier, Infura, QuickNode, 1RPC,
+  Blast (and its paid plans, in data), BlockPI, Avalanche, Cloudflare, Aurora, publicnode,
+  Hyperliquid, Swell, Somnia, Merkle ("10k blocks"), Harmony, Moonbeam, Ankr ("[from, to]
+  blocks distance"), Tron, Sei; where two numbers match, the smaller is the cap;
+- a span limit without a number: Ankr, the public Base RPC, Optimism, Chainstack, eRPC;
+- a result-count or response-size limit (`max_results` where stated, a suggested range
+  where given, Infura's data {from, to} too): Infura, zkSync, zkEVM, thirdweb, Alchemy,
+  llamarpc, Altitude, Ankr, Arbitrum ("logs matched by query exceeds limit of N": results,
+  not blocks), Optimism-style gateways, 1RPC;
+- wording not seen yet about a block range, results, logs or the response next to words of
+  a limit: halve (rate words and batch refusals excepted).
+-32005 is a rate limit only when no range words are found (Infura's "limit exceeded").
 
 The client (glisk_pipeline/rpc.py) acts on the `Failure` this module returns: narrow the
 range (RANGE), back off (RATE_LIMIT, TRANSIENT) or give up (FATAL).
