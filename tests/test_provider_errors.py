@@ -125,23 +125,33 @@ def enforced(case: Recorded, minted: Minted) -> tuple[int, int]:
     return BLOCK_CAP, minted.mints_end
 
 
-def backfill_behind(case: Recorded, minted: Minted, pg_engine) -> tuple[int, int, int]:
+@pytest.fixture(scope="module")
+def shared_proxy(minted: Minted) -> Iterator[FaultProxy]:
+    """One proxy for the module's cases (each sets its own limit and clears the counts)."""
+    with FaultProxy(minted.chain.anvil.url) as proxy:
+        proxy.strip_timestamps = True
+        yield proxy
+
+
+def backfill_behind(
+    case: Recorded, minted: Minted, proxy: FaultProxy, pg_engine
+) -> tuple[int, int, int]:
     """(eth_getLogs requests, refusals, blocks) of a backfill from block 0 behind `case`."""
     n, last = enforced(case, minted)
     store = MintStore(pg_engine, DEFAULT_AUTHOR)
-    with FaultProxy(minted.chain.anvil.url) as proxy:
-        proxy.strip_timestamps = True
-        proxy.limit_message(
-            n,
-            case.template or case.message,
-            case.code,
-            case.data_template if case.data_template is not None else case.data,
-            case.status,
-            case.per,
-        )
-        with RpcClient(proxy.url, backoff_base=0.01, timeout=5.0) as client:
-            backfill_range(client, store, minted.chain.glisk, 0, last)
-        requests, refusals = proxy.count("eth_getLogs"), proxy.faults.count("range")
+    proxy.requests.clear()
+    proxy.faults.clear()
+    proxy.limit_message(
+        n,
+        case.template or case.message,
+        case.code,
+        case.data_template if case.data_template is not None else case.data,
+        case.status,
+        case.per,
+    )
+    with RpcClient(proxy.url, backoff_base=0.01, timeout=5.0) as client:
+        backfill_range(client, store, minted.chain.glisk, 0, last)
+    requests, refusals = proxy.count("eth_getLogs"), proxy.faults.count("range")
     mints = chain_mints(minted.chain.anvil, minted.chain.glisk, 0, last)
     assert compare_with_chain(pg_engine, mints, with_stats=False) == []
     return requests, refusals, last + 1
@@ -152,9 +162,11 @@ END_TO_END = [case for case in (*RECORDED, *UNSEEN) if case.provider != "merkle-
 
 
 @pytest.mark.parametrize("case", END_TO_END, ids=lambda c: c.provider)
-def test_backfill_behind_each_format_equals_the_chain(case: Recorded, minted, pg_engine) -> None:
+def test_backfill_behind_each_format_equals_the_chain(
+    case: Recorded, minted, shared_proxy, pg_engine
+) -> None:
     n, _ = enforced(case, minted)
-    requests, refusals, blocks = backfill_behind(case, minted, pg_engine)
+    requests, refusals, blocks = backfill_behind(case, minted, shared_proxy, pg_engine)
     assert refusals >= 1  # the limit was met
     if case.cap is not None:  # a stated cap: jumped to at the first refusal, then held
         assert refusals == 1
