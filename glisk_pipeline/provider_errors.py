@@ -114,7 +114,7 @@ _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\]")
 _SUGGESTED_DECIMAL = re.compile(r"retry with the range (\d+)\s*-\s*(\d+)")
 # Words about a block range, a result count or a response size, next to words of a limit:
 # a range error in wording not seen yet (halve it rather than fail). Checked after the
-# rate-limit words, and never for batch refusals (those are about the request, not range).
+# rate-limit words, and never for batch refusals or reverts (not about the range).
 _SPAN_WORDS = re.compile(r"\brange\b|\bblocks\b|block span|block distance|block count")
 _RESULT_WORDS = re.compile(r"\bresults\b|\blogs\b|\bresponse\b")
 _LIMIT_WORDS = re.compile(
@@ -192,8 +192,8 @@ def _range_failure(shown: str, text: str, data: Any) -> Failure | None:
     if caps or suggested is not None:
         cap = min(caps) if caps else None
         return Failure(Kind.RANGE, shown, suggested, cap, per_blocks=True)
-    if "batch" in text or any(word in text for word in _RATE_WORDS):
-        return None
+    if any(word in text for word in ("batch", "revert")) or any(w in text for w in _RATE_WORDS):
+        return None  # about the request or the contract, not the range
     if _LIMIT_WORDS.search(text):
         if _SPAN_WORDS.search(text):  # e.g. "block range too large", no number: halve
             return Failure(Kind.RANGE, shown, per_blocks=True)

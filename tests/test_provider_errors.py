@@ -70,6 +70,7 @@ def test_unseen_wording_about_range_results_or_size_shrinks(case: Recorded) -> N
         (-32601, "method not found", Kind.FATAL),
         (-32602, "invalid argument 0: hex string without 0x prefix", Kind.FATAL),
         (-32000, "max fee per gas less than block base fee", Kind.FATAL),
+        (3, "execution reverted: index out of range, max 10", Kind.FATAL),
         (-32600, 'Too many ["eth_getLogs"] methods in the batch', Kind.FATAL),
     ],
 )
