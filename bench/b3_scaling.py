@@ -1,4 +1,5 @@
-"""B3: how cost grows. Sparse 1M-block ranges (against bench.sparse_shim), webhook latency
+"""B3: how cost grows. Sparse 1M-block ranges (against bench.sparse_shim), the same range
+behind a provider's 1,000-block cap (requests against the ideal range / cap), webhook latency
 with 0 vs 1M existing rows, chain_head_sensor ticks vs existing partitions, and a sensor
 cold start over 200 windows in range runs vs one run per window."""
 
@@ -16,7 +17,9 @@ from bench.dagster_paths import sensor_cold_start, sensor_ticks
 from bench.deliveries import Factory
 from bench.loadgen import fixed_rate
 from bench.sparse_shim import SparseChain, synthetic_logs
+from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.db.engine import make_engine
+from glisk_pipeline.rpc import RpcClient
 
 
 def sparse(n_blocks: int, n_events: int) -> dict[str, Any]:
@@ -28,6 +31,27 @@ def sparse(n_blocks: int, n_events: int) -> dict[str, Any]:
         out[label] = {**counts, "server_calls": chain.calls, "seconds": round(t.s, 3)}
     out["fixed_1000_block_windows_would_need"] = -(-n_blocks // 1000)
     return out
+
+
+def capped(n_blocks: int, n_events: int, block_cap: int) -> dict[str, Any]:
+    """eth_getLogs requests for [0, n_blocks) behind a stated block cap (Coinbase's
+    message), against the ideal ceil(n_blocks / block_cap)."""
+    logs = synthetic_logs(CONTRACT, n_blocks, n_events)
+    chain = SparseChain(n_blocks, logs, block_cap)
+    with chain, RpcClient(chain.url) as client, Timer() as t:
+        chunks = client.iter_logs(CONTRACT, BATCH_MINTED_TOPIC0, 0, n_blocks - 1)
+        found = sum(len(chunk.logs) for chunk in chunks)
+    ideal = -(-n_blocks // block_cap)
+    return {
+        "blocks": n_blocks,
+        "block_cap": block_cap,
+        "events": found,
+        "get_logs_requests": chain.get_logs,
+        "refused": chain.refused,
+        "ideal_requests": ideal,
+        "ratio_to_ideal": round(chain.get_logs / ideal, 3),
+        "seconds": round(t.s, 3),
+    }
 
 
 # 1M rows in seconds: generate_series server-side, one token per event, ids far away from
@@ -74,6 +98,7 @@ def webhook_vs_rows(rows: int, seconds: float, warmup: int, per_s: float = 200) 
 def run(
     n_blocks: int = 1_000_000,
     n_events: int = 20_000,
+    block_cap: int = 1_000,
     rows: int = 1_000_000,
     seconds: float = 5.0,
     warmup: int = 200,
@@ -84,6 +109,7 @@ def run(
 ) -> dict[str, Any]:
     return {
         "sparse": sparse(n_blocks, n_events),
+        "sparse_behind_block_cap": capped(n_blocks, n_events, block_cap),
         "webhook_vs_rows": webhook_vs_rows(rows, seconds, warmup),
         "sensor": sensor_ticks(sensor_partitions),
         "sensor_cold_start": sensor_cold_start(cold_windows, cold_per_run, cold_process_samples),

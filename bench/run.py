@@ -38,6 +38,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "b3": {
         "n_blocks": 5_000,
         "n_events": 50,
+        "block_cap": 100,
         "rows": 1_000,
         "seconds": 0.2,
         "warmup": 10,

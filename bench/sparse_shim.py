@@ -48,9 +48,18 @@ def synthetic_logs(
     return logs
 
 
+# Coinbase's node service for Base (-32005): ranges wider than `block_cap` blocks fail so.
+CAPPED = "please limit the query to at most {n} blocks"
+
+
 class SparseChain:
-    def __init__(self, n_blocks: int, logs: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, n_blocks: int, logs: list[dict[str, Any]], block_cap: int | None = None
+    ) -> None:
         self.head = n_blocks - 1
+        self.block_cap = block_cap
+        self.get_logs = 0  # eth_getLogs items answered, refused ones included
+        self.refused = 0
         self.logs = logs
         self.keys = [int(log["blockNumber"], 16) for log in logs]
         self.calls = 0
@@ -84,6 +93,11 @@ class SparseChain:
             result = hex(self.head)
         elif method == "eth_getLogs":
             lo, hi = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+            self.get_logs += 1
+            if self.block_cap is not None and hi - lo + 1 > self.block_cap:
+                self.refused += 1
+                error = {"code": -32005, "message": CAPPED.format(n=self.block_cap)}
+                return {"jsonrpc": "2.0", "id": req.get("id"), "error": error}
             result = self.logs[
                 bisect.bisect_left(self.keys, lo) : bisect.bisect_right(self.keys, hi)
             ]

@@ -512,22 +512,31 @@ class RpcClient:
         }
 
     def _narrow(self, failure: Failure, start: int, end: int) -> int:
+        """The span to retry [start, ...] with after a range error on [start, end]:
+        - a stated block cap below the span: the cap itself, held as a ceiling from then
+          on (one refusal, then full-width requests: range / cap of them);
+        - a suggested range: its width (its end when it starts at `start`);
+        - otherwise half. A span limit in words without a number keeps the halved width
+          as the ceiling, so growth does not run into the same wall after every success;
+          a result-count or response-size limit does not (it depends on log density:
+          sparse ranges later may be wide)."""
         span = end - start + 1
         if span <= 1:
             raise RpcError(
                 f"eth_getLogs {start}-{end}: provider refuses even one block: {failure.message}"
             )
-        if failure.cap is not None:
-            self._ceiling = max(1, min(self._ceiling, failure.cap))
-        new = span // 2
+        cap = failure.cap if failure.cap is not None and failure.cap < span else None
+        new = span // 2 if cap is None else cap
         if failure.suggested is not None:
             lo, hi = failure.suggested
             suggested = hi - start + 1 if lo == start else hi - lo + 1
             if 1 <= suggested < span:
-                new = suggested
-        if failure.per_blocks and failure.cap is None:
-            # an unstated span limit: what we retry with becomes the ceiling, so growth
-            # does not run into the same wall after every success
+                new = min(new, suggested) if cap is not None else suggested
+        if cap is not None:
+            self._ceiling = max(1, min(self._ceiling, cap))
+        elif failure.per_blocks:
+            # an unstated span limit (or a stated one the span already met, so counted
+            # differently than we do): what we retry with becomes the ceiling
             self._ceiling = max(1, min(self._ceiling, new))
         return max(1, min(new, self._ceiling))
 

@@ -6,6 +6,8 @@ Anvil itself has no eth_getLogs limits, so this is how tests reproduce them:
 - `limit_range(n, style)`: ranges wider than n blocks fail as that provider says it
   (style "slow": they answer only after `timeout_sleep`, past the client's timeout);
 - `limit_results(n, style)`: responses with more than n logs fail, with a suggested range;
+- `limit_message(n, message, code, ...)`: any provider's limit format (see "provider limit
+  formats" below): more than n blocks (or n logs) fail with that message, code and `data`;
 - `script(...)`: the next requests fail once each: 429 (+Retry-After), JSON-RPC 429 inside
   HTTP 200, 503, a timeout, a connection reset, truncated JSON;
 - `strip_timestamps`: drop blockTimestamp from logs, as providers that lack it do;
@@ -84,6 +86,7 @@ class FaultProxy:
         self._index_lag: int | None = None
         self._batch: tuple[str, int] | None = None
         self.batch_refusals = 0
+        self._limit: dict[str, Any] | None = None
         self._lag_answers_left: int | None = None
         self.lagging_answers = 0  # eth_getLogs answers clamped by the lagging node
         self._lock = threading.Lock()
@@ -92,6 +95,7 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms ACK wait
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
@@ -172,6 +176,11 @@ class FaultProxy:
         items = payload if isinstance(payload, list) else [payload]
         clamped = self._clamp_index(items)
         answers = {**self._answer_locally(items), **clamped}
+        if self._limit is not None and self._limit["http_status"] != 200:
+            refused = [a for a in answers.values() if "error" in a]
+            if refused:  # the whole HTTP request fails, with one error object
+                self._reply(handler, self._limit["http_status"], {**refused[0], "id": None})
+                return
         forward = [item for item in items if item.get("id") not in answers]
         if not isinstance(payload, list) and not answers:  # a plain call: pass it through
             upstream = self._http.post(self.upstream, content=orjson.dumps(payload))
@@ -340,6 +349,8 @@ class FaultProxy:
         return True
 
     def _check_logs(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if self._limit is not None:
+            return self._limit_error(payload)
         if self._range is None and self._results is None:
             return None
         flt = payload["params"][0]
@@ -370,6 +381,43 @@ class FaultProxy:
                     return {"code": -32602, "message": ALCHEMY_TOO_MANY.format(a=b, b=a)}
                 return {"code": -32005, "message": INFURA_TOO_MANY.format(n=n, a=a, b=b)}
         return None
+
+    # --- provider limit formats (any message, code and data) ------------------------------
+
+    def limit_message(
+        self,
+        n: int,
+        message: str,
+        code: int,
+        data: Any = None,
+        http_status: int = 200,
+        per: str = "blocks",
+    ) -> None:
+        """eth_getLogs over more than n blocks (per="blocks") or with more than n logs
+        (per="results") fails with `message` and `data` (strings in it formatted too) and
+        `code`, inside HTTP `http_status`. Fields: {n}; {span}, {lo}, {hi}: the refused
+        range; {a}, {b}: a range that would work, in hex."""
+        self._limit = {"n": n, "message": message, "code": code, "data": data,
+                       "http_status": http_status, "per": per}  # fmt: skip
+
+    def _limit_error(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        assert self._limit is not None
+        n, flt = self._limit["n"], payload["params"][0]
+        lo, hi = int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
+        if self._limit["per"] == "blocks":
+            if hi - lo + 1 <= n:
+                return None
+            last_ok = lo + n - 1
+        else:
+            logs = self._http.post(self.upstream, json=payload).json().get("result") or []
+            if len(logs) <= n:
+                return None
+            last_ok = max(lo, int(logs[n]["blockNumber"], 16) - 1)
+        fields = {"n": n, "span": hi - lo + 1, "lo": lo, "hi": hi, "a": hex(lo), "b": hex(last_ok)}
+        error = {"code": self._limit["code"], "message": self._limit["message"].format(**fields)}
+        if self._limit["data"] is not None:
+            error["data"] = _formatted(self._limit["data"], fields)
+        return error
 
     # --- dropped logs (a node that lost some logs and says nothing) ----------------------
 
@@ -420,3 +468,11 @@ class FaultProxy:
 
 def _req(method: str, params: list[Any] | None = None) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+
+
+def _formatted(value: Any, fields: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return value.format(**fields)
+    if isinstance(value, dict):
+        return {key: _formatted(item, fields) for key, item in value.items()}
+    return value

@@ -28,6 +28,9 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
     sparse = results["b3"]["sparse"]
     assert sparse["empty"]["events"] == 0
     assert sparse["50_events"]["events"] == 50
+    capped = results["b3"]["sparse_behind_block_cap"]  # 5,000 blocks behind a 100-block cap
+    assert capped["events"] == 50 and capped["refused"] == 1
+    assert capped["get_logs_requests"] <= 1.2 * capped["ideal_requests"]
     assert set(results["b3"]["sensor"]["ticks_s"]) == {
         "3_partitions",
         "3_partitions_no_cursor",
