@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from glisk_pipeline.defs.assets import window_metadata
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.run_record import recorded_run
 from glisk_pipeline.ingest import ChunkReport
 from glisk_pipeline.tip import fill_tip
 
@@ -59,7 +60,7 @@ def mint_events_tip(
             f"{chunk.stored} stored, {chunk.duplicates} already present"
         )
 
-    with chain.client() as client:
+    with chain.client() as client, recorded_run(database, context.log.warning, "tip_fill", client):
         calls = client.stats.calls
         fill = fill_tip(
             client, database.store(), settings.contract_address, low, high, on_chunk=log_chunk
