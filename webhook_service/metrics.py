@@ -34,6 +34,10 @@ ANSWERS = Counter(
     " non-200 and pauses an endpoint that keeps failing)",
     ["code"],
 )
+# The codes the handler answers with exist from the start at 0: a series that first
+# appears at 1 is invisible to rate() and increase().
+for _code in ("200", "409", "500"):
+    ANSWERS.labels(_code)
 LOGS_STORED = Counter("glisk_webhook_logs_stored_total", "BatchMinted logs newly stored")
 DUPLICATES = Counter("glisk_webhook_duplicate_logs_total", "BatchMinted logs already stored")
 LATENCY = Histogram(
