@@ -77,6 +77,23 @@ def _class_names(error: SerializableErrorInfo | None) -> Iterator[str]:
         error = error.cause
 
 
+def _run_assets(context: RunFailureSensorContext) -> list[str]:
+    """The assets the run was for: its selection, or (a run of a whole asset job has
+    none) the assets it planned to materialize."""
+    run = context.dagster_run
+    if run.asset_selection:
+        return [key.path[-1] for key in run.asset_selection]
+    planned = context.instance.get_records_for_run(
+        run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    return [
+        r.event_log_entry.dagster_event.asset_key.path[-1]
+        for r in planned
+        if r.event_log_entry.dagster_event is not None
+        and r.event_log_entry.dagster_event.asset_key is not None
+    ]
+
+
 @run_failure_sensor(
     name="run_failure_recorder",
     # On by default: it only writes two system_state rows per failed run, no RPC call.
@@ -89,8 +106,7 @@ def _class_names(error: SerializableErrorInfo | None) -> Iterator[str]:
     ),
 )
 def run_failure_recorder(context: RunFailureSensorContext, database: DatabaseResource) -> None:
-    run = context.dagster_run
-    kind = run_kind(key.path[-1] for key in run.asset_selection or ())
+    kind = run_kind(_run_assets(context))
     names: list[str] = []
     for event in context.get_step_failure_events():
         if event.event_type == DagsterEventType.STEP_FAILURE:
