@@ -121,8 +121,9 @@ class Exporter:
             code = EXIT_ERROR if problem is not None else exit_code(status)
             text = prometheus_text(status, code)
             failed = False
-        except Exception as exc:  # a scrape must still answer: say what failed, once
-            say(f"status not computed: {type(exc).__name__}: {exc}".splitlines()[0][:300])
+        except Exception as exc:  # a scrape must still answer. The class only: an
+            # unexpected error's text may hold a provider URL with its key.
+            say(f"status not computed: {type(exc).__name__} (run `glisk status` for details)")
             text, failed = "", True
         with self._lock:
             self._status_text = text
