@@ -6,6 +6,7 @@
 #   sidecar      python -m webhook_service                 (the default command)
 #   migrations   python -m glisk_pipeline.db.migrate upgrade
 #   CLI          glisk COMMAND ...  (the operator command)
+#   exporter     glisk exporter --host 0.0.0.0 --port 9464  (Prometheus: deploy/monitoring/)
 # Dependencies come from uv.lock (`uv sync --frozen`): what was tested is what ships.
 
 # The base is Debian bookworm's slim image with Debian's own Python 3.11 (python3, python3-venv),

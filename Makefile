@@ -10,15 +10,18 @@ setup:
 
 ## The whole test suite, on a fresh machine: installs, lints and type-checks, starts
 ## PostgreSQL, prepares podman and the image's base for the container test (as root:
-## scripts/containers.sh), runs pytest.
+## scripts/containers.sh), installs promtool for the monitoring tests (as root:
+## scripts/promtool.sh), runs pytest.
 test: setup lint
 	@bash scripts/ensure_postgres.sh
 	@bash scripts/containers.sh >/dev/null
+	@bash scripts/promtool.sh
 	$(VENV)/pytest $(PYTEST_ARGS)
 
 ## Everything but the slow end-to-end tests (for quick iteration).
 test-fast: setup lint
 	@bash scripts/ensure_postgres.sh
+	@bash scripts/promtool.sh
 	$(VENV)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## The main job: local chain, mint history, Dagster backfill, summary.

@@ -1,5 +1,6 @@
 """The Dagster code location (workspace.yaml loads this module): composes the assets
-(mint_events carries its checks), sensors and resources; defines nothing of its own.
+(mint_events carries its checks), sensors (run_failure_recorder among them) and
+resources; defines nothing of its own.
 
 Resource fields come from `EnvVar`s for the variables that are set, so the UI names the
 variable behind each value and never shows a secret; unset ones fall back to the core's
@@ -14,6 +15,7 @@ from dagster import Definitions, EnvVar, in_process_executor
 
 from glisk_pipeline.defs.assets import mint_events, mint_stats
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.run_record import run_failure_recorder
 from glisk_pipeline.defs.sensors import chain_head_sensor
 from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
 from glisk_pipeline.defs.tip_fill import mint_events_tip
@@ -29,7 +31,7 @@ def _env_int(name: str) -> int | None:  # an IntEnvVar is an int to the type che
 
 defs = Definitions(
     assets=[mint_events, mint_stats, mint_events_tip],
-    sensors=[chain_head_sensor, webhook_silence_sensor],
+    sensors=[chain_head_sensor, webhook_silence_sensor, run_failure_recorder],
     # One process per run, not one per step: the default multiprocess executor starts a
     # Python process per asset and per check (~5 s of imports each on 2 cores, measured),
     # which dwarfed the work; a range run's steps are sequential anyway.

@@ -26,7 +26,8 @@ class Pipeline:
     engine: Engine
 
     def sensor_resources(self, **chain_overrides: object) -> dict[str, object]:
-        return {"chain": self.resources(**chain_overrides)["chain"]}
+        resources = self.resources(**chain_overrides)
+        return {"chain": resources["chain"], "database": resources["database"]}
 
     def resources(self, **chain_overrides: object) -> dict[str, object]:
         return local_resources(

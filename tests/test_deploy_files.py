@@ -209,8 +209,18 @@ def manifests() -> list[dict[str, Any]]:
     return docs
 
 
-def by_kind(kind: str) -> dict[str, Any]:
-    (doc,) = [d for d in manifests() if d["kind"] == kind]
+EXPORTER = "glisk-exporter"  # its Deployment and Service: tests/test_monitoring.py
+
+
+def by_kind(kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one manifest of `kind` named `name`; without a name, the one that is not the
+    exporter's."""
+    (doc,) = [
+        d
+        for d in manifests()
+        if d["kind"] == kind
+        and (d["metadata"]["name"] == name if name else d["metadata"]["name"] != EXPORTER)
+    ]
     return doc
 
 

@@ -5,12 +5,14 @@ materialized from those requests, equal to the chain."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from dagster import (
     AssetKey,
     Definitions,
     RunRequest,
+    SensorResult,
     build_sensor_context,
     instance_for_test,
     materialize,
@@ -82,6 +84,12 @@ def test_windows_aligned_first_holds_start_block_only_complete_and_final() -> No
     )
 
 
+def evaluate(**context: Any) -> SensorResult:
+    """One chain_head_sensor evaluation (its resources opened around it)."""
+    with build_sensor_context(**context) as ctx:
+        return chain_head_sensor(ctx)
+
+
 def test_sensor_adds_keys_requests_runs_and_advances_cursor(pipeline: Pipeline) -> None:  # noqa: F811
     p = pipeline
     head = p.devchain.anvil.block_number()
@@ -93,8 +101,7 @@ def test_sensor_adds_keys_requests_runs_and_advances_cursor(pipeline: Pipeline) 
     with instance_for_test() as instance:
         cursor, added, runs = None, [], []
         for tick in range(10):  # noqa: B007 - counted below
-            ctx = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-            result = chain_head_sensor(ctx)
+            result = evaluate(instance=instance, cursor=cursor, resources=resources)
             keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
             assert len(keys) <= 3  # bounded per tick
             if not keys:
@@ -117,20 +124,17 @@ def test_sensor_adds_keys_requests_runs_and_advances_cursor(pipeline: Pipeline) 
 
         # Confirmations move the horizon (a fresh instance: nothing added yet).
         with instance_for_test() as other:
-            ctx = build_sensor_context(
+            requests = evaluate(
                 instance=other, cursor=None, resources=p.sensor_resources(confirmations=3 * SIZE)
-            )
-            requests = chain_head_sensor(ctx).dynamic_partitions_requests
+            ).dynamic_partitions_requests
             horizon = [k for r in requests for k in r.partition_keys]
         assert horizon == [k for k in expected if parse_key(k)[1] <= head - 3 * SIZE]
         assert 0 < len(horizon) < len(expected)
 
         # Without a cursor (reset in the UI), it resumes after the existing keys.
         p.devchain.anvil.mine_empty(2 * SIZE)
-        ctx = build_sensor_context(instance=instance, cursor=None, resources=resources)
-        fresh = [
-            k for r in chain_head_sensor(ctx).dynamic_partitions_requests for k in r.partition_keys
-        ]
+        requests = evaluate(instance=instance, cursor=None, resources=resources)
+        fresh = [k for r in requests.dynamic_partitions_requests for k in r.partition_keys]
         assert fresh == new_windows(
             start_block=p.start_block,
             size=SIZE,
@@ -149,8 +153,7 @@ def test_sensor_tick_with_thousands_of_partitions_plans_from_its_cursor(pipeline
         many = [partition_key(s, s + SIZE - 1) for s in range(0, 5000 * SIZE, SIZE)]
         instance.add_dynamic_partitions(PARTITIONS_NAME, many)
         cursor = json.dumps({"last_end": parse_key(many[-1])[1]})
-        ctx = build_sensor_context(instance=instance, cursor=cursor, resources=p.sensor_resources())
-        result = chain_head_sensor(ctx)
+        result = evaluate(instance=instance, cursor=cursor, resources=p.sensor_resources())
         assert not result.dynamic_partitions_requests  # head is far below 500,000
         assert not result.run_requests
         assert result.cursor == cursor  # nothing new: the cursor is carried, not recomputed
@@ -170,7 +173,7 @@ def test_cold_start_requests_range_runs_live_edge_one(pipeline: Pipeline) -> Non
     )
     assert len(expected) >= 200
     with instance_for_test() as instance:
-        result = chain_head_sensor(build_sensor_context(instance=instance, resources=resources))
+        result = evaluate(instance=instance, resources=resources)
         added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
         assert added == expected
         runs = requested_keys(result.run_requests, expected)
@@ -185,8 +188,7 @@ def test_cold_start_requests_range_runs_live_edge_one(pipeline: Pipeline) -> Non
         # At the live edge: one new window, one single-partition run keyed by its window.
         instance.add_dynamic_partitions(PARTITIONS_NAME, added)
         p.devchain.anvil.mine_empty(COLD_SIZE)
-        ctx = build_sensor_context(instance=instance, cursor=result.cursor, resources=resources)
-        edge = chain_head_sensor(ctx)
+        edge = evaluate(instance=instance, cursor=result.cursor, resources=resources)
         (new,) = [k for r in edge.dynamic_partitions_requests for k in r.partition_keys]
         assert parse_key(new)[0] == parse_key(expected[-1])[1] + 1
         (request,) = edge.run_requests
@@ -208,10 +210,12 @@ def test_cold_start_range_runs_materialize_the_chain(pipeline: Pipeline) -> None
     )
     defs = Definitions(assets=[mint_events], sensors=[chain_head_sensor], resources=resources)
     with instance_for_test() as instance:
-        ctx = build_sensor_context(
-            instance=instance, definitions=defs, resources={"chain": resources["chain"]}
-        )
-        tick = chain_head_sensor.evaluate_tick(ctx)
+        with build_sensor_context(
+            instance=instance,
+            definitions=defs,
+            resources={"chain": resources["chain"], "database": resources["database"]},
+        ) as ctx:
+            tick = chain_head_sensor.evaluate_tick(ctx)
         (add,) = tick.dynamic_partitions_requests
         keys = list(add.partition_keys)
         assert len(keys) >= 200

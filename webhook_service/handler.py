@@ -90,7 +90,7 @@ async def handle_delivery(request: Request, service: Service) -> Response:
     else:  # every answered delivery, duplicates (409 or 200) included, logs its outcome once
         ms = round((time.perf_counter() - started) * 1e3, 2)
         log.info("delivery", outcome=answer.outcome, status=answer.status, ms=ms)
-    metrics.observe_outcome(answer.outcome)
+    metrics.observe_outcome(answer.outcome, answer.status)
     metrics.LATENCY.observe(time.perf_counter() - started)
     return json_response(answer.status, answer.body)
 

@@ -27,6 +27,17 @@ DELIVERIES = Counter(
     "Webhook deliveries by outcome",
     ["outcome"],
 )
+ANSWERS = Counter(
+    "glisk_webhook_answers_total",
+    "Deliveries answered, by HTTP status code (5xx: the database failed; 409: a token"
+    " conflict, or a duplicate when WEBHOOK_DUPLICATE_STATUS=409; Alchemy retries every"
+    " non-200 and pauses an endpoint that keeps failing)",
+    ["code"],
+)
+# The codes the handler answers with exist from the start at 0: a series that first
+# appears at 1 is invisible to rate() and increase().
+for _code in ("200", "409", "500"):
+    ANSWERS.labels(_code)
 LOGS_STORED = Counter("glisk_webhook_logs_stored_total", "BatchMinted logs newly stored")
 DUPLICATES = Counter("glisk_webhook_duplicate_logs_total", "BatchMinted logs already stored")
 LATENCY = Histogram(
@@ -73,9 +84,11 @@ LAST_DELIVERY = Gauge(
 )
 
 
-def observe_outcome(outcome: str) -> None:
-    """Count a delivery's outcome (and a refused signature on its own counter)."""
+def observe_outcome(outcome: str, status: int) -> None:
+    """Count a delivery's outcome and HTTP status (and a refused signature on its own
+    counter)."""
     DELIVERIES.labels(outcome).inc()
+    ANSWERS.labels(str(status)).inc()
     if outcome == "unauthorized":
         SIGNATURES_REJECTED.inc()
 

@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "glisk_pipeline.cli.repair",
         "store exactly the mints the supply proof finds missing (by token id; add-only)",
     ),
+    "exporter": (
+        "glisk_pipeline.cli.exporter",
+        "serve the status gauges and the runs' counters on /metrics for Prometheus",
+    ),
 }
 
 

@@ -21,6 +21,7 @@ import os
 import sys
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.cli.common import (
@@ -35,7 +36,7 @@ from glisk_pipeline.cli.common import (
 from glisk_pipeline.cli.status_output import print_text, prometheus_text
 from glisk_pipeline.db.engine import engine_from_settings
 from glisk_pipeline.rpc import RpcClient, RpcError
-from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.settings import ConfigError, Settings, load_settings
 
 STATUS_RPC_TIMEOUT_S = 2.0
 
@@ -65,48 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         settings.check_placeholders()
-        # a probe answers within seconds: a short timeout and two attempts, not the
-        # backfill's patience (30 s x 6 attempts with backoff)
-        client = RpcClient.from_settings(
-            settings,
-            timeout=min(settings.RPC_TIMEOUT_SECONDS, STATUS_RPC_TIMEOUT_S),
-            max_attempts=min(settings.RPC_MAX_ATTEMPTS, 2),
-            backoff_base=0.2,
-            backoff_cap=1.0,
-        )
+        client = status_client(settings)
     except ConfigError as exc:
         if args.json:
             status = empty_status()
             status["problems"].append(f"config error: {exc}")
             print(json.dumps(status, indent=2))
         return error(f"config error: {exc}")
-    from glisk_pipeline.status import collect
-
     engine = engine_from_settings(settings)
     try:
-        try:
-            problem = schema_problem(engine)
-        except SQLAlchemyError:
-            problem = None  # collect() names the unreachable database
-        if problem is not None:
-            if args.json:
-                status = empty_status()
-                status["problems"].append(problem)
-                print(json.dumps(status, indent=2))
-            return error(problem)
-        status = collect(settings, engine, client)
-        check_chain(status, client, settings.expected_chain_id)
-        try:
-            facts = dagster_facts()
-        except Exception as exc:  # Dagster's view is optional: say why it is absent
-            status["warnings"].append(f"Dagster instance not readable: {exc}".splitlines()[0])
-        else:
-            if facts is not None:
-                status["partitions"], status["checks"] = facts
-                judge_checks(status)
+        status, problem = gather(settings, engine, client)
     finally:
         client.close()
         engine.dispose()
+    if problem is not None:
+        if args.json:
+            print(json.dumps(status, indent=2))
+        return error(problem)
     code = exit_code(status)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -117,6 +93,46 @@ def main(argv: list[str] | None = None) -> int:
     if status["unreachable"]:  # one line on stderr too, for a probe's log
         print(f"error: {status['problems'][0]}", file=sys.stderr)
     return code
+
+
+def status_client(settings: Settings) -> RpcClient:
+    """A probe answers within seconds: a short timeout and two attempts, not the
+    backfill's patience (30 s x 6 attempts with backoff)."""
+    return RpcClient.from_settings(
+        settings,
+        timeout=min(settings.RPC_TIMEOUT_SECONDS, STATUS_RPC_TIMEOUT_S),
+        max_attempts=min(settings.RPC_MAX_ATTEMPTS, 2),
+        backoff_base=0.2,
+        backoff_cap=1.0,
+    )
+
+
+def gather(
+    settings: Settings, engine: Engine, client: RpcClient
+) -> tuple[dict[str, Any], str | None]:
+    """What `glisk status` reports (the exporter serves the same), and the schema problem
+    that stopped it before anything was read (None: there was none)."""
+    from glisk_pipeline.status import collect, empty_status
+
+    try:
+        problem = schema_problem(engine)
+    except SQLAlchemyError:
+        problem = None  # collect() names the unreachable database
+    if problem is not None:
+        status = empty_status()
+        status["problems"].append(problem)
+        return status, problem
+    status = collect(settings, engine, client)
+    check_chain(status, client, settings.expected_chain_id)
+    try:
+        facts = dagster_facts()
+    except Exception as exc:  # Dagster's view is optional: say why it is absent
+        status["warnings"].append(f"Dagster instance not readable: {exc}".splitlines()[0])
+    else:
+        if facts is not None:
+            status["partitions"], status["checks"] = facts
+            judge_checks(status)
+    return status, None
 
 
 def check_chain(status: dict[str, Any], client: RpcClient, expected: int | None) -> None:

@@ -114,11 +114,12 @@ def print_integrity(integrity: dict[str, Any]) -> None:
 
 
 # --- Prometheus text format ------------------------------------------------------------------
-# For node_exporter's textfile collector: `glisk status --prometheus > f.tmp && mv f.tmp
-# /var/lib/node_exporter/glisk.prom` from cron (or a Kubernetes CronJob). Why here and not
-# the sidecar's /metrics: the proof costs provider calls, and the sidecar (public, answers
-# Alchemy within 5 s, runs replicas x workers) would make them on every scrape of every
-# worker and tie its own health to the provider's; status already makes them, once.
+# Served by `glisk exporter` (glisk_pipeline/exporter.py) on /metrics, or for node_exporter's
+# textfile collector: `glisk status --prometheus > f.tmp && mv f.tmp
+# /var/lib/node_exporter/glisk.prom` from cron. Why not the sidecar's /metrics: the proof
+# costs provider calls, and the sidecar (public, answers Alchemy within 5 s, runs replicas
+# x workers) would make them on every scrape of every worker and tie its own health to the
+# provider's; the exporter makes them at most once per cache period.
 
 
 # (name, help, where in the status dict: part, subpart, key)
@@ -137,6 +138,11 @@ GAUGES = (
      ("integrity", "token_ids_contiguous", "overlaps")),
     ("glisk_checkpoint_behind_final_blocks", "final block - last_processed_block",
      ("checkpoint", None, "behind_final_blocks")),
+    ("glisk_webhook_delivery_age_seconds",
+     "seconds since the last delivery any sidecar recorded in the database",
+     ("webhook", None, "last_delivery_age_seconds")),
+    ("glisk_webhook_behind_head_blocks", "chain head - the last block a delivery named",
+     ("webhook", None, "behind_head_blocks")),
 )  # fmt: skip
 
 

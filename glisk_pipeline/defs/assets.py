@@ -31,6 +31,7 @@ from glisk_pipeline.db.schema import mint_stats as mint_stats_table
 from glisk_pipeline.defs.checks import MINT_EVENTS, evaluate_checks, mint_event_checks
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.run_record import recorded_run
 from glisk_pipeline.defs.table_metadata import table_definition_metadata
 from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
 from glisk_pipeline.range_proof import SupplyTiling
@@ -127,7 +128,7 @@ def _materializations(
         )
 
     reports = []
-    with chain.client() as client:
+    with chain.client() as client, recorded_run(database, context.log.warning, "backfill", client):
         # Partitions are only added once final; this guards hand-added keys, whose blocks
         # could still change after we reconcile them.
         final = client.final_block(settings.GLISK_CONFIRMATIONS)

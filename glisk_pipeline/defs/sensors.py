@@ -44,13 +44,16 @@ from dagster._core.storage.tags import (
 
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.partitions import block_ranges
-from glisk_pipeline.defs.resources import ChainResource
+from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.run_record import note_tick
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     last_end,
     new_windows,
     parse_key,
 )
+
+SENSOR_NAME = "chain_head_sensor"
 
 
 def range_requests(keys: list[str], per_run: int) -> list[RunRequest]:
@@ -96,7 +99,7 @@ def plan_tick(
 
 
 @sensor(
-    name="chain_head_sensor",
+    name=SENSOR_NAME,
     target=[mint_events],
     minimum_interval_seconds=30,
     # Off until an operator turns it on: it launches runs against a paid RPC provider.
@@ -106,7 +109,10 @@ def plan_tick(
         "up to GLISK_PARTITIONS_PER_RUN windows per run"
     ),
 )
-def chain_head_sensor(context: SensorEvaluationContext, chain: ChainResource) -> SensorResult:
+def chain_head_sensor(
+    context: SensorEvaluationContext, chain: ChainResource, database: DatabaseResource
+) -> SensorResult:
+    note_tick(context, database, SENSOR_NAME)
     settings = chain.settings()
     with chain.client() as client:
         final_block = client.final_block(settings.GLISK_CONFIRMATIONS)

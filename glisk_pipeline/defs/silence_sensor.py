@@ -11,8 +11,9 @@ stopped (glisk_pipeline/tip.py), and after a failure the same blocks are asked f
 Detection lag while the webhook is paused is then the silence threshold, plus up to one
 tick interval (30 s), plus the fill run's start and its work (README, "Operating it").
 
-The sensor only reads and requests: it writes nothing, so "Preview tick result" in the UI
-has no effect, and a fill shows under Runs with its figures. Off by default (like
+The sensor only reads and requests: it writes nothing but its tick time (for the
+exporter's glisk_sensor_last_tick_timestamp_seconds), so "Preview tick result" in the UI
+has no other effect, and a fill shows under Runs with its figures. Off by default (like
 chain_head_sensor): it calls the RPC provider every tick. The tip's final reconcile stays
 the partitions' job: a tip reorg is corrected once its window is final and materialized.
 """
@@ -39,10 +40,13 @@ from dagster import (
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.run_record import note_tick
 from glisk_pipeline.defs.tip_fill import ASSET_NAME, TipBlocks, mint_events_tip
 from glisk_pipeline.tip import read_view, silence, tip_range
 
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+SENSOR_NAME = "webhook_silence_sensor"
 
 
 @dataclass
@@ -69,7 +73,7 @@ def _pending_run_status(context: SensorEvaluationContext, run_key: str) -> Dagst
 
 
 @sensor(
-    name="webhook_silence_sensor",
+    name=SENSOR_NAME,
     target=[mint_events_tip],
     minimum_interval_seconds=30,
     # Off until an operator turns it on: it calls the RPC provider on every tick.
@@ -81,6 +85,7 @@ def _pending_run_status(context: SensorEvaluationContext, run_key: str) -> Dagst
 def webhook_silence_sensor(
     context: SensorEvaluationContext, chain: ChainResource, database: DatabaseResource
 ) -> SensorResult:
+    note_tick(context, database, SENSOR_NAME)
     settings = chain.settings()
     threshold = settings.GLISK_WEBHOOK_SILENCE_SECONDS
     view, checkpoint = read_view(database.engine)

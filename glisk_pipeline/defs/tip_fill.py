@@ -15,6 +15,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from glisk_pipeline.db.schema import mint_events as mint_events_table
 from glisk_pipeline.defs.assets import window_metadata
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
+from glisk_pipeline.defs.run_record import recorded_run
 from glisk_pipeline.defs.table_metadata import table_definition_metadata
 from glisk_pipeline.ingest import ChunkReport
 from glisk_pipeline.range_proof import SupplyTiling
@@ -64,7 +65,7 @@ def mint_events_tip(
             f"{chunk.stored} stored, {chunk.duplicates} already present"
         )
 
-    with chain.client() as client:
+    with chain.client() as client, recorded_run(database, context.log.warning, "tip_fill", client):
         calls = client.stats.calls
         fill = fill_tip(
             client, database.store(), settings.contract_address, low, high,

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from glisk_pipeline.chain import MintRecord
-from glisk_pipeline.db.store import reconcile
+from glisk_pipeline.db.store import counters, reconcile
 from glisk_pipeline.db.store.ordering import (
     AGREE,
     FINAL,
@@ -272,6 +272,22 @@ class MintStore:
     def last_processed_block(self) -> int | None:
         with self.engine.connect() as conn:
             return reconcile.last_processed_block(conn)
+
+    def record_metrics(
+        self, increments: Mapping[str, int], values: Mapping[str, int] | None = None
+    ) -> None:
+        """Add to operational counters and set gauges (keys from counters.metric_key), in
+        one transaction."""
+
+        def work(conn: Connection) -> None:
+            counters.add(conn, increments, pg=self._pg)
+            counters.put(conn, values or {}, pg=self._pg)
+
+        self._transaction(work)
+
+    def read_metrics(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return counters.read_all(conn)
 
     def _upsert(
         self,
