@@ -105,7 +105,7 @@ def sensor_ticks(counts: tuple[int, ...] = (10, 1_000, 10_000)) -> dict[str, Any
     from dagster import build_sensor_context, instance_for_test
 
     from bench.sparse_shim import SparseChain
-    from glisk_pipeline.defs.resources import ChainResource
+    from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
     from glisk_pipeline.defs.sensors import chain_head_sensor
     from glisk_pipeline.windows import PARTITIONS_NAME, new_windows
 
@@ -117,7 +117,10 @@ def sensor_ticks(counts: tuple[int, ...] = (10, 1_000, 10_000)) -> dict[str, Any
         with (
             SparseChain((n + SENSOR_NEW_PER_TICK) * size, []) as shim,
             instance_for_test() as instance,
+            throwaway_db("ticks") as db,
         ):
+            # the sensor records its tick time there (what the exporter serves)
+            database = DatabaseResource(database_url=db, default_author_wallet=DEFAULT_AUTHOR)
             keys = new_windows(
                 start_block=0, size=size, final_block=existing_end, after_block=None, limit=n
             )
@@ -136,10 +139,13 @@ def sensor_ticks(counts: tuple[int, ...] = (10, 1_000, 10_000)) -> dict[str, Any
                 ("partitions", f'{{"last_end": {existing_end}}}'),
                 ("partitions_no_cursor", None),
             ):
-                context = build_sensor_context(
-                    instance=instance, cursor=cursor, resources={"chain": chain}
-                )
-                with Timer() as t:
+                resources = {"chain": chain, "database": database}
+                with (
+                    build_sensor_context(
+                        instance=instance, cursor=cursor, resources=resources
+                    ) as context,
+                    Timer() as t,
+                ):
                     result = chain_head_sensor(context)
                 added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
                 runs = -(-len(added) // chain.settings().GLISK_PARTITIONS_PER_RUN)
@@ -197,10 +203,13 @@ def sensor_cold_start(
 
         for label, runs_of in (("range_runs", per_run), ("one_per_window", 1)):
             with instance_for_test() as instance, throwaway_db("cold") as db:
-                context = build_sensor_context(
-                    instance=instance, resources={"chain": chain(runs_of)}
+                database = DatabaseResource(
+                    database_url=db, default_author_wallet=DEFAULT_AUTHOR, start_block=0
                 )
-                tick = chain_head_sensor(context)
+                with build_sensor_context(
+                    instance=instance, resources={"chain": chain(runs_of), "database": database}
+                ) as context:
+                    tick = chain_head_sensor(context)
                 keys = [k for r in tick.dynamic_partitions_requests for k in r.partition_keys]
                 instance.add_dynamic_partitions(PARTITIONS_NAME, keys)  # the daemon's part
                 resources = {

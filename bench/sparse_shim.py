@@ -1,8 +1,8 @@
 """A tiny JSON-RPC server for a synthetic chain of N blocks: anvil cannot mine 1,000,000
 blocks cheaply (~3 ms each), so B3's sparse-range figure is measured against this shim.
 It serves what the RpcClient asks for (eth_chainId, eth_blockNumber, eth_getLogs,
-eth_getBlockByNumber), with no range limit (like anvil and Alchemy's paid tier), and counts
-calls. Logs carry blockTimestamp, as anvil's do."""
+eth_getBlockByNumber, eth_call of nextTokenId()), with no range limit (like anvil and
+Alchemy's paid tier), and counts calls. Logs carry blockTimestamp, as anvil's do."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ class SparseChain:
         self.refused = 0
         self.logs = logs
         self.keys = [int(log["blockNumber"], 16) for log in logs]
+        # nextTokenId() after each log: ids start at 1, each log mints `quantity` more
+        self.next_ids = [int(log["topics"][3], 16) + int(log["data"][2:66], 16) for log in logs]
         self.calls = 0
         chain = self
 
@@ -101,6 +103,9 @@ class SparseChain:
             result = self.logs[
                 bisect.bisect_left(self.keys, lo) : bisect.bisect_right(self.keys, hi)
             ]
+        elif method == "eth_call":  # nextTokenId() at a block: what the range proof asks
+            at = bisect.bisect_right(self.keys, int(params[1], 16))
+            result = f"0x{self.next_ids[at - 1] if at else 1:064x}"
         elif method == "eth_getBlockByNumber":
             n = self.head if params[0] in ("latest", "finalized", "safe") else int(params[0], 16)
             result = {

@@ -326,7 +326,10 @@ _BATCH_NONE = (
     "batch requests are disabled",
     "batching disabled",
 )
-_RESPONSE_TOO_LARGE = ("response too large", "batch response", "response size limit")
+# geth answers the items past its batch-response cap with code -32003 and exactly this
+# message; a gateway's "backend response too large" is one call's eth_getLogs limit instead.
+_RESPONSE_TOO_LARGE = "response too large"
+_RESPONSE_TOO_LARGE_CODE = -32003
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,4 +395,7 @@ def _refusal(error: dict[str, Any], sent: list[str]) -> BatchRefusal:
 def response_too_large(error: Any) -> bool:
     """An item of a served batch refused because the batch's response grew too large
     (geth's --rpc.batchresponsemaxsize): the same call alone, or in a smaller batch, fits."""
-    return isinstance(error, dict) and any(h in _error_text(error) for h in _RESPONSE_TOO_LARGE)
+    if not isinstance(error, dict):
+        return False
+    message = str(error.get("message", "")).strip().lower()
+    return error.get("code") == _RESPONSE_TOO_LARGE_CODE or message == _RESPONSE_TOO_LARGE

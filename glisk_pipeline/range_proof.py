@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from glisk_pipeline.keccak import selector
-from glisk_pipeline.provider_errors import RpcError
+from glisk_pipeline.provider_errors import RpcError, StateUnavailable
 from glisk_pipeline.rpc import Incomplete, RpcClient
 from glisk_pipeline.settings import Settings
 
@@ -40,7 +40,8 @@ class SupplyTiling:
         self._data = selector(function[0])
         self._offset = function[1]
         self._next: dict[int, int] = {}
-        self.calls = 0
+        self._asked: list[int] = []
+        self._unavailable: set[int] = set()
 
     @classmethod
     def from_settings(cls, client: RpcClient, settings: Settings) -> SupplyTiling:
@@ -50,20 +51,35 @@ class SupplyTiling:
         """The contract's next token id at `block` (FIRST_TOKEN_ID before it had code)."""
         if block < 0:
             return FIRST_TOKEN_ID
+        if block in self._unavailable:
+            self._unavailable.discard(block)
+            raise StateUnavailable(f"eth_call at block {block}: no state for it on this node")
         if block not in self._next:
-            self.calls += 1
             result = self._client.eth_call(self._contract, self._data, block)
-            if result in ("0x", ""):
-                value = FIRST_TOKEN_ID
-            else:
-                try:
-                    value = int(result, 16) + self._offset
-                except ValueError:
-                    raise RpcError(
-                        f"eth_call at block {block}: not a uint256: {result[:80]!r}"
-                    ) from None
-            self._next[block] = value
+            self._next[block] = self._parse(block, result)
         return self._next[block]
+
+    def calls(self, start: int, end: int) -> list[tuple[str, list[Any]]]:
+        """The counter's eth_calls this range still needs (usually one: at `end`)."""
+        wanted = dict.fromkeys((start - 1, end))
+        self._asked = [b for b in wanted if b >= 0 and b not in self._next]
+        call = {"to": self._contract, "data": self._data}
+        return [("eth_call", [call, hex(b)]) for b in self._asked]
+
+    def answers(self, results: list[Any]) -> None:
+        for block, result in zip(self._asked, results, strict=True):
+            if isinstance(result, str):
+                self._next[block] = self._parse(block, result)
+            else:  # the node has no state there (pruned): asking again alone would not help
+                self._unavailable.add(block)
+
+    def _parse(self, block: int, result: str) -> int:
+        if result in ("0x", ""):
+            return FIRST_TOKEN_ID
+        try:
+            return int(result, 16) + self._offset
+        except ValueError:
+            raise RpcError(f"eth_call at block {block}: not a uint256: {result[:80]!r}") from None
 
     def __call__(self, start: int, end: int, logs: list[dict[str, Any]]) -> None:
         try:

@@ -35,9 +35,9 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -82,10 +82,20 @@ PROOF_SUPPLY = "supply"  # its logs tile the contract's id counter over the rang
 PROOF_HEADER = "header"  # the node answered with toBlock's header in the same batch
 PROOF_NONE = "unchecked"  # an add-only read (repair's scan, first-id lookup)
 
-# A completeness check of one eth_getLogs answer (glisk_pipeline/range_proof.py): returns
-# when the logs of [start, end] are complete; raises Incomplete when they are not, and
-# StateUnavailable when the node cannot say.
-RangeCheck = Callable[[int, int, list[dict[str, Any]]], None]
+
+class RangeCheck(Protocol):
+    """A completeness check of one eth_getLogs answer (glisk_pipeline/range_proof.py)."""
+
+    def __call__(self, start: int, end: int, logs: list[dict[str, Any]]) -> None:
+        """Return when the logs of [start, end] are complete; raise Incomplete when they
+        are not, StateUnavailable when the node cannot say."""
+
+    def calls(self, start: int, end: int) -> list[tuple[str, list[Any]]]:
+        """Calls whose answers the check needs, sent in the logs' own batch where the
+        endpoint batches (a round trip saved; the check must not rely on one node)."""
+
+    def answers(self, results: list[Any]) -> None:
+        """The results of `calls` (None where an item failed), in order."""
 
 
 class Incomplete(Exception):
@@ -172,6 +182,7 @@ class RpcClient:
         self._http = httpx.Client(timeout=timeout, headers={"Content-Type": "application/json"})
         self._ids = 0
         self._ceiling = max_block_range  # hard cap learned from the provider
+        self._max_results: int | None = None  # result-count cap learned from the provider
         # what this endpoint accepts as a JSON-RPC batch, shared by the process's clients
         self.batch_policy: BatchPolicy = policy_for(url, self.endpoint, batch_limit)
         # The ingest loop fetches in a prefetch thread while the store asks for proofs
@@ -362,6 +373,10 @@ class RpcClient:
                 # dense history: aim the next request at about half the chunk limit, so
                 # one response (the memory we hold) stays small
                 size = max(1, span * self.max_chunk_logs // (2 * len(logs)))
+            if self._max_results is not None and logs:
+                # behind a stated result cap, grow only as far as this answer's density
+                # says stays under 80% of it, rather than into the same refusal again
+                size = min(size, max(1, span * self._max_results * 4 // (5 * len(logs))))
             self.stats.chunk_size = size
 
     def get_logs_checked(
@@ -394,16 +409,21 @@ class RpcClient:
             if attempt > 1:
                 self.stats.retries += 1
                 self._back_off(attempt, None)
-            header_checked = self.batch_policy.batchable([m for m, _ in guarded])
+            extra = check.calls(start, end) if check is not None else []
+            header_checked = self.batch_policy.batchable([m for m, _ in guarded + extra])
             if header_checked:
                 try:
-                    logs, refusal = self._logs_with_header(guarded, what, start, end)
+                    logs, refusal, results = self._logs_with_header(
+                        guarded + extra, what, start, end
+                    )
                 except BatchRefused as err:
                     self.batch_policy.learn(err.refusal, len(guarded))
                     header_checked = False
                 except TooLargeForBatch:
                     header_checked = False
                 else:
+                    if check is not None:
+                        check.answers(results[len(guarded) :])
                     if refusal:
                         refused = refusal
                         self.stats.lagging += 1
@@ -447,28 +467,35 @@ class RpcClient:
 
     def _logs_with_header(
         self, calls: list[tuple[str, list[Any]]], what: str, start: int, end: int
-    ) -> tuple[list[dict[str, Any]], str]:
-        """(logs, why they are refused or "") of the guarded batch `calls`."""
+    ) -> tuple[list[dict[str, Any]], str, list[Any]]:
+        """(logs, why they are refused or "", every item's result or None) of the guarded
+        batch `calls`: eth_getLogs, its last block's header and the node's head first."""
         payload = [
             {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
             for i, (method, params) in enumerate(calls)
         ]
         body = self._send(payload, what, shrink_on_timeout=end > start)
         logs, header, head = self._guarded_items(body, what)
+        items = {item.get("id"): item for item in body if isinstance(item, dict)}
+        results = [(items.get(i) or {}).get("result") for i in range(len(calls))]
         if header is None:
             behind = f"its head is block {head}" if head is not None else "no head given"
-            return logs, f"the node that answered does not have block {end} ({behind})"
+            return logs, f"the node that answered does not have block {end} ({behind})", results
         bad = [
             log for log in logs
             if log.get("blockNumber") == header.get("number")
             and str(log.get("blockHash", "")).lower() != str(header.get("hash")).lower()
         ]  # fmt: skip
         if bad:
-            return logs, (
-                f"logs of block {end} under hash {bad[0].get('blockHash')} while the same "
-                f"node's header says {header.get('hash')}"
+            return (
+                logs,
+                (
+                    f"logs of block {end} under hash {bad[0].get('blockHash')} while the same "
+                    f"node's header says {header.get('hash')}"
+                ),
+                results,
             )
-        return logs, ""
+        return logs, "", results
 
     def _guarded_items(
         self, body: Any, what: str
@@ -532,6 +559,8 @@ class RpcClient:
             suggested = hi - start + 1 if lo == start else hi - lo + 1
             if 1 <= suggested < span:
                 new = min(new, suggested) if cap is not None else suggested
+        if failure.max_results is not None:
+            self._max_results = min(self._max_results or failure.max_results, failure.max_results)
         if cap is not None:
             self._ceiling = max(1, min(self._ceiling, cap))
         elif failure.per_blocks:
@@ -609,9 +638,13 @@ class RpcClient:
             raise BatchRefused(refusal)
         if isinstance(body, list) and response.status_code == 200:
             # a batch: items fail one by one (e.g. a per-item 429); retry the batch when
-            # one failed for a reason worth waiting out, else batch() names the item
+            # one failed for a reason worth waiting out, else batch() names the item. An
+            # eth_call's failure (no state at that block) is its caller's to judge.
+            calls = {p.get("id"): p.get("method") for p in payload if isinstance(p, dict)}
             for item in body:
-                if isinstance(item, dict) and item.get("error"):
+                if not isinstance(item, dict) or calls.get(item.get("id")) == "eth_call":
+                    continue
+                if item.get("error"):
                     failure = classify(status=200, error=item["error"], retry_after=retry_after)
                     if failure.kind in (Kind.RATE_LIMIT, Kind.TRANSIENT):
                         raise Retry(failure)
