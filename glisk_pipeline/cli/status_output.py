@@ -135,6 +135,8 @@ GAUGES = (
      ("integrity", "token_ids_contiguous", "overlaps")),
     ("glisk_checkpoint_behind_final_blocks", "final block - last_processed_block",
      ("checkpoint", None, "behind_final_blocks")),
+    ("glisk_orphaned_tokens", "token rows downstream moved on whose mint left the chain",
+     ("downstream", None, "orphaned_tokens")),
 )  # fmt: skip
 
 

@@ -226,7 +226,7 @@ class MintStore:
         stale = reconcile.contradicted(conn, batch, lo, hi, pg=self._pg, staged=staged)
         holders = reconcile.live_rows(conn, settle.holders)
         doomed = settle.judge(stale, holders)
-        removed = reconcile.remove_rows(conn, [row.id for row in doomed])
+        removed = reconcile.remove_rows(conn, [row.id for row in doomed], pg=self._pg)
         try:
             result = self._upsert(conn, batch, source, staged=staged)
         except TokenConflictError as conflict:
@@ -237,6 +237,7 @@ class MintStore:
             raise NeedProof({row.block_number for _, row in held} - set(settle.proofs)) from None
         result.removed = removed
         result.proven_blocks = settle.proven_blocks
+        reconcile.sweep_detected(conn, lo, hi, pg=self._pg)
         reconcile.record_range(conn, lo, hi, len(batch), pg=self._pg, start_block=self.start_block)
         if self.webhook_blocks_retention is not None:
             reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
