@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.db.engine import describe_db_error
 from glisk_pipeline.db.schema import mint_events
-from glisk_pipeline.db.store.downstream import id_runs, orphaned_tokens
+from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
 from glisk_pipeline.provider_errors import RpcError, redact
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings
@@ -179,7 +179,7 @@ def check_orphans(status: dict[str, Any], engine: Engine) -> None:
         "orphaned_moved_aside": sum(o.archived for o in found),
     }
     if found:
-        runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in id_runs(ids)]
+        runs = run_labels(ids)
         status["failing"].append(NO_ORPHANED_TOKENS)
         status["problems"].append(
             f"{len(found)} token rows downstream moved on belong to mints no longer on the "

@@ -104,7 +104,7 @@ def test_freshness_check_follows_the_thresholds(
 
 
 def test_every_check_has_a_description() -> None:
-    assert len(mint_event_checks) == 6
+    assert len(mint_event_checks) == 7
     for spec in mint_event_checks:
         assert spec.description and len(spec.description) > 40, spec.name
 

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
-from glisk_pipeline.db.store.downstream import id_runs, orphaned_tokens
+from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.supply import contiguity_breaks, prove, windows_of
@@ -435,7 +435,7 @@ def no_orphaned_tokens(
 ) -> AssetCheckResult:
     with database.engine.connect() as conn:
         found = orphaned_tokens(conn)
-    runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in id_runs([o.token_id for o in found])]
+    runs = run_labels([o.token_id for o in found])
     return AssetCheckResult(
         passed=not found,
         description=None

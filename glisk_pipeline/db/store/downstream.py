@@ -125,6 +125,11 @@ def orphaned_tokens(conn: Connection) -> list[Orphan]:
     return sorted(found, key=lambda o: o.token_id)
 
 
+def run_labels(ids: list[int]) -> list[str]:
+    """Ids as runs for a person: "7", "9-12"."""
+    return [f"{a}" if a == b else f"{a}-{b}" for a, b in id_runs(ids)]
+
+
 def id_runs(ids: list[int]) -> list[tuple[int, int]]:
     """Sorted ids as runs of consecutive ids [(first, last), ...] (as announced)."""
     runs: list[tuple[int, int]] = []
@@ -144,16 +149,22 @@ ARCHIVED = (
 
 
 def pg_take_over_sql(events: str) -> str:
-    """CTEs (`taken`, `moved`, `archived`) moving the token rows that another mint that
-    left the chain kept, on the ids of the events `events` (a CTE: id, start_token_id,
-    quantity), to orphaned_tokens. NOWAIT: a row a worker holds fails the statement
-    (LOCK_NOT_AVAILABLE) rather than waiting for it. `archived` must be read before the
-    ids are inserted again."""
-    return f"""taken AS (
-    SELECT t.token_id FROM {events} u
+    """CTEs over the token rows already on the ids of the events `events` (a CTE: id,
+    start_token_id, quantity; one index range probe per event): `own` (a revived event's
+    rows, kept while it was removed: left untouched), and `taken`, `moved`, `archived`
+    (rows another mint that left the chain kept, moved to orphaned_tokens). NOWAIT: a row
+    a worker holds fails the statement (LOCK_NOT_AVAILABLE) rather than waiting for it.
+    `archived` must be read before the ids are inserted again."""
+    return f"""held AS (
+    SELECT t.token_id, t.mint_event_id, u.id AS claimer FROM {events} u
     JOIN tokens t ON t.token_id BETWEEN u.start_token_id AND u.start_token_id + u.quantity - 1
-                 AND t.mint_event_id <> u.id
-    JOIN mint_events o ON o.id = t.mint_event_id AND o.removed
+),
+own AS (SELECT claimer AS mint_event_id, token_id FROM held WHERE mint_event_id = claimer),
+taken AS (
+    SELECT t.token_id FROM held h
+    JOIN mint_events o ON o.id = h.mint_event_id AND o.removed
+    JOIN tokens t ON t.token_id = h.token_id
+    WHERE h.mint_event_id <> h.claimer
     FOR UPDATE OF t NOWAIT
 ),
 moved AS (
@@ -168,27 +179,27 @@ archived AS (
 def take_over_sqlite(conn: Connection, mine: dict[int, int]) -> set[int]:
     """SQLite's pg_take_over_sql for the token ids `mine` (id: the event claiming it):
     moves the rows another removed mint kept to orphaned_tokens. Returns the ids that
-    rows of the claiming event itself already hold (kept while it was removed)."""
-    own: set[int] = set()
-    wanted = sorted(mine)
-    for start in range(0, len(wanted), 500):  # bounded IN lists
-        chunk = wanted[start : start + 500]
-        marks = ", ".join(str(int(i)) for i in chunk)
-        held = conn.execute(
+    rows of the claiming event itself already hold (kept while it was removed). One range
+    scan of the primary key over the batch's ids (new ids: usually nothing there)."""
+    if not mine:
+        return set()
+    held = conn.execute(
+        text(
+            "SELECT t.token_id, t.mint_event_id, m.removed FROM tokens t "
+            "JOIN mint_events m ON m.id = t.mint_event_id "
+            "WHERE t.token_id BETWEEN :low AND :high"
+        ),
+        {"low": min(mine), "high": max(mine)},
+    ).all()
+    own = {t for t, event, _ in held if mine.get(t) == event}
+    taken = sorted(t for t, event, removed in held if t in mine and mine[t] != event and removed)
+    for start in range(0, len(taken), 500):  # bounded IN lists
+        where = f"token_id IN ({', '.join(str(int(t)) for t in taken[start : start + 500])})"
+        conn.execute(
             text(
-                "SELECT t.token_id, t.mint_event_id, m.removed FROM tokens t "
-                f"JOIN mint_events m ON m.id = t.mint_event_id WHERE t.token_id IN ({marks})"
+                f"INSERT INTO orphaned_tokens ({ARCHIVED}) "
+                f"SELECT {ARCHIVED} FROM tokens WHERE {where}"
             )
-        ).all()
-        own |= {t for t, event, _ in held if mine[t] == event}
-        taken = [str(t) for t, event, removed in held if mine[t] != event and removed]
-        if taken:
-            where = f"token_id IN ({', '.join(taken)})"
-            conn.execute(
-                text(
-                    f"INSERT INTO orphaned_tokens ({ARCHIVED}) "
-                    f"SELECT {ARCHIVED} FROM tokens WHERE {where}"
-                )
-            )
-            conn.execute(text(f"DELETE FROM tokens WHERE {where}"))
+        )
+        conn.execute(text(f"DELETE FROM tokens WHERE {where}"))
     return own

@@ -214,13 +214,6 @@ default_author AS (
     SELECT id FROM authors WHERE wallet_address = {default_wallet}
 ),
 {pg_take_over_sql("upserted")},
-own AS (
-    -- a revived event's token rows kept while it was removed: left untouched
-    SELECT u.id AS mint_event_id, t.token_id FROM upserted u
-    JOIN tokens t ON t.token_id BETWEEN u.start_token_id AND u.start_token_id + u.quantity - 1
-                 AND t.mint_event_id = u.id
-    WHERE NOT u.inserted
-),
 new_tokens AS (
     INSERT INTO tokens (token_id, mint_event_id, minter_address, author_id, status,
                         mint_timestamp)

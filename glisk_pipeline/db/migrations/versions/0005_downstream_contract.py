@@ -22,7 +22,7 @@ from alembic import op
 from glisk_pipeline.db.store.webhook_pg import CREATE_FUNCTION
 
 # The function body this migration was written for (sha256 of webhook_pg.BODY, stripped).
-BODY_SHA256 = "75bd7e7d5dbc457f142725c30240096f255972635bed4c81b42fd74222a42b39"
+BODY_SHA256 = "9067e8eb19ebdc2df858cf8f75cc9c94702ae4753b0412176ec59ef149198c14"
 
 revision = "0005"
 down_revision = "0004"
