@@ -24,8 +24,8 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.engine import libpq_conninfo
 from glisk_pipeline.db.schema import orphaned_tokens, tokens
-from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.db.store.downstream import LOCK_NOT_AVAILABLE, RUNS_PER_NOTIFY, Orphan
+from glisk_pipeline.db.store import MintStore, TokenHeldError
+from glisk_pipeline.db.store.downstream import RUNS_PER_NOTIFY, Orphan
 from glisk_pipeline.db.store.downstream import orphaned_tokens as find_orphans
 from tests.downstream_support import Listener, announced, move_on, token_ids, token_row
 from tests.factories import block_hash, chain_of, make_records
@@ -273,9 +273,10 @@ def test_a_reorg_never_waits_for_rows_a_worker_holds_and_loses_nothing(
         assert [(o.token_id, o.status) for o in orphans(pg_engine)] == [
             (held, "generating"),
             (updating, "generating"),
-            (dropped, "detected"),
         ]
-        # the block's final reconcile deletes the detected row its worker let go of
+        # the row let go of unchanged is no orphan (no work on it) but must not stay: the
+        # block's final reconcile deletes it
+        assert token_ids(pg_engine) == [held, updating, dropped]
         store.reconcile_range([], start_block=100, end_block=100, canonical=chain_of())
         assert token_ids(pg_engine) == [held, updating]
 
@@ -285,10 +286,10 @@ def test_a_reorg_never_waits_for_rows_a_worker_holds_and_loses_nothing(
             records[0], tx_hash="0x" + "99" * 32, block_number=101, block_hash=block_hash(101)
         )
         result, seconds = _timed(lambda: deliver(store, 101, rival.block_hash, 3, [rival]))
-        assert isinstance(result, DBAPIError) and seconds < 2
-        assert getattr(result.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+        assert isinstance(result, TokenHeldError) and seconds < 2
         assert token_row(pg_engine, held)["status"] == "generating"  # type: ignore[index]
         worker.commit()
+        assert orphans(pg_engine)[0] == Orphan(held, "generating", False)  # nothing written
         again = deliver(store, 101, rival.block_hash, 3, [rival])  # Alchemy's retry
         assert again.stored == 1
         assert token_row(pg_engine, held)["status"] == "detected"  # type: ignore[index]

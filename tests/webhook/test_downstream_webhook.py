@@ -1,17 +1,24 @@
 """The downstream contract through the running sidecar, on anvil: a worker LISTENing gets
 every stored token id once, and a reorg delivered as a heartbeat keeps the rows a worker
-moved on (orphaned), which `glisk status` then names and fails on."""
+moved on (orphaned), which `glisk status` then names and fails on; and a row a worker
+holds locked makes a delivery that needs it refused at once, not waited for."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
+from devtools.history import mint_tx
 from devtools.replay import SEQUENCE_BASE, chain_deliveries, delivery
 from glisk_pipeline.cli import status
+from glisk_pipeline.db.engine import libpq_conninfo
+from glisk_pipeline.db.schema import orphaned_tokens
 from tests.downstream_support import Listener, announced, move_on, token_ids, token_row
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import Service
@@ -86,3 +93,46 @@ def test_a_reorg_as_a_heartbeat_keeps_moved_on_rows_and_status_names_them(
     assert any(f"{generating}, {revealed}" in line for line in report["problems"])
     assert status.main(["--prometheus"]) == 4
     assert "\nglisk_orphaned_tokens 2\n" in capsys.readouterr().out
+
+
+def test_a_new_mint_on_a_row_a_worker_holds_is_refused_at_once_then_moves_it_aside(
+    webhook: Service, devchain: DevChain, pg_url: str, pg_engine: Engine
+) -> None:
+    anvil = devchain.anvil
+    mint_some(devchain, 1, per_block=1)
+    (old,) = chain_deliveries(anvil.rpc_batch, devchain.glisk)
+    assert webhook.post(old).status_code == 200
+    (mint,) = devchain.mints()
+    held = mint.start_token_id
+    # the winning fork has another mint in that block, of the same token ids
+    replacement = mint_tx(
+        devchain.glisk, DEV_ACCOUNTS[7], DEV_ACCOUNTS[8], 3, DEFAULT_MINT_PRICE * 3
+    )
+    anvil.rpc("anvil_reorg", [1, [[replacement, 0]]])
+    (new,) = chain_deliveries(
+        anvil.rpc_batch, devchain.glisk, old["event"]["data"]["block"]["number"]
+    )
+    new["event"]["sequenceNumber"] = str(SEQUENCE_BASE + 10**6)
+    (rival,) = devchain.mints()
+    assert rival.start_token_id == held
+
+    worker = psycopg.connect(libpq_conninfo(pg_url))
+    try:  # a worker generating the image of the old mint's token, row locked
+        worker.execute("SELECT 1 FROM tokens WHERE token_id = %s FOR UPDATE", (held,))
+        worker.execute("UPDATE tokens SET status = 'generating' WHERE token_id = %s", (held,))
+        started = time.monotonic()
+        refused = webhook.post(new)
+        assert time.monotonic() - started < 2
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "TOKEN_CONFLICT"
+        assert "worker" in refused.json()["message"]
+        worker.commit()
+    finally:
+        worker.close()
+    retried = webhook.post(new)  # Alchemy's retry, once the worker let go
+    assert retried.status_code == 200, retried.text
+    assert token_row(pg_engine, held)["status"] == "detected"  # type: ignore[index]
+    with pg_engine.connect() as conn:
+        aside = conn.execute(select(orphaned_tokens.c.token_id, orphaned_tokens.c.status)).all()
+    assert aside == [(held, "generating")]
+    assert token_ids(pg_engine) == list(range(held, held + 3))

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import reconcile
+from glisk_pipeline.db.store.downstream import LOCK_NOT_AVAILABLE
 from glisk_pipeline.db.store.ordering import (
     AGREE,
     FINAL,
@@ -36,6 +37,7 @@ from glisk_pipeline.db.store.results import (
     StoreError,
     StoreResult,
     TokenConflictError,
+    TokenHeldError,
     UnprovenRemovalError,
 )
 from glisk_pipeline.db.store.upserts import (
@@ -299,6 +301,8 @@ class MintStore:
                     return work(conn)
             except DBAPIError as exc:
                 sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate == LOCK_NOT_AVAILABLE:
+                    raise TokenHeldError() from None
                 if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts:
                     raise
                 time.sleep(0.01 * 2**attempt)

@@ -6,14 +6,16 @@
   store writes), not a write to the token row: a worker holds its rows locked for the
   length of an image generation (tens of seconds), and the webhook answers Alchemy within
   5 s. So the delete skips rows a worker holds (SKIP LOCKED) and never waits; a skipped
-  `detected` row is deleted by the final reconcile of its block (`sweep`).
+  row its worker lets go of still `detected` is deleted by the final reconcile of its
+  block (reconcile.sweep_detected).
 - The same log coming back (in another block) revives its mint row: the kept token rows
   are left untouched and are no longer orphaned.
 - Another mint claiming the id of a kept row (the winning fork minted the same ids) moves
-  the kept row to `orphaned_tokens` (with the time it was moved) and takes the id as a
-  new `detected` row. Taking it needs the row's lock: NOWAIT, so a row a worker holds
-  fails the call at once (SQLSTATE 55P03; the webhook answers 500 and Alchemy retries,
-  a backfill run fails and is retried) instead of waiting behind the worker.
+  the kept row to `orphaned_tokens` (with the time it was moved; a `detected` one is just
+  deleted) and takes the id as a new `detected` row. Taking it needs the row's lock:
+  NOWAIT, so a row a worker holds fails the call at once, writing nothing, instead of
+  waiting behind the worker (TokenHeldError, a token conflict: the webhook answers 409
+  and Alchemy retries; a backfill run fails and succeeds when run again).
 - PostgreSQL announces new token rows and newly orphaned ones on the channel
   `glisk_tokens`, in the transaction that writes them (NOTIFY is delivered at commit,
   only if it commits): `{"detected": [[first, last], ...]}` and
@@ -112,10 +114,15 @@ class Orphan:
 
 
 def orphaned_tokens(conn: Connection) -> list[Orphan]:
-    """Every orphaned token row: kept in tokens (its mint removed) or moved to
-    orphaned_tokens, by token id."""
+    """Every orphaned token row, by token id: a row a worker moved on whose mint was
+    removed, kept in tokens or moved to orphaned_tokens. (A `detected` row of a removed
+    mint is no orphan: no work was done on it, the claim query leaves it out, and the
+    final reconcile deletes it; tokens_match_quantity reports it meanwhile.)"""
     kept = conn.execute(
-        text(f"SELECT t.token_id, t.status {_event_tokens('m.removed')} ORDER BY t.token_id")
+        text(
+            f"SELECT t.token_id, t.status {_event_tokens('m.removed')} "
+            "AND t.status <> 'detected' ORDER BY t.token_id"
+        )
     ).all()
     moved = conn.execute(
         text("SELECT token_id, status FROM orphaned_tokens ORDER BY token_id, id")
@@ -172,7 +179,9 @@ moved AS (
     RETURNING {", ".join(f"t.{c}" for c in ARCHIVED.split(", "))}
 ),
 archived AS (
-    INSERT INTO orphaned_tokens ({ARCHIVED}) SELECT {ARCHIVED} FROM moved RETURNING token_id
+    INSERT INTO orphaned_tokens ({ARCHIVED})
+    SELECT {ARCHIVED} FROM moved WHERE status <> 'detected'  -- no work to keep
+    RETURNING token_id
 )"""
 
 
@@ -198,7 +207,7 @@ def take_over_sqlite(conn: Connection, mine: dict[int, int]) -> set[int]:
         conn.execute(
             text(
                 f"INSERT INTO orphaned_tokens ({ARCHIVED}) "
-                f"SELECT {ARCHIVED} FROM tokens WHERE {where}"
+                f"SELECT {ARCHIVED} FROM tokens WHERE {where} AND status <> 'detected'"
             )
         )
         conn.execute(text(f"DELETE FROM tokens WHERE {where}"))

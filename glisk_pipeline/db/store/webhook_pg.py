@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK
-from glisk_pipeline.db.store.downstream import pg_drop_tokens_sql
+from glisk_pipeline.db.store.downstream import LOCK_NOT_AVAILABLE, pg_drop_tokens_sql
 from glisk_pipeline.db.store.ordering import (
     FINAL,
     OLDER,
@@ -48,6 +48,7 @@ from glisk_pipeline.db.store.results import (
     StoreError,
     StoreResult,
     TokenConflictError,
+    TokenHeldError,
 )
 from glisk_pipeline.db.store.upserts import TOKEN_CONFLICT, dedupe, pg_upsert_sql
 
@@ -282,6 +283,8 @@ class AsyncDeliveryStore:
                 attempt += 1
                 if exc.sqlstate == TOKEN_CONFLICT_SQLSTATE:
                     raise TokenConflictError(exc.diag.message_primary or str(exc)) from None
+                if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                    raise TokenHeldError() from None
                 if exc.sqlstate not in RETRYABLE or attempt >= attempts:
                     raise DatabaseError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
                 await asyncio.sleep(0.01 * 2**attempt)
