@@ -370,3 +370,21 @@ def test_the_sqlite_trigger_keeps_an_updated_at_the_update_sets(sqlite_engine: E
         )
         stamps = set(conn.execute(select(tokens.c.updated_at)).scalars())
     assert {s.year for s in stamps} == {2030}
+
+
+def test_a_log_moving_to_another_block_in_one_delivery_announces_no_orphan(
+    pg_store: MintStore, pg_engine: Engine, listener: Listener
+) -> None:
+    records, generating, _ = _mined_and_moved_on(pg_store, pg_engine)
+    listener.drain()
+    before = token_row(pg_engine, generating)
+    # block 101's view holds the first mint's log: removed from block 100 and revived in
+    # block 101 by the same call
+    moved = dataclasses.replace(records[0], block_number=101, block_hash=block_hash(101))
+    deliver(pg_store, 101, moved.block_hash, 2, [moved])
+    assert token_row(pg_engine, generating) == before
+    assert orphans(pg_engine) == []
+    payloads = listener.drain()
+    assert [p for p in payloads if "orphaned" in p] == []
+    first = range(records[0].start_token_id, records[0].start_token_id + records[0].quantity)
+    assert announced(payloads, "detected") == {t: 1 for t in first if t != generating}

@@ -237,6 +237,8 @@ class MintStore:
                 raise
             settle.hold(held)
             raise NeedProof({row.block_number for _, row in held} - set(settle.proofs)) from None
+        if self._pg and doomed:
+            reconcile.announce_orphans(conn, [row.id for row in doomed])
         result.removed = removed
         result.proven_blocks = settle.proven_blocks
         reconcile.sweep_detected(conn, lo, hi, pg=self._pg)

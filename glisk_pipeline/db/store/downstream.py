@@ -37,6 +37,9 @@ CHANNEL = "glisk_tokens"
 # of them and the key are under 6,700 bytes, inside the 7,999-byte payload limit.
 RUNS_PER_NOTIFY = 150
 LOCK_NOT_AVAILABLE = "55P03"
+# A token row is orphaned: its mint was removed and a worker had moved it on (a `detected`
+# one is no orphan: no work was done on it; the final reconcile deletes it).
+ORPHANED = "m.removed AND t.status <> 'detected'"
 
 
 def announce_sql(name: str, key: str, ids: str) -> str:
@@ -71,25 +74,27 @@ def _event_tokens(events: str) -> str:
     WHERE {events}"""
 
 
-def pg_drop_tokens_sql(events: str, *, announce: bool = True) -> str:
+def pg_drop_tokens_sql(events: str) -> str:
     """Delete the `detected` token rows of the removed events `events` (an SQL condition on
-    `m`), skipping rows a worker holds; the others stay, orphaned, and are announced.
-    Returns (deleted, kept[, notifications]); `announce=False` announces nothing."""
-    announced = f",\n{announce_sql('announced', 'orphaned', 'SELECT token_id FROM kept')}"
-    announced, notified = (announced, ", (SELECT n FROM announced)") if announce else ("", "")
-    kept = f"""SELECT t.token_id {_event_tokens(events)}
-          AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.token_id = t.token_id)"""
+    `m`), skipping rows a worker holds; the others stay, orphaned. Returns the count."""
     return f"""
 WITH doomed AS (
     SELECT t.token_id {_event_tokens(events)} AND t.status = 'detected'
     FOR UPDATE OF t SKIP LOCKED
 ),
 gone AS (
-    DELETE FROM tokens t USING doomed d WHERE t.token_id = d.token_id RETURNING t.token_id
-),
-kept AS ({kept}){announced}
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM kept){notified}
+    DELETE FROM tokens t USING doomed d WHERE t.token_id = d.token_id RETURNING 1
+)
+SELECT count(*) FROM gone
 """
+
+
+def pg_announce_orphans_sql(events: str) -> str:
+    """Announce the orphaned token rows of the events `events` (an SQL condition on `m`):
+    run at the end of the call that removed them, so that a mint the same call revived
+    (its log moved to another block) is not announced. Returns the notifications sent."""
+    orphans = f"SELECT t.token_id {_event_tokens(events)} AND {ORPHANED}"
+    return f"WITH {announce_sql('announced', 'orphaned', orphans)}\nSELECT n FROM announced"
 
 
 def drop_tokens_sqlite(conn: Connection, events: str, params: dict[str, object]) -> None:
@@ -119,10 +124,7 @@ def orphaned_tokens(conn: Connection) -> list[Orphan]:
     mint is no orphan: no work was done on it, the claim query leaves it out, and the
     final reconcile deletes it; tokens_match_quantity reports it meanwhile.)"""
     kept = conn.execute(
-        text(
-            f"SELECT t.token_id, t.status {_event_tokens('m.removed')} "
-            "AND t.status <> 'detected' ORDER BY t.token_id"
-        )
+        text(f"SELECT t.token_id, t.status {_event_tokens(ORPHANED)} ORDER BY t.token_id")
     ).all()
     moved = conn.execute(
         text("SELECT token_id, status FROM orphaned_tokens ORDER BY token_id, id")

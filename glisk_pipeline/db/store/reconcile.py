@@ -27,7 +27,11 @@ from glisk_pipeline.db.schema import (
     tokens,
     webhook_blocks,
 )
-from glisk_pipeline.db.store.downstream import drop_tokens_sqlite, pg_drop_tokens_sql
+from glisk_pipeline.db.store.downstream import (
+    drop_tokens_sqlite,
+    pg_announce_orphans_sql,
+    pg_drop_tokens_sql,
+)
 from glisk_pipeline.db.store.ordering import block_is_final, final_check_sql
 from glisk_pipeline.db.store.upserts import STAGE
 
@@ -274,7 +278,15 @@ def remove_rows(conn: Connection, ids: Sequence[int], *, pg: bool) -> int:
 
 _PG_DROP_TOKENS = text(pg_drop_tokens_sql("m.id = ANY (CAST(:ids AS bigint[]))"))
 _SWEEP = "m.removed AND m.block_number BETWEEN :lo AND :hi"
-_PG_SWEEP = text(pg_drop_tokens_sql(_SWEEP, announce=False))
+_PG_SWEEP = text(pg_drop_tokens_sql(_SWEEP))
+_PG_ANNOUNCE_ORPHANS = text(pg_announce_orphans_sql("m.id = ANY (CAST(:ids AS bigint[]))"))
+
+
+def announce_orphans(conn: Connection, ids: Sequence[int]) -> None:
+    """PostgreSQL: announce the orphaned token rows of the events `ids`, once the call
+    that removed them wrote everything else (store/downstream.py)."""
+    for start in range(0, len(ids), 500):
+        conn.execute(_PG_ANNOUNCE_ORPHANS, {"ids": list(ids[start : start + 500])})
 
 
 def sweep_detected(conn: Connection, lo: int, hi: int, *, pg: bool) -> None:

@@ -30,7 +30,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK
-from glisk_pipeline.db.store.downstream import LOCK_NOT_AVAILABLE, pg_drop_tokens_sql
+from glisk_pipeline.db.store.downstream import (
+    LOCK_NOT_AVAILABLE,
+    pg_announce_orphans_sql,
+    pg_drop_tokens_sql,
+)
 from glisk_pipeline.db.store.ordering import (
     FINAL,
     OLDER,
@@ -91,7 +95,7 @@ DECLARE
     v_claimed boolean;
     v_removed int := 0;
     v_removed_ids bigint[];
-    v_dropped record;
+    v_dropped bigint;
     v_events json := '[]';
     v_bad json;
 BEGIN
@@ -160,6 +164,10 @@ BEGIN
                 MESSAGE = format('{_CONFLICT_FORMAT}',
                                  v_bad->>0, v_bad->>1, v_bad->>2, v_bad->>3);
         END IF;
+    END IF;
+    IF v_removed > 0 THEN  -- the rows it left orphaned (not those it revived)
+        {pg_announce_orphans_sql("m.id = ANY (v_removed_ids)")}
+        INTO v_dropped;
     END IF;
     RETURN json_build_object('verdict', 'apply', 'removed', v_removed, 'events', v_events);
 END

@@ -22,7 +22,7 @@ from alembic import op
 from glisk_pipeline.db.store.webhook_pg import CREATE_FUNCTION
 
 # The function body this migration was written for (sha256 of webhook_pg.BODY, stripped).
-BODY_SHA256 = "83e65f0c4debfddebd1d85f6f31f4f7ae13309ea0545f1ccad343899f55bd9aa"
+BODY_SHA256 = "efd7404ce8d07083ca3f6c96eacdb28051c2dbcab2260aebe801f5dcdfdfefa0"
 
 revision = "0005"
 down_revision = "0004"
