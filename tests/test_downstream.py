@@ -150,6 +150,7 @@ def test_a_reorg_as_a_heartbeat_keeps_the_rows_a_worker_moved_on_and_marks_them(
     if listener:
         reinserted = set(range(1, everything + 1)) - {generating, revealed}
         assert announced(listener.drain(), "detected") == {t: 1 for t in reinserted}
+        assert claimable(engine) == sorted(reinserted)  # the documented claim query
         listener.close()
 
 
@@ -177,13 +178,22 @@ def test_another_mint_taking_a_kept_rows_id_moves_the_row_aside(
     ]
 
 
-def test_a_final_reconcile_keeps_rows_a_worker_moved_on(store: MintStore, engine: Engine) -> None:
+def test_a_final_reconcile_keeps_rows_a_worker_moved_on(
+    store: MintStore, engine: Engine, request: pytest.FixtureRequest
+) -> None:
+    pg = engine.dialect.name == "postgresql"
+    listener = Listener(request.getfixturevalue("pg_url")) if pg else None
     _, generating, revealed = _mined_and_moved_on(store, engine)
+    if listener:
+        listener.drain()
     # the final chain has another block 100 without these mints
     result = store.reconcile_range([], start_block=100, end_block=100, canonical=chain_of())
     assert result.removed == 3
     assert token_ids(engine) == [generating, revealed]
     assert [o.token_id for o in orphans(engine)] == [generating, revealed]
+    if listener:
+        assert listener.drain() == [{"orphaned": [[generating, generating], [revealed, revealed]]}]
+        listener.close()
 
 
 def test_updated_at_changes_on_every_update(store: MintStore, engine: Engine) -> None:
@@ -274,9 +284,10 @@ def test_a_reorg_never_waits_for_rows_a_worker_holds_and_loses_nothing(
             (held, "generating"),
             (updating, "generating"),
         ]
-        # the row let go of unchanged is no orphan (no work on it) but must not stay: the
-        # block's final reconcile deletes it
+        # the row let go of unchanged is no orphan (no work on it), no worker may claim it,
+        # and it must not stay: the block's final reconcile deletes it
         assert token_ids(pg_engine) == [held, updating, dropped]
+        assert claimable(pg_engine) == []
         store.reconcile_range([], start_block=100, end_block=100, canonical=chain_of())
         assert token_ids(pg_engine) == [held, updating]
 
@@ -305,10 +316,20 @@ def test_a_reorg_never_waits_for_rows_a_worker_holds_and_loses_nothing(
 # --- the documented roles (PostgreSQL) -------------------------------------------------------
 
 
-def _documented_role_sql() -> str:
-    found = re.findall(r"```sql roles\n(.*?)```", DOCS.read_text(), flags=re.S)
-    assert len(found) == 1, "docs/downstream.md holds one ```sql roles block"
-    return found[0]
+def documented_sql(label: str) -> str:
+    """The ```sql `label` block of docs/downstream.md."""
+    found = re.findall(rf"```sql {label}\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert len(found) == 1, f"docs/downstream.md holds one ```sql {label} block"
+    return str(found[0])
+
+
+def claimable(engine: Engine) -> list[int]:
+    """What the documented claim query hands a worker (rolled back: nothing claimed)."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(documented_sql("claim").replace("LIMIT 10", "LIMIT 1000"))
+        found = sorted(row[0] for row in rows)
+        conn.rollback()
+    return found
 
 
 def test_the_documented_roles_read_and_move_on_only_what_the_contract_says(
@@ -318,7 +339,7 @@ def test_the_documented_roles_read_and_move_on_only_what_the_contract_says(
     (record,) = make_records(1)
     store.store([record], source="webhook")
     suffix = uuid.uuid4().hex[:8]  # roles are cluster-wide: this test's own names
-    sql = re.sub(r"\b(glisk_reader|glisk_worker)\b", rf"\1_{suffix}", _documented_role_sql())
+    sql = re.sub(r"\b(glisk_reader|glisk_worker)\b", rf"\1_{suffix}", documented_sql("roles"))
     reader, worker = f"glisk_reader_{suffix}", f"glisk_worker_{suffix}"
     with pg_engine.begin() as conn:
         conn.exec_driver_sql(sql)
@@ -343,12 +364,7 @@ def test_the_documented_roles_read_and_move_on_only_what_the_contract_says(
         assert as_role(reader, "UPDATE mint_events SET removed = true") == "42501"
         promote = f"UPDATE tokens SET status = 'generating' WHERE token_id = {t}"
         assert as_role(reader, promote) == "42501"
-        claim = (
-            "SELECT t.token_id FROM tokens t WHERE t.status = 'detected' AND NOT EXISTS "
-            "(SELECT 1 FROM mint_events m WHERE m.id = t.mint_event_id AND m.removed) "
-            "ORDER BY t.mint_timestamp, t.token_id LIMIT 5 FOR UPDATE SKIP LOCKED"
-        )
-        assert as_role(worker, claim) is None
+        assert as_role(worker, documented_sql("claim")) is None
         moved = f"UPDATE tokens SET status = 'generating', image_url = 'x' WHERE token_id = {t}"
         assert as_role(worker, moved) is None
         assert as_role(worker, f"UPDATE tokens SET author_id = 1 WHERE token_id = {t}") == "42501"
