@@ -118,14 +118,15 @@ mint_events = Table(
     Index(None, "block_number"),
 )
 
-# THE DOWNSTREAM CONTRACT (docs/downstream.md). The store (glisk_pipeline/db/store/) is
-# the only writer of authors, mint_events, processed_ranges, system_state, webhook_blocks,
-# mint_stats (the mint_stats asset) and orphaned_tokens, and of these tokens columns:
+# THE DOWNSTREAM CONTRACT (docs/downstream.md). The index is the only writer of authors,
+# mint_events, processed_ranges, system_state, webhook_blocks, orphaned_tokens (the store,
+# glisk_pipeline/db/store/) and mint_stats (its asset), and of these tokens columns:
 # token_id, mint_event_id, minter_address, author_id, mint_timestamp. It inserts token
 # rows as `detected` and never changes `status` afterwards.
 # The workers downstream (image generation, upload, reveal) own `status` after insert and
 # DOWNSTREAM_COLUMNS; `updated_at` is set by the database on every update (a trigger on
-# both dialects, migration 0005). Status transitions, each made by a worker:
+# both dialects, store/downstream.py, installed by migration 0005). Status transitions,
+# each made by a worker:
 #   detected -> generating (claimed: FOR UPDATE SKIP LOCKED, only rows whose mint_events
 #   row is not removed), generating -> uploading -> ready -> revealed, generating or
 #   uploading -> failed, failed -> detected (a retry), generating -> detected (a worker

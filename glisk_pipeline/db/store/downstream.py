@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from glisk_pipeline.db.schema import DOWNSTREAM_COLUMNS
+
 CHANNEL = "glisk_tokens"
 # A run is at most `[9223372036854775807, 9223372036854775807]` plus ", ": 44 bytes; 150
 # of them and the key are under 6,700 bytes, inside the 7,999-byte payload limit.
@@ -150,11 +152,43 @@ def id_runs(ids: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+# tokens.updated_at, set by the database on every update that changes the row (installed
+# by migration 0005; the trigger's SQL is the store's, as the only writer of tokens).
+PG_TOUCH = [
+    """CREATE OR REPLACE FUNCTION glisk_touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$""",
+    """CREATE TRIGGER tokens_updated_at BEFORE UPDATE ON tokens
+FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*)
+EXECUTE FUNCTION glisk_touch_updated_at()""",
+]
+PG_UNTOUCH = [
+    "DROP TRIGGER IF EXISTS tokens_updated_at ON tokens",
+    "DROP FUNCTION IF EXISTS glisk_touch_updated_at()",
+]
+# An update that sets updated_at itself keeps its value; six fraction digits, the form
+# SQLAlchemy writes (CURRENT_TIMESTAMP has whole seconds).
+SQLITE_TOUCH = [
+    """CREATE TRIGGER tokens_updated_at AFTER UPDATE ON tokens
+FOR EACH ROW WHEN NEW.updated_at IS OLD.updated_at
+BEGIN
+    UPDATE tokens SET updated_at = strftime('%Y-%m-%d %H:%M:%f000', 'now')
+    WHERE token_id = NEW.token_id;
+END"""
+]
+SQLITE_UNTOUCH = ["DROP TRIGGER IF EXISTS tokens_updated_at"]
+
 # A token row as orphaned_tokens keeps it (orphaned_at is the time it moved there).
-ARCHIVED = (
-    "token_id, mint_event_id, minter_address, author_id, status, mint_timestamp, updated_at, "
-    "image_url, generation_attempts, generation_error"
-)
+ARCHIVED = ", ".join(
+    (
+        "token_id", "mint_event_id", "minter_address", "author_id", "status",
+        "mint_timestamp", "updated_at", *DOWNSTREAM_COLUMNS,
+    )
+)  # fmt: skip
 
 
 def pg_take_over_sql(events: str) -> str:

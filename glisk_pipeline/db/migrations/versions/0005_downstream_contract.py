@@ -3,11 +3,12 @@ the database, and glisk_store_delivery again (a reorg keeps token rows a worker 
 and new or orphaned token ids are announced on NOTIFY glisk_tokens)
 
 See docs/downstream.md and glisk_pipeline/db/store/downstream.py. `updated_at` of a token
-row is set on every update that changes the row, by a trigger on both dialects (now() on
-PostgreSQL: the changing transaction's time; the current time on SQLite, which has no
-transaction clock). Downgrading drops what this adds but leaves the delivery function
-installed, which needs orphaned_tokens: a database downgraded below 0005 must not take
-webhook deliveries until it is upgraded again.
+row is set by a trigger (its SQL is the store's: store/downstream.py): on PostgreSQL on
+every update that changes the row, to now() (the changing transaction's time); on SQLite
+on every update that does not set it itself, to the current time. Downgrading drops what
+this adds but leaves the delivery function installed, which needs orphaned_tokens: a
+database downgraded below 0005 must not take webhook deliveries until it is upgraded
+again.
 
 Revision ID: 0005
 Revises: 0004
@@ -19,6 +20,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from glisk_pipeline.db.store.downstream import (
+    PG_TOUCH,
+    PG_UNTOUCH,
+    SQLITE_TOUCH,
+    SQLITE_UNTOUCH,
+)
 from glisk_pipeline.db.store.webhook_pg import CREATE_FUNCTION
 
 # The function body this migration was written for (sha256 of webhook_pg.BODY, stripped).
@@ -30,34 +37,6 @@ branch_labels = None
 depends_on = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-PG_TOUCH = [
-    """CREATE OR REPLACE FUNCTION glisk_touch_updated_at() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END
-$$""",
-    """CREATE TRIGGER tokens_updated_at BEFORE UPDATE ON tokens
-FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*)
-EXECUTE FUNCTION glisk_touch_updated_at()""",
-]
-PG_UNTOUCH = [
-    "DROP TRIGGER IF EXISTS tokens_updated_at ON tokens",
-    "DROP FUNCTION IF EXISTS glisk_touch_updated_at()",
-]
-# An update that sets updated_at itself keeps its value; six fraction digits, the form
-# SQLAlchemy writes (CURRENT_TIMESTAMP has whole seconds).
-SQLITE_TOUCH = [
-    """CREATE TRIGGER tokens_updated_at AFTER UPDATE ON tokens
-FOR EACH ROW WHEN NEW.updated_at IS OLD.updated_at
-BEGIN
-    UPDATE tokens SET updated_at = strftime('%Y-%m-%d %H:%M:%f000', 'now')
-    WHERE token_id = NEW.token_id;
-END"""
-]
-SQLITE_UNTOUCH = ["DROP TRIGGER IF EXISTS tokens_updated_at"]
 
 
 def upgrade() -> None:
