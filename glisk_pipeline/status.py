@@ -6,6 +6,8 @@ Read-only: a few RPC calls and a few indexed queries.
 
 Failing (`failing`, `glisk status` exits 4): token ids overlap anywhere or have a gap at
 or below the checkpoint; the supply proof finds missing or extra ids at the final block.
+Orphaned token rows (downstream's rows whose mint left the chain) fail it too
+(`no_orphaned_tokens`).
 Unreachable (`unreachable`, exit 1): the node or the database did not answer; what the
 other one says is still reported.
 
@@ -28,11 +30,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from glisk_pipeline.db.engine import describe_db_error
 from glisk_pipeline.db.schema import mint_events
+from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
 from glisk_pipeline.provider_errors import RpcError, redact
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings
 from glisk_pipeline.supply import contiguity_breaks, listed, prove, shown, windows_of
 from glisk_pipeline.tip import WebhookView, read_view, silence
+
+NO_ORPHANED_TOKENS = "no_orphaned_tokens"  # the check's name, here and in Dagster
 
 
 def read_tables(engine: Engine) -> dict[str, Any]:
@@ -79,6 +84,7 @@ def empty_status() -> dict[str, Any]:
         "integrity": {"token_ids_contiguous": None, "supply": None},
         "partitions": None,
         "checks": None,
+        "downstream": None,  # token rows workers moved on whose mint left the chain
         "warnings": [],
         "problems": [],
         "unreachable": [],  # endpoints (scheme://host:port) that did not answer
@@ -113,6 +119,7 @@ def collect(
         chain_ok = False
     if tables is not None:
         check_contiguity(status, engine, tables["last_processed_block"], settings)
+        check_orphans(status, engine)
     if tables is None or not chain_ok:
         if tables is not None:  # what the database says without the chain
             status["checkpoint"] = {"last_processed_block": tables["last_processed_block"]}
@@ -153,6 +160,31 @@ def check_contiguity(
         status["problems"].append(
             f"token ids not contiguous: {len(gaps)} gaps ({shown(gaps)}), "
             f"{len(overlaps)} overlaps ({shown(overlaps)}); re-materialize {shown(keys)}"
+        )
+
+
+def check_orphans(status: dict[str, Any], engine: Engine) -> None:
+    """Orphaned token rows (store/downstream.py): a worker moved them on, then a reorg
+    took their mint off the chain. Failing until the operator resolves them."""
+    with engine.connect() as conn:
+        found = orphaned_tokens(conn)
+    ids = [o.token_id for o in found]
+    by_status: dict[str, int] = {}
+    for orphan in found:
+        by_status[orphan.status] = by_status.get(orphan.status, 0) + 1
+    status["downstream"] = {
+        "orphaned_tokens": len(found),
+        **listed("orphaned_token_ids", ids, limit=100),
+        "orphaned_by_status": by_status,
+        "orphaned_moved_aside": sum(o.archived for o in found),
+    }
+    if found:
+        runs = run_labels(ids)
+        status["failing"].append(NO_ORPHANED_TOKENS)
+        status["problems"].append(
+            f"{len(found)} token rows downstream moved on belong to mints no longer on the "
+            f"chain (orphaned): token ids {shown(runs)}; undo their work downstream, then "
+            "delete them (docs/downstream.md)"
         )
 
 

@@ -20,13 +20,16 @@ from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.defs.assets import mint_events
 from glisk_pipeline.defs.checks import (
     CHECKPOINT_FRESH,
+    NO_ORPHANED_TOKENS,
     TOKEN_IDS_CONTIGUOUS,
+    TOKENS_MATCH_QUANTITY,
     WINDOWS_HOLD_THEIR_LOGS,
     mint_event_checks,
 )
 from glisk_pipeline.ingest import backfill_range
 from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.windows import parse_key
+from tests.factories import chain_of
 from tests.pipeline_support import (  # noqa: F401
     DEFAULT_AUTHOR,
     SIZE,
@@ -104,7 +107,7 @@ def test_freshness_check_follows_the_thresholds(
 
 
 def test_every_check_has_a_description() -> None:
-    assert len(mint_event_checks) == 6
+    assert len(mint_event_checks) == 7
     for spec in mint_event_checks:
         assert spec.description and len(spec.description) > 40, spec.name
 
@@ -264,3 +267,36 @@ def test_checks_after_a_backfill_that_skips_window_0_and_a_deletion_inside_it(
             resources=p.resources(),
         )
         assert all(e.passed for e in again.get_asset_check_evaluations())
+
+
+def test_a_token_row_orphaned_by_a_reorg_fails_its_check_naming_it(
+    pipeline: Pipeline,  # noqa: F811
+) -> None:
+    p = pipeline
+    with instance_for_test() as instance:
+        keys = add_all_partitions(instance, p)
+        assert materialize_range(instance, p, keys[0], keys[-1]).success
+        mint = p.history.mints[0]
+        revealed = mint.start_token_id
+        with p.engine.begin() as conn:  # a worker revealed one of its tokens
+            conn.execute(
+                text("UPDATE tokens SET status = 'revealed' WHERE token_id = :t"), {"t": revealed}
+            )
+        # the final chain's block there turned out to be another one (the store's removal)
+        block = mint.block_number
+        MintStore(p.engine, DEFAULT_AUTHOR, start_block=p.start_block).reconcile_range(
+            [], start_block=block, end_block=block, canonical=chain_of()
+        )
+        result = materialize(
+            ASSETS,
+            selection=AssetSelection.checks(NO_ORPHANED_TOKENS.key, TOKENS_MATCH_QUANTITY.key),
+            instance=instance,
+            resources=p.resources(),
+            raise_on_error=False,
+        )
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert checks["tokens_match_quantity"].passed  # the rows still detected left
+        orphaned = checks["no_orphaned_tokens"]
+        assert not orphaned.passed and "docs/downstream.md" in orphaned.description
+        assert orphaned.metadata["orphaned_tokens"].value == 1
+        assert orphaned.metadata["orphaned_token_ids"].text == str(revealed)

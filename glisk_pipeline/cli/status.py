@@ -9,8 +9,9 @@ secret) and the rest is still printed; `--json` always writes its object.
 
 Exit codes (so it can serve as a cron or Kubernetes probe), the first that applies:
 1 error (the node or the database unreachable, the schema behind), 4 failing (token ids
-not contiguous, the supply proof fails, or a Dagster check's latest result failed with
-ERROR severity, for the checks it does not evaluate itself), 3 lagging (a lag past its
+not contiguous, the supply proof fails, token rows orphaned by a reorg, or a Dagster
+check's latest result failed with ERROR severity, for the checks it does not evaluate
+itself), 3 lagging (a lag past its
 threshold: see glisk_pipeline/status.py), 0 healthy.
 """
 
@@ -147,7 +148,12 @@ def check_chain(status: dict[str, Any], client: RpcClient, expected: int | None)
 
 # Checks that status evaluates itself, now: their latest Dagster result (possibly older,
 # e.g. from before a repair) is shown but not judged again.
-EVALUATED_HERE = {"token_ids_contiguous", "supply_matches_contract", "checkpoint_fresh"}
+EVALUATED_HERE = {
+    "token_ids_contiguous",
+    "supply_matches_contract",
+    "checkpoint_fresh",
+    "no_orphaned_tokens",
+}
 
 
 def judge_checks(status: dict[str, Any]) -> None:

@@ -143,6 +143,8 @@ GAUGES = (
      ("webhook", None, "last_delivery_age_seconds")),
     ("glisk_webhook_behind_head_blocks", "chain head - the last block a delivery named",
      ("webhook", None, "behind_head_blocks")),
+    ("glisk_orphaned_tokens", "token rows downstream moved on whose mint left the chain",
+     ("downstream", None, "orphaned_tokens")),
 )  # fmt: skip
 
 

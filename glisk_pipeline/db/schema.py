@@ -118,6 +118,27 @@ mint_events = Table(
     Index(None, "block_number"),
 )
 
+# THE DOWNSTREAM CONTRACT (docs/downstream.md). The index is the only writer of authors,
+# mint_events, processed_ranges, system_state, webhook_blocks, orphaned_tokens (the store,
+# glisk_pipeline/db/store/) and mint_stats (its asset), and of these tokens columns:
+# token_id, mint_event_id, minter_address, author_id, mint_timestamp. It inserts token
+# rows as `detected` and never changes `status` afterwards.
+# The workers downstream (image generation, upload, reveal) own `status` after insert and
+# DOWNSTREAM_COLUMNS; `updated_at` is set by the database on every update (a trigger on
+# both dialects, store/downstream.py, installed by migration 0005). Status transitions,
+# each made by a worker:
+#   detected -> generating (claimed: FOR UPDATE SKIP LOCKED, only rows whose mint_events
+#   row is not removed), generating -> uploading -> ready -> revealed, generating or
+#   uploading -> failed, failed -> detected (a retry), generating -> detected (a worker
+#   resetting rows it left stuck at start-up).
+# A reorg deletes a removed mint's token rows only while they are `detected`; any other
+# row is kept, orphaned (its mint_events row has removed = true: the mark is on the row
+# only the store writes, so marking never waits for a worker's lock); the same log coming
+# back revives the mint and leaves the row untouched. When the winning fork's mint takes a
+# kept row's id, the row moves to orphaned_tokens. Orphans are the operator's to resolve
+# (`glisk status` fails naming them). See store/downstream.py.
+DOWNSTREAM_COLUMNS = ("image_url", "generation_attempts", "generation_error")
+
 # token_id is the key (no surrogate id: one index less on the hottest insert). author_id
 # has no FOREIGN KEY: its per-row check cost 25% of a bulk insert (206 ms per 60k rows,
 # measured), and only the store writes it, always from an existing authors row; authors
@@ -139,11 +160,36 @@ tokens = Table(
     Column("status", String(16), nullable=False, server_default="detected"),
     Column("mint_timestamp", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # downstream's (DOWNSTREAM_COLUMNS): never written by the store
+    Column("image_url", Text),
+    Column("generation_attempts", Integer, nullable=False, server_default="0"),
+    Column("generation_error", Text),
     CheckConstraint(
         "status IN ('detected', 'generating', 'uploading', 'ready', 'revealed', 'failed')",
         name="status_known",
     ),
     Index(None, "status"),
+)
+
+# Token rows a worker had moved on whose id the winning fork's mint took (see the
+# contract above): the row as it was, and when it moved here. The operator resolves them
+# (undo the work downstream, then delete the row).
+orphaned_tokens = Table(
+    "orphaned_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_id", BigInteger, nullable=False),
+    Column("mint_event_id", BigInteger, nullable=False),
+    Column("minter_address", String(42), nullable=False),
+    Column("author_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("mint_timestamp", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("image_url", Text),
+    Column("generation_attempts", Integer, nullable=False),
+    Column("generation_error", Text),
+    Column("orphaned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(None, "token_id"),
 )
 
 system_state = Table(

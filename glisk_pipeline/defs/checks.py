@@ -32,6 +32,7 @@ from sqlalchemy import Engine, and_, func, or_, select
 
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
+from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
 from glisk_pipeline.defs.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.supply import IdRange, contiguity_breaks, prove, shown, windows_of
@@ -50,8 +51,10 @@ MINT_EVENTS = AssetKey("mint_events")
 
 def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
     """(mint_event id, expected, actual, block) where a live event does not own exactly
-    `quantity` token rows, or a removed event still owns any."""
+    `quantity` token rows, or a removed event still owns a `detected` one (rows a worker
+    moved on are kept, orphaned: no_orphaned_tokens reports them)."""
     written = func.count(tokens_t.c.token_id)
+    detected = func.count(tokens_t.c.token_id).filter(tokens_t.c.status == "detected")
     expected = func.max(events_t.c.quantity)
     query = (
         select(
@@ -66,7 +69,7 @@ def token_count_mismatches(engine: Engine) -> list[tuple[int, int, int, int]]:
         .having(
             or_(
                 and_(~events_t.c.removed, written != expected),
-                and_(events_t.c.removed, written != 0),
+                and_(events_t.c.removed, detected != 0),
             )
         )
         .order_by(events_t.c.id)
@@ -541,3 +544,36 @@ def evaluate_checks(
         if key in selected:
             result = evaluate(instance, database, chain)
             yield result._replace(asset_key=spec.asset_key, check_name=spec.name)
+
+
+NO_ORPHANED_TOKENS = AssetCheckSpec(
+    "no_orphaned_tokens",
+    asset=MINT_EVENTS,
+    description="No token row a worker moved on (generating, uploading, ready, revealed, "
+    "failed) belongs to a mint that a reorg took off the chain. On failure: undo the work "
+    "downstream for the listed token ids, then delete the rows (docs/downstream.md).",
+)
+
+
+def no_orphaned_tokens(
+    instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
+) -> AssetCheckResult:
+    with database.engine.connect() as conn:
+        found = orphaned_tokens(conn)
+    runs = run_labels([o.token_id for o in found])
+    return AssetCheckResult(
+        passed=not found,
+        description=None
+        if not found
+        else f"{len(found)} token rows downstream moved on belong to mints no longer on the "
+        "chain: undo their work downstream, then delete them (docs/downstream.md)",
+        metadata={
+            "orphaned_tokens": len(found),
+            "orphaned_token_ids": _shown(runs),
+            "moved_to_orphaned_tokens": sum(o.archived for o in found),
+        },
+    )
+
+
+CHECKS[NO_ORPHANED_TOKENS.key] = (NO_ORPHANED_TOKENS, no_orphaned_tokens)
+mint_event_checks.append(NO_ORPHANED_TOKENS)

@@ -5,6 +5,7 @@
 - ordering.py: which view of a block a webhook delivery may apply (one rule, in SQL).
 - reconcile.py: marking what the chain contradicts as removed; processed ranges and the
   last_processed_block checkpoint.
+- downstream.py: the token rows downstream owns: what a reorg does to them, NOTIFY.
 """
 
 from glisk_pipeline.db.store.api import RETRYABLE_SQLSTATES, MintStore
@@ -15,6 +16,7 @@ from glisk_pipeline.db.store.results import (
     StoreError,
     StoreResult,
     TokenConflictError,
+    TokenHeldError,
 )
 from glisk_pipeline.db.store.upserts import PG_CHUNK
 
@@ -28,4 +30,5 @@ __all__ = [
     "StoreError",
     "StoreResult",
     "TokenConflictError",
+    "TokenHeldError",
 ]

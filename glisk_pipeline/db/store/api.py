@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.store import counters, reconcile
+from glisk_pipeline.db.store.downstream import LOCK_NOT_AVAILABLE
 from glisk_pipeline.db.store.ordering import (
     AGREE,
     FINAL,
@@ -36,6 +37,7 @@ from glisk_pipeline.db.store.results import (
     StoreError,
     StoreResult,
     TokenConflictError,
+    TokenHeldError,
     UnprovenRemovalError,
 )
 from glisk_pipeline.db.store.upserts import (
@@ -226,7 +228,7 @@ class MintStore:
         stale = reconcile.contradicted(conn, batch, lo, hi, pg=self._pg, staged=staged)
         holders = reconcile.live_rows(conn, settle.holders)
         doomed = settle.judge(stale, holders)
-        removed = reconcile.remove_rows(conn, [row.id for row in doomed])
+        removed = reconcile.remove_rows(conn, [row.id for row in doomed], pg=self._pg)
         try:
             result = self._upsert(conn, batch, source, staged=staged)
         except TokenConflictError as conflict:
@@ -235,8 +237,11 @@ class MintStore:
                 raise
             settle.hold(held)
             raise NeedProof({row.block_number for _, row in held} - set(settle.proofs)) from None
+        if self._pg and doomed:
+            reconcile.announce_orphans(conn, [row.id for row in doomed])
         result.removed = removed
         result.proven_blocks = settle.proven_blocks
+        reconcile.sweep_detected(conn, lo, hi, pg=self._pg)
         reconcile.record_range(conn, lo, hi, len(batch), pg=self._pg, start_block=self.start_block)
         if self.webhook_blocks_retention is not None:
             reconcile.prune_webhook_blocks(conn, self.webhook_blocks_retention)
@@ -314,6 +319,8 @@ class MintStore:
                     return work(conn)
             except DBAPIError as exc:
                 sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate == LOCK_NOT_AVAILABLE:
+                    raise TokenHeldError() from None
                 if sqlstate not in RETRYABLE_SQLSTATES or attempt == attempts:
                     raise
                 time.sleep(0.01 * 2**attempt)

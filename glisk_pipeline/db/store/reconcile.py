@@ -1,7 +1,8 @@
 """Making the table equal the chain, and the checkpoint that records how far it is.
 
 A log whose block left the canonical chain is kept with `removed = true` and its token
-rows are deleted (they never existed on the chain that won). This module finds the rows an
+rows still `detected` are deleted (they never existed on the chain that won; rows a
+worker moved on stay, orphaned: store/downstream.py). This module finds the rows an
 answer contradicts and removes rows by id; which of them may be removed is decided by the
 proof rule in api.py (`MintStore.reconcile_range`), never here. A final range, once
 reconciled, is recorded in processed_ranges; last_processed_block (system_state) is the
@@ -25,6 +26,11 @@ from glisk_pipeline.db.schema import (
     system_state,
     tokens,
     webhook_blocks,
+)
+from glisk_pipeline.db.store.downstream import (
+    drop_tokens_sqlite,
+    pg_announce_orphans_sql,
+    pg_drop_tokens_sql,
 )
 from glisk_pipeline.db.store.ordering import block_is_final, final_check_sql
 from glisk_pipeline.db.store.upserts import STAGE
@@ -203,7 +209,7 @@ def remove_stale(conn: Connection, batch: list[MintRecord], block: int, keep_has
     ordering rule, is the proof that the block at that number changed. A log recorded in
     a block reconciled as final is not moved (as in pg_contradicted_ids_sql)."""
     ids = _contradicted_ids_sqlite(conn, batch, block, block, keep_hash, keep_final=True)
-    return remove_rows(conn, ids)
+    return remove_rows(conn, ids, pg=False)
 
 
 def _contradicted_ids_sqlite(
@@ -254,26 +260,42 @@ def _contradicted_ids_sqlite(
     return sorted(stale_ids)
 
 
-def remove_rows(conn: Connection, ids: Sequence[int]) -> int:
-    """Mark events removed and delete their token rows (they left the detected queue:
-    those tokens do not exist on the canonical chain). Tokens are found by their
-    key range, so tokens.mint_event_id needs no index of its own."""
+def remove_rows(conn: Connection, ids: Sequence[int], *, pg: bool) -> int:
+    """Mark events removed and delete their token rows that are still `detected` (those
+    tokens do not exist on the canonical chain); rows a worker moved on stay, orphaned
+    (store/downstream.py). Tokens are found by their key range, so tokens.mint_event_id
+    needs no index of its own."""
     for start in range(0, len(ids), 500):
         chunk = list(ids[start : start + 500])
-        events = conn.execute(
-            update(mint_events)
-            .where(mint_events.c.id.in_(chunk))
-            .values(removed=True)
-            .returning(mint_events.c.id, mint_events.c.start_token_id, mint_events.c.quantity)
-        ).all()
-        for event_id, first, quantity in events:
-            conn.execute(
-                delete(tokens).where(
-                    tokens.c.token_id.between(first, first + quantity - 1),
-                    tokens.c.mint_event_id == event_id,
-                )
-            )
+        conn.execute(update(mint_events).where(mint_events.c.id.in_(chunk)).values(removed=True))
+        if pg:
+            conn.execute(_PG_DROP_TOKENS, {"ids": chunk})
+        else:
+            marks = ", ".join(str(int(i)) for i in chunk)
+            drop_tokens_sqlite(conn, f"m.id IN ({marks})", {})
     return len(ids)
+
+
+_PG_DROP_TOKENS = text(pg_drop_tokens_sql("m.id = ANY (CAST(:ids AS bigint[]))"))
+_SWEEP = "m.removed AND m.block_number BETWEEN :lo AND :hi"
+_PG_SWEEP = text(pg_drop_tokens_sql(_SWEEP))
+_PG_ANNOUNCE_ORPHANS = text(pg_announce_orphans_sql("m.id = ANY (CAST(:ids AS bigint[]))"))
+
+
+def announce_orphans(conn: Connection, ids: Sequence[int]) -> None:
+    """PostgreSQL: announce the orphaned token rows of the events `ids`, once the call
+    that removed them wrote everything else (store/downstream.py)."""
+    for start in range(0, len(ids), 500):
+        conn.execute(_PG_ANNOUNCE_ORPHANS, {"ids": list(ids[start : start + 500])})
+
+
+def sweep_detected(conn: Connection, lo: int, hi: int, *, pg: bool) -> None:
+    """Delete the `detected` token rows removed events in the final blocks lo..hi still
+    own: rows a worker held while their mint was removed, and let go of unchanged."""
+    if pg:
+        conn.execute(_PG_SWEEP, {"lo": lo, "hi": hi})
+    else:
+        drop_tokens_sqlite(conn, _SWEEP, {"lo": lo, "hi": hi})
 
 
 def record_range(

@@ -24,6 +24,21 @@ class TokenConflictError(StoreError):
         self.claims = list(claims)
 
 
+class TokenHeldError(TokenConflictError):
+    """A new event claims a token id whose row a removed mint kept (orphaned), and a
+    worker downstream holds that row locked: nothing was written; retry once the worker
+    lets go (the webhook answers as for a token conflict, so Alchemy retries). The store
+    sets no lock_timeout; one a deployment sets on the database role would be reported
+    as this too (the same SQLSTATE, 55P03)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a token id this call claims is held by a row a worker downstream has locked "
+            "(its mint left the chain; it moves aside once the worker lets go): "
+            "nothing written, retry"
+        )
+
+
 class UnprovenRemovalError(StoreError):
     """An answer contradicts live rows that cannot be proven off the canonical chain
     (their block is still canonical, or the node lacks it): nothing was written."""

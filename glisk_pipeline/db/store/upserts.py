@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.schema import authors, mint_events, tokens
+from glisk_pipeline.db.store.downstream import announce_sql, pg_take_over_sql, take_over_sqlite
 from glisk_pipeline.db.store.results import (
     EventOutcome,
     Outcome,
@@ -174,7 +175,9 @@ def pg_upsert_sql(incoming: str, source: str, revive: str, default_wallet: str) 
     start_token_id, tokens). `incoming` yields the rows (columns as PG_INCOMING_ARRAYS);
     the other arguments are SQL expressions (bind parameters, or the delivery function's
     variables). ON CONFLICT ... WHERE removed revives a removed row; a live row is left
-    alone (duplicate). `xmax = 0` tells a fresh insert from a revived row."""
+    alone (duplicate). `xmax = 0` tells a fresh insert from a revived row. Token rows:
+    a revived event's own kept rows count as written; rows that a removed event kept on
+    these ids move to orphaned_tokens; the new rows are announced (store/downstream.py)."""
     return f"""
 WITH incoming AS ({incoming}),
 upserted AS (
@@ -210,6 +213,7 @@ default_author AS (
     UNION ALL
     SELECT id FROM authors WHERE wallet_address = {default_wallet}
 ),
+{pg_take_over_sql("upserted")},
 new_tokens AS (
     INSERT INTO tokens (token_id, mint_event_id, minter_address, author_id, status,
                         mint_timestamp)
@@ -219,16 +223,23 @@ new_tokens AS (
     FROM upserted u
     CROSS JOIN LATERAL generate_series(0, u.quantity - 1) AS g(i)
     LEFT JOIN authors a ON a.wallet_address = u.author_wallet
+    WHERE NOT EXISTS (SELECT 1 FROM own o WHERE o.token_id = u.start_token_id + g.i)
+      -- the rows taken over are moved before their ids are inserted again
+      AND (SELECT count(*) FROM archived) >= 0
     ORDER BY 1
     ON CONFLICT (token_id) DO NOTHING
-    RETURNING mint_event_id
+    RETURNING mint_event_id, token_id
 ),
+{announce_sql("announced", "detected", "SELECT token_id FROM new_tokens")},
 written AS (
     SELECT u.id, u.tx_hash, u.log_index, u.inserted, u.quantity, u.start_token_id,
-           COALESCE(n.written, 0) AS tokens
+           COALESCE(n.written, 0) + COALESCE(k.kept, 0) AS tokens
     FROM upserted u
     LEFT JOIN (SELECT mint_event_id, count(*) AS written FROM new_tokens GROUP BY 1) n
            ON n.mint_event_id = u.id
+    LEFT JOIN (SELECT mint_event_id, count(*) AS kept FROM own GROUP BY 1) k
+           ON k.mint_event_id = u.id
+    CROSS JOIN announced  -- so that the announcement runs
 )"""
 
 
@@ -319,6 +330,7 @@ def _upsert_sqlite(
     )
     outcomes = []
     token_rows: list[dict[str, object]] = []
+    claimed: dict[int, int] = {}  # token id: the event writing it
     for r in chunk:
         values = _event_values(r, source)
         event_id = conn.execute(insert_event.values(**values)).scalar_one_or_none()
@@ -340,6 +352,7 @@ def _upsert_sqlite(
             continue
         outcomes.append(EventOutcome(r.tx_hash, r.log_index, outcome, event_id, r.token_ids))
         author_id = author_ids.get(r.author_wallet, default_author)
+        claimed.update((token_id, event_id) for token_id in r.token_ids)
         token_rows.extend(
             {
                 "token_id": token_id,
@@ -350,6 +363,10 @@ def _upsert_sqlite(
             }
             for token_id in r.token_ids
         )
+    if token_rows:
+        # kept rows: a revived event's own stay untouched; a removed event's move aside
+        own = take_over_sqlite(conn, claimed)
+        token_rows = [r for r in token_rows if r["token_id"] not in own]
     if token_rows:
         inserted = conn.execute(
             sqlite_insert(tokens).on_conflict_do_nothing(index_elements=["token_id"]),

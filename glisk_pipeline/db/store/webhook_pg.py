@@ -3,8 +3,9 @@
 `glisk_store_delivery(doc jsonb)` (installed by an Alembic migration from CREATE_FUNCTION
 below) does, in one transaction: take the final-range lock shared (reconcile_range takes it
 exclusive), claim the block by the ordering rule (ordering.py, the same CASE SQLite runs),
-mark the rows the delivery contradicts removed and drop their tokens (reconcile.py's
-statement), and upsert the events and their tokens (upserts.py's statement). A delivery
+mark the rows the delivery contradicts removed and drop their tokens still `detected`
+(reconcile.py's and downstream.py's statements), and upsert the events and their tokens
+(upserts.py's statement, which announces new token ids: NOTIFY glisk_tokens). A delivery
 without a block to claim (no sequenceNumber) is refused as final if any of its logs is in
 a final block, and otherwise only adds what is missing. It returns
 `{"verdict", "removed", "events": [[tx_hash, log_index, id, inserted], ...]}`, or raises
@@ -29,6 +30,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from glisk_pipeline.chain import MintRecord
 from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK
+from glisk_pipeline.db.store.downstream import (
+    LOCK_NOT_AVAILABLE,
+    pg_announce_orphans_sql,
+    pg_drop_tokens_sql,
+)
 from glisk_pipeline.db.store.ordering import (
     FINAL,
     OLDER,
@@ -46,6 +52,7 @@ from glisk_pipeline.db.store.results import (
     StoreError,
     StoreResult,
     TokenConflictError,
+    TokenHeldError,
 )
 from glisk_pipeline.db.store.upserts import TOKEN_CONFLICT, dedupe, pg_upsert_sql
 
@@ -88,7 +95,7 @@ DECLARE
     v_claimed boolean;
     v_removed int := 0;
     v_removed_ids bigint[];
-    v_token_ids bigint[];
+    v_dropped bigint;
     v_events json := '[]';
     v_bad json;
 BEGIN
@@ -116,13 +123,11 @@ BEGIN
                 AS t(tx_hash text, log_index int, block_hash text)
         ),
         removed AS ({pg_remove_sql("v_block", "v_block", "v_hash", probe=True, final_key="v_key")})
-        SELECT count(DISTINCT id), array_agg(DISTINCT id), array_agg(token_id)
-        FROM removed CROSS JOIN LATERAL generate_series(start, start + quantity - 1)
-             AS g(token_id)
-        INTO v_removed, v_removed_ids, v_token_ids;
-        IF v_removed > 0 THEN  -- their token rows, by primary key (never a scan)
-            DELETE FROM tokens
-            WHERE token_id = ANY (v_token_ids) AND mint_event_id = ANY (v_removed_ids);
+        SELECT count(DISTINCT id), array_agg(DISTINCT id) FROM removed
+        INTO v_removed, v_removed_ids;
+        IF v_removed > 0 THEN  -- their detected token rows; the others stay, orphaned
+            {pg_drop_tokens_sql("m.id = ANY (v_removed_ids)")}
+            INTO v_dropped;
         END IF;
         END IF;
     ELSE  -- no sequenceNumber: nothing to claim, add what is missing, never in a final block
@@ -133,6 +138,17 @@ BEGIN
         END IF;
     END IF;
     IF jsonb_array_length(doc->'events') > 0 THEN
+        IF v_revive THEN
+            -- Lock the rows this delivery may revive before the upsert's snapshot is
+            -- taken: a delivery removing one of them commits first, and the upsert then
+            -- sees which of its token rows that delivery deleted (a revived event's
+            -- remaining rows are kept, the others inserted again).
+            PERFORM 1 FROM mint_events m
+            JOIN jsonb_to_recordset(doc->'events') AS t(tx_hash text, log_index int)
+              ON m.tx_hash = t.tx_hash AND m.log_index = t.log_index
+            ORDER BY m.tx_hash, m.log_index
+            FOR UPDATE OF m;
+        END IF;
         IF jsonb_array_length(doc->'events') > 200 THEN
             PERFORM set_config('work_mem', '64MB', true);  -- a big delivery's token sort
         END IF;
@@ -148,6 +164,10 @@ BEGIN
                 MESSAGE = format('{_CONFLICT_FORMAT}',
                                  v_bad->>0, v_bad->>1, v_bad->>2, v_bad->>3);
         END IF;
+    END IF;
+    IF v_removed > 0 THEN  -- the rows it left orphaned (not those it revived)
+        {pg_announce_orphans_sql("m.id = ANY (v_removed_ids)")}
+        INTO v_dropped;
     END IF;
     RETURN json_build_object('verdict', 'apply', 'removed', v_removed, 'events', v_events);
 END
@@ -271,6 +291,8 @@ class AsyncDeliveryStore:
                 attempt += 1
                 if exc.sqlstate == TOKEN_CONFLICT_SQLSTATE:
                     raise TokenConflictError(exc.diag.message_primary or str(exc)) from None
+                if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                    raise TokenHeldError() from None
                 if exc.sqlstate not in RETRYABLE or attempt >= attempts:
                     raise DatabaseError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
                 await asyncio.sleep(0.01 * 2**attempt)
