@@ -17,9 +17,9 @@ from bench.dagster_paths import sensor_cold_start, sensor_ticks
 from bench.deliveries import Factory
 from bench.loadgen import fixed_rate
 from bench.sparse_shim import SparseChain, synthetic_logs
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.engine import make_engine
-from glisk_pipeline.rpc import RpcClient
 
 
 def sparse(n_blocks: int, n_events: int) -> dict[str, Any]:

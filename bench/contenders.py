@@ -20,12 +20,12 @@ from web3 import Web3
 
 from devtools.anvil import artifact
 from devtools.local_chain import DEFAULT_AUTHOR
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.ingest import backfill_range
-from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.sync.backfill import backfill_range
 
 Counts = dict[str, Any]
 

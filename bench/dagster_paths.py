@@ -29,7 +29,7 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from glisk_pipeline.defs.assets import mint_events
+    from glisk_pipeline.defs.backfill.assets import mint_events
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
     from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, window_of
 
@@ -105,8 +105,8 @@ def sensor_ticks(counts: tuple[int, ...] = (10, 1_000, 10_000)) -> dict[str, Any
     from dagster import build_sensor_context, instance_for_test
 
     from bench.sparse_shim import SparseChain
+    from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-    from glisk_pipeline.defs.sensors import chain_head_sensor
     from glisk_pipeline.windows import PARTITIONS_NAME, new_windows
 
     size = SENSOR_PARTITION_SIZE
@@ -177,9 +177,9 @@ def sensor_cold_start(
     from bench.b2_webhook import CONTRACT
     from bench.common import stored_counts
     from bench.sparse_shim import SparseChain, synthetic_logs
-    from glisk_pipeline.defs.assets import mint_events
+    from glisk_pipeline.defs.backfill.assets import mint_events
+    from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-    from glisk_pipeline.defs.sensors import chain_head_sensor
     from glisk_pipeline.windows import PARTITIONS_NAME
 
     size = COLD_PARTITION_SIZE

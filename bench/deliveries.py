@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bench.loadgen import Request
 from devtools.replay import delivery, signed
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
 
 KEY = "whsec_bench_0123456789abcdef"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
 
 
 def synthetic_logs(

@@ -302,7 +302,7 @@ def add_partitions_with_sensor(instance: Any, chain: Any) -> tuple[int, int, int
     daemon does. Returns (partitions added, ticks, run requests)."""
     from dagster import build_sensor_context
 
-    from glisk_pipeline.defs.sensors import chain_head_sensor
+    from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
 
     cursor, added, ticks, runs = None, 0, 0, 0
     while True:

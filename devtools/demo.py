@@ -76,8 +76,8 @@ class DemoSummary:
 def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSummary:
     from dagster import DagsterInstance, materialize
 
-    from glisk_pipeline.defs.assets import mint_events as mint_events_asset
-    from glisk_pipeline.defs.assets import mint_stats as mint_stats_asset
+    from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
+    from glisk_pipeline.defs.backfill.assets import mint_stats as mint_stats_asset
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 
     summary = DemoSummary()

@@ -1,8 +1,9 @@
 """The chain-vs-tables oracle: what the chain's BatchMinted logs say, and where the tables differ.
 
 The one comparison used by the demo, the tests and the benchmarks. It reads the chain and
-decodes with eth_abi, on purpose independent of the pipeline's decoder (glisk_pipeline/chain.py
-slices hex) so that tests can compare the two; it reads the tables with plain SELECTs.
+decodes with eth_abi, on purpose independent of the pipeline's decoder
+(glisk_pipeline/chain/decoder.py slices hex) so that tests can compare the two; it reads the
+tables with plain SELECTs.
 
     chain_logs(anvil, contract, from_block, to_block) -> raw eth_getLogs dicts (BatchMinted only)
     decode_mint(log) -> ChainMint;  chain_mints(anvil, contract, from_block, to_block)

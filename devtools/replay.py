@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
 from webhook_service.signature import sign
 
 RpcBatch = Callable[[Sequence[tuple[str, Sequence[Any]]]], list[Any]]

@@ -13,12 +13,12 @@ import os
 
 from dagster import Definitions, EnvVar, in_process_executor
 
-from glisk_pipeline.defs.assets import mint_events, mint_stats
+from glisk_pipeline.defs.backfill.assets import mint_events, mint_stats
+from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.run_record import run_failure_recorder
-from glisk_pipeline.defs.sensors import chain_head_sensor
-from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
-from glisk_pipeline.defs.tip_fill import mint_events_tip
+from glisk_pipeline.defs.silence.fill import mint_events_tip
+from glisk_pipeline.defs.silence.sensor import webhook_silence_sensor
 
 
 def _env(name: str) -> EnvVar | None:

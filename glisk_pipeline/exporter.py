@@ -24,11 +24,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.cli.common import EXIT_ERROR
 from glisk_pipeline.cli.status import exit_code, gather
 from glisk_pipeline.cli.status_output import prometheus_text
 from glisk_pipeline.db.store import counters
-from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.run_metrics import render
 from glisk_pipeline.settings import Settings
 

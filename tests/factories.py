@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.store.api import CanonicalHashes
 
 

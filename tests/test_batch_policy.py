@@ -18,13 +18,13 @@ from sqlalchemy import Engine
 
 from devtools.history import History, realistic_history
 from devtools.oracle import compare_with_chain
-from glisk_pipeline.batch_policy import DEFAULT_BATCH_LIMIT, BatchPolicy
+from glisk_pipeline.chain.batch_policy import DEFAULT_BATCH_LIMIT, BatchPolicy
+from glisk_pipeline.chain.provider_errors import BatchRefusal, batch_refusal, response_too_large
+from glisk_pipeline.chain.rpc import ProviderLagError, RpcClient
 from glisk_pipeline.cli import recover_events, repair, status
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.defs.assets import mint_events as mint_events_asset
-from glisk_pipeline.ingest import backfill_range
-from glisk_pipeline.provider_errors import BatchRefusal, batch_refusal, response_too_large
-from glisk_pipeline.rpc import ProviderLagError, RpcClient
+from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
+from glisk_pipeline.sync.backfill import backfill_range
 from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain

@@ -10,7 +10,7 @@ from devtools.anvil import DEV_ACCOUNTS, artifact, random_address
 from devtools.history import Mint, mint_batches
 from devtools.oracle import chain_logs, decode_mint
 from devtools.replay import as_webhook
-from glisk_pipeline.chain import (
+from glisk_pipeline.chain.decoder import (
     BATCH_MINTED_ABI,
     BATCH_MINTED_TOPIC0,
     EVENT_SIGNATURE,

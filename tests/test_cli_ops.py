@@ -264,7 +264,7 @@ def test_glisk_status_reads_partitions_from_the_dagster_instance(
 ) -> None:
     from dagster import DagsterInstance, materialize
 
-    from glisk_pipeline.defs.assets import mint_events as mint_events_asset
+    from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
     from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
 
@@ -323,7 +323,7 @@ def test_glisk_lists_its_commands() -> None:
 
 
 def test_tip_range_reads_above_the_checkpoint_with_an_overlap_and_a_cap() -> None:
-    from glisk_pipeline.tip import MAX_BLOCKS_PER_FILL, REORG_OVERLAP, tip_range
+    from glisk_pipeline.sync.tip import MAX_BLOCKS_PER_FILL, REORG_OVERLAP, tip_range
 
     assert tip_range(head=500, checkpoint=None, start_block=100, filled_to=None) == (100, 500)
     assert tip_range(head=500, checkpoint=299, start_block=100, filled_to=None) == (300, 500)

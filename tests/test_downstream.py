@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from devtools.local_chain import DEFAULT_AUTHOR
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.engine import libpq_conninfo
 from glisk_pipeline.db.schema import orphaned_tokens, tokens
 from glisk_pipeline.db.store import MintStore, TokenHeldError

@@ -28,9 +28,9 @@ from devtools.history import realistic_history
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.store import MintStore
+from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
 from glisk_pipeline.defs.run_record import run_failure_recorder
-from glisk_pipeline.defs.sensors import chain_head_sensor
-from glisk_pipeline.defs.tip_fill import ASSET_NAME, TipBlocks, mint_events_tip
+from glisk_pipeline.defs.silence.fill import ASSET_NAME, TipBlocks, mint_events_tip
 from glisk_pipeline.run_metrics import failure_reason, run_kind
 from tests.fixtures_chain import DevChain
 from tests.pipeline_support import local_resources

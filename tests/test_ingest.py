@@ -11,11 +11,11 @@ from sqlalchemy import Engine, func, select
 from devtools.history import History, realistic_history
 from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.oracle import chain_logs, chain_rows, table_rows, token_ids
-from glisk_pipeline.chain import decode_rpc_log
+from glisk_pipeline.chain.decoder import decode_rpc_log
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.ingest import backfill_range, prefetch
-from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.sync.backfill import backfill_range, prefetch
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain
 

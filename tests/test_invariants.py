@@ -128,7 +128,7 @@ def test_core_modules_load_neither_dagster_nor_fastapi() -> None:
 def test_the_recovery_cli_loads_only_what_a_recovery_needs() -> None:
     # Its start-up is part of every recovery's time (bench B1 measures the whole process):
     # Alembic (with Mako), httpx's own command line (click, rich, pygments), pandas, the
-    # frameworks and eth-utils (with eth-typing and cytoolz; glisk_pipeline/keccak.py does
+    # frameworks and eth-utils (with eth-typing and cytoolz; glisk_pipeline/chain/keccak.py does
     # what the core needed of it) are not loaded by a command that does not use them, and
     # neither is what only `--dry-run` or the closing supply proof uses (the audit, the
     # supply proof, windows: loaded when needed).
@@ -136,7 +136,11 @@ def test_the_recovery_cli_loads_only_what_a_recovery_needs() -> None:
         "alembic", "mako", "click", "rich", "pygments", "pandas", "web3", "dagster",
         "eth_utils", "eth_typing", "cytoolz",
     )  # fmt: skip
-    dry_run_only = ("glisk_pipeline.audit", "glisk_pipeline.supply", "glisk_pipeline.windows")
+    dry_run_only = (
+        "glisk_pipeline.verify.audit",
+        "glisk_pipeline.verify.supply",
+        "glisk_pipeline.windows",
+    )
     code = (
         "import sys\n"
         "from glisk_pipeline.cli import recover_events, __main__\n"

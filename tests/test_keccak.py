@@ -1,4 +1,4 @@
-"""glisk_pipeline/keccak.py gives eth-utils' answers (the core no longer imports eth-utils:
+"""glisk_pipeline/chain/keccak.py gives eth-utils' answers (the core no longer imports eth-utils:
 it cost ~50 ms of every command's start-up)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from eth_utils import (
     to_checksum_address,
 )
 
-from glisk_pipeline.chain import BATCH_MINTED_ABI, BATCH_MINTED_TOPIC0, EVENT_SIGNATURE
-from glisk_pipeline.keccak import event_signature, has_valid_checksum, selector, topic0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_ABI, BATCH_MINTED_TOPIC0, EVENT_SIGNATURE
+from glisk_pipeline.chain.keccak import event_signature, has_valid_checksum, selector, topic0
 from glisk_pipeline.settings import normalize_address
 
 # EIP-55's own examples

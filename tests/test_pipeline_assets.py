@@ -19,18 +19,18 @@ from dagster._core.storage.tags import (
 from sqlalchemy import select, text, update
 
 from devtools.local_chain import DEFAULT_AUTHOR
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
+from glisk_pipeline.db.mint_stats import read_table
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.defs.assets import mint_events, mint_stats
-from glisk_pipeline.defs.checks import (
+from glisk_pipeline.defs.backfill.assets import mint_events, mint_stats
+from glisk_pipeline.defs.backfill.checks import (
     mint_event_checks,
     token_count_mismatches,
     uncovered_windows,
 )
 from glisk_pipeline.defs.instance_status import check_results
-from glisk_pipeline.stats import read_table
-from glisk_pipeline.supply import contiguity_breaks
+from glisk_pipeline.verify.supply import contiguity_breaks
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
 from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 

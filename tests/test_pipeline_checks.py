@@ -16,9 +16,10 @@ from dagster import (
 )
 from sqlalchemy import text
 
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.defs.assets import mint_events
-from glisk_pipeline.defs.checks import (
+from glisk_pipeline.defs.backfill.assets import mint_events
+from glisk_pipeline.defs.backfill.checks import (
     CHECKPOINT_FRESH,
     NO_ORPHANED_TOKENS,
     TOKEN_IDS_CONTIGUOUS,
@@ -26,8 +27,7 @@ from glisk_pipeline.defs.checks import (
     WINDOWS_HOLD_THEIR_LOGS,
     mint_event_checks,
 )
-from glisk_pipeline.ingest import backfill_range
-from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.sync.backfill import backfill_range
 from glisk_pipeline.windows import parse_key
 from tests.factories import chain_of
 from tests.pipeline_support import (  # noqa: F401
@@ -170,7 +170,7 @@ def test_a_window_whose_rows_were_deleted_is_named_by_the_checks(
 
 
 def test_windows_of_a_gap_span_the_events_around_it() -> None:
-    from glisk_pipeline.supply import IdRange, windows_of
+    from glisk_pipeline.verify.supply import IdRange, windows_of
 
     def key(start: int) -> str:
         return f"{start:012d}-{start + 99:012d}"

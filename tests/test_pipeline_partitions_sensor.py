@@ -18,8 +18,8 @@ from dagster import (
     materialize,
 )
 
-from glisk_pipeline.defs.assets import mint_events
-from glisk_pipeline.defs.sensors import chain_head_sensor
+from glisk_pipeline.defs.backfill.assets import mint_events
+from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     key_range_bounds,

@@ -25,13 +25,13 @@ from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.history import Mint, mint_batches, mint_tx
 from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.oracle import chain_logs, chain_rows, table_rows, token_ids
-from glisk_pipeline.chain import decode_rpc_log
+from glisk_pipeline.chain.decoder import decode_rpc_log
+from glisk_pipeline.chain.rpc import ProviderLagError, RpcClient
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.db.store.results import UnprovenRemovalError
-from glisk_pipeline.defs.assets import mint_events as mint_events_asset
-from glisk_pipeline.ingest import backfill_range
-from glisk_pipeline.rpc import ProviderLagError, RpcClient
+from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
+from glisk_pipeline.sync.backfill import backfill_range
 from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain

@@ -14,11 +14,11 @@ import pytest
 from devtools.history import realistic_history
 from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.oracle import chain_logs, chain_mints, compare_with_chain
+from glisk_pipeline.chain.provider_errors import Kind, classify
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.ingest import backfill_range
-from glisk_pipeline.provider_errors import Kind, classify
-from glisk_pipeline.rpc import RpcClient
+from glisk_pipeline.sync.backfill import backfill_range
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain
 from tests.provider_messages import RECORDED, UNSEEN, Recorded

@@ -18,7 +18,7 @@ from psycopg import pq
 from sqlalchemy import Engine, func, select, text
 
 from devtools.local_chain import DEFAULT_AUTHOR
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db import migrate
 from glisk_pipeline.db.engine import libpq_conninfo
 from glisk_pipeline.db.schema import mint_events, tokens, webhook_blocks

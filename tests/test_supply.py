@@ -14,12 +14,12 @@ from sqlalchemy import Engine, delete, select
 
 from devtools.history import History, realistic_history
 from devtools.oracle import compare_with_chain
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.cli import recover_events, repair, status
 from glisk_pipeline.db.schema import mint_events, tokens
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import ConfigError, load_settings
-from glisk_pipeline.supply import prove
+from glisk_pipeline.verify.supply import prove
 from tests.faultproxy import FaultProxy
 from tests.fixtures_chain import DevChain
 from tests.test_cli_ops import GLISK, use
@@ -127,8 +127,8 @@ def test_a_provider_that_drops_logs_is_refused_and_a_hole_fails_the_dagster_chec
 ) -> None:
     from dagster import DagsterInstance
 
-    from glisk_pipeline.defs.assets import mint_events as asset
-    from glisk_pipeline.defs.checks import SUPPLY_MATCHES_CONTRACT
+    from glisk_pipeline.defs.backfill.assets import mint_events as asset
+    from glisk_pipeline.defs.backfill.checks import SUPPLY_MATCHES_CONTRACT
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 
     mints = sorted(history.mints, key=lambda m: m.start_token_id)
@@ -294,7 +294,7 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
 
     from glisk_pipeline.cli.status_output import print_text
     from glisk_pipeline.defs.instance_status import partition_summary
-    from glisk_pipeline.status import empty_status
+    from glisk_pipeline.verify.status import empty_status
     from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
 
     with instance_for_test() as instance:
@@ -308,7 +308,7 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
     print_text(s, "OK")
     assert f"missing: {', '.join(keys[:10])}, … and 6 more" in capsys.readouterr().out
     # and in the checks' metadata
-    from glisk_pipeline.defs.checks import _shown
+    from glisk_pipeline.defs.backfill.checks import _shown
 
     assert _shown(keys).text.splitlines()[10:] == ["… and 6 more"]
 
@@ -331,7 +331,7 @@ def test_compare_ids_names_missing_extra_and_doubled_ids(engine: Engine) -> None
     """The SQL side alone, on both dialects: rows against a contract range [first, next)."""
     from dataclasses import replace
 
-    from glisk_pipeline.supply import compare_ids, contiguity_breaks
+    from glisk_pipeline.verify.supply import compare_ids, contiguity_breaks
     from tests.factories import make_records
 
     records = make_records(12, first_token=1, first_block=100)  # blocks 100-103
@@ -373,14 +373,14 @@ def test_compare_ids_names_missing_extra_and_doubled_ids(engine: Engine) -> None
     ],
 )
 def test_state_unavailable_messages_are_recognised(message: str) -> None:
-    from glisk_pipeline.provider_errors import state_unavailable
+    from glisk_pipeline.chain.provider_errors import state_unavailable
 
     assert state_unavailable(message)
     assert not state_unavailable("execution reverted")
 
 
 def test_an_eth_call_without_state_is_not_retried(devchain: DevChain) -> None:
-    from glisk_pipeline.provider_errors import StateUnavailable
+    from glisk_pipeline.chain.provider_errors import StateUnavailable
 
     devchain.anvil.mine_empty(150)  # block 1's state is pruned (anvil keeps 100)
     with FaultProxy(devchain.anvil.url) as proxy, RpcClient(proxy.url, max_attempts=6) as client:
@@ -393,7 +393,7 @@ def test_an_eth_call_without_state_is_not_retried(devchain: DevChain) -> None:
 
 def test_a_failed_dagster_check_fails_status_unless_status_evaluates_it_itself() -> None:
     from glisk_pipeline.cli.status import exit_code, judge_checks
-    from glisk_pipeline.status import empty_status
+    from glisk_pipeline.verify.status import empty_status
 
     def result(name: str, passed: bool, severity: str) -> dict[str, object]:
         return {"name": name, "status": "FAILED", "passed": passed, "severity": severity,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, DecodeError, MintRecord, decode_fields
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, DecodeError, MintRecord, decode_fields
 from webhook_service.models import (
     MAX_BIGINT,
     AlchemyDelivery,

@@ -29,7 +29,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from glisk_pipeline.chain import INT32_MAX, INT64_MAX, MAX_TIMESTAMP
+from glisk_pipeline.chain.decoder import INT32_MAX, INT64_MAX, MAX_TIMESTAMP
 
 # The database columns' ranges, as the decoder knows them (one place).
 MAX_BIGINT = INT64_MAX  # BIGINT columns: block_number, start_token_id

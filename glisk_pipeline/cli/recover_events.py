@@ -3,17 +3,17 @@
     glisk recover --from-block N --to-block M|latest|final --batch-size K [--dry-run] [-v]
     (= python -m glisk_pipeline.cli.recover_events ...)
 
-Runs the same loop as the `mint_events` asset (glisk_pipeline.ingest): RPC client,
+Runs the same loop as the `mint_events` asset (glisk_pipeline.sync.backfill): RPC client,
 decoder, store. Every stored chunk moves the checkpoint (system_state.last_processed_block)
 in the same transaction as its rows, so an interrupted run resumes where it stopped: run
 it again without --from-block. Every eth_getLogs answer is proven complete before it is
-used (the summary says how: glisk_pipeline/range_proof.py), and the run ends with the
+used (the summary says how: glisk_pipeline/verify/range_proof.py), and the run ends with the
 supply proof at the final block, as `glisk status` computes it. Exit codes: 0 success,
 1 error (nothing stored), 2 partial (some batches stored, then an error or an interrupt),
 4 stored, but the supply proof finds ids missing or extra (the summary names the
 `glisk repair` to run). Usage errors exit 1 too, with one
 line naming the argument. --dry-run writes nothing: it compares the chain's logs with the
-tables (glisk_pipeline/audit.py), reports what is missing, present or different, the
+tables (glisk_pipeline/verify/audit.py), reports what is missing, present or different, the
 partitions and the exact `glisk recover` command to fix it, and exits 4 when anything is
 missing or different (0 when the range equals the chain).
 """
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from glisk_pipeline.chain import DecodeError
+from glisk_pipeline.chain.decoder import DecodeError
+from glisk_pipeline.chain.rpc import RpcClient, RpcError
 from glisk_pipeline.cli.common import (
     EXIT_ERROR,
     EXIT_FAILING,
@@ -41,16 +42,15 @@ from glisk_pipeline.cli.common import (
 )
 from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.store import MintStore, StoreError
-from glisk_pipeline.ingest import ChunkReport, backfill_range
-from glisk_pipeline.range_proof import SupplyTiling
-from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.sync.backfill import ChunkReport, backfill_range
+from glisk_pipeline.verify.range_proof import SupplyTiling
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from glisk_pipeline.audit import AuditReport
     from glisk_pipeline.settings import Settings
+    from glisk_pipeline.verify.audit import AuditReport
 
 SHOWN = 20  # findings of a dry run listed per kind
 
@@ -224,8 +224,8 @@ def dry_run(
     the command that does it. Exit 4 (EXIT_FAILING) when anything is missing or differs."""
     # Only a dry run needs these, so a recovery does not import them (~3 ms with bytecode
     # compiled, now that eth-utils is gone; tests/test_invariants.py keeps them out).
-    from glisk_pipeline.audit import audit_range
-    from glisk_pipeline.supply import shown
+    from glisk_pipeline.verify.audit import audit_range
+    from glisk_pipeline.verify.supply import shown
     from glisk_pipeline.windows import keys_of_blocks
 
     print(f"Dry run: comparing blocks {start} - {end} with the tables (nothing is written)")
@@ -283,7 +283,7 @@ def supply_verdict(
     client: RpcClient, engine: Engine, settings: Settings, final: int, checkpoint: int | None
 ) -> int:
     """The supply proof at the final block, printed; EXIT_FAILING when it fails."""
-    from glisk_pipeline.supply import prove, shown
+    from glisk_pipeline.verify.supply import prove, shown
 
     try:
         proof = prove(client, engine, settings, final, checkpoint)

@@ -1,8 +1,8 @@
 """`glisk repair [--dry-run]`: store exactly the mints the supply proof finds missing.
 
-The supply proof (glisk_pipeline/supply.py) compares the live token ids with the
+The supply proof (glisk_pipeline/verify/supply.py) compares the live token ids with the
 contract's `nextTokenId()` at the final block; each missing id range is found with one
-`eth_getLogs` by its startTokenId topic (glisk_pipeline/repair.py) and stored through the
+`eth_getLogs` by its startTokenId topic (glisk_pipeline/sync/repair.py) and stored through the
 one store, add-only: nothing is removed, reconciled or checkpointed. The proof is run
 again afterwards. Extra ids (rows the contract does not account for) are not touched:
 re-materializing the listed partitions (or `glisk recover` over their blocks) reconciles
@@ -20,7 +20,8 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from glisk_pipeline.chain import DecodeError
+from glisk_pipeline.chain.decoder import DecodeError
+from glisk_pipeline.chain.rpc import RpcClient, RpcError
 from glisk_pipeline.cli.common import (
     EXIT_FAILING,
     EXIT_OK,
@@ -31,10 +32,9 @@ from glisk_pipeline.cli.common import (
 )
 from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.store import MintStore, StoreError
-from glisk_pipeline.repair import RepairReport, find_missing, store_found
-from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, load_settings
-from glisk_pipeline.supply import prove, shown
+from glisk_pipeline.sync.repair import RepairReport, find_missing, store_found
+from glisk_pipeline.verify.supply import prove, shown
 
 SHOWN = 20  # found mints listed
 

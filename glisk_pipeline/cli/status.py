@@ -12,7 +12,7 @@ Exit codes (so it can serve as a cron or Kubernetes probe), the first that appli
 not contiguous, the supply proof fails, token rows orphaned by a reorg, or a Dagster
 check's latest result failed with ERROR severity, for the checks it does not evaluate
 itself), 3 lagging (a lag past its
-threshold: see glisk_pipeline/status.py), 0 healthy.
+threshold: see glisk_pipeline/verify/status.py), 0 healthy.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from glisk_pipeline.chain.rpc import RpcClient, RpcError
 from glisk_pipeline.cli.common import (
     EXIT_ERROR,
     EXIT_FAILING,
@@ -36,7 +37,6 @@ from glisk_pipeline.cli.common import (
 )
 from glisk_pipeline.cli.status_output import print_text, prometheus_text
 from glisk_pipeline.db.engine import engine_from_settings
-from glisk_pipeline.rpc import RpcClient, RpcError
 from glisk_pipeline.settings import ConfigError, Settings, load_settings
 
 STATUS_RPC_TIMEOUT_S = 2.0
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         help="Prometheus text format (for node_exporter's textfile collector)",
     )
     args = parser.parse_args(argv)
-    from glisk_pipeline.status import empty_status
+    from glisk_pipeline.verify.status import empty_status
 
     try:
         settings = load_settings()
@@ -113,7 +113,7 @@ def gather(
 ) -> tuple[dict[str, Any], str | None]:
     """What `glisk status` reports (the exporter serves the same), and the schema problem
     that stopped it before anything was read (None: there was none)."""
-    from glisk_pipeline.status import collect, empty_status
+    from glisk_pipeline.verify.status import collect, empty_status
 
     try:
         problem = schema_problem(engine)

@@ -6,7 +6,7 @@ query matched nothing in the shape its FAQ shows (`{"event": {"data": {"block": 
 []}}, "sequenceNumber": "..."}}`, no block fields), would leave none, and the webhook
 would read as silent while Alchemy is calling it. Such a delivery writes the moment it
 arrived here, in `system_state` under HEARTBEAT_KEY (one upsert of one row); the silence
-judgement (glisk_pipeline/tip.py) takes the later of the two.
+judgement (glisk_pipeline/sync/tip.py) takes the later of the two.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 from dagster import AssetKey, AssetPartitionStatus, DagsterInstance
 
-from glisk_pipeline.defs.partitions import block_ranges
+from glisk_pipeline.defs.backfill.partitions import block_ranges
 from glisk_pipeline.windows import PARTITIONS_NAME
 
 SHOWN = 10  # keys listed per state
@@ -59,7 +59,7 @@ def check_results(instance: DagsterInstance) -> list[dict[str, Any]]:
     """The latest execution of each asset check on mint_events: passed (None while it
     runs or when it never completed), severity, description, when."""
     # Lazily: only this function needs the check specs (and the modules they import).
-    from glisk_pipeline.defs.checks import mint_event_checks
+    from glisk_pipeline.defs.backfill.checks import mint_event_checks
 
     keys = [spec.key for spec in mint_event_checks]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)

@@ -18,9 +18,9 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.engine import engine_from_settings
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings, load_settings
 
 

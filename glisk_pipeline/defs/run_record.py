@@ -20,8 +20,8 @@ from dagster import (
 from dagster._utils.error import SerializableErrorInfo
 from sqlalchemy.exc import SQLAlchemyError
 
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.defs.resources import DatabaseResource
-from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.run_metrics import (
     RunRpc,
     failure_reason,

@@ -32,10 +32,10 @@ from devtools.history import Mint, mint_batches, mint_tx
 from devtools.oracle import chain_mints, chain_rows, table_rows
 from devtools.replay import chain_deliveries
 from glisk_pipeline.db.schema import mint_events
-from glisk_pipeline.defs.assets import mint_events as mint_events_asset
+from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from glisk_pipeline.defs.silence_sensor import webhook_silence_sensor
-from glisk_pipeline.defs.tip_fill import mint_events_tip
+from glisk_pipeline.defs.silence.fill import mint_events_tip
+from glisk_pipeline.defs.silence.sensor import webhook_silence_sensor
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows
 from tests.fixtures_chain import DevChain
 from tests.webhook.helpers import DEFAULT_AUTHOR, Service

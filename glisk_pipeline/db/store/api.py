@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.store import counters, reconcile
 from glisk_pipeline.db.store.downstream import LOCK_NOT_AVAILABLE
 from glisk_pipeline.db.store.ordering import (

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, TextClause, bindparam, delete, func, select, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.schema import (
     LAST_PROCESSED_BLOCK,
     mint_events,

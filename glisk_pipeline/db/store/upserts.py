@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store.downstream import announce_sql, pg_take_over_sql, take_over_sqlite
 from glisk_pipeline.db.store.results import (

@@ -28,7 +28,7 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from glisk_pipeline.chain import MintRecord
+from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.schema import LAST_PROCESSED_BLOCK
 from glisk_pipeline.db.store.downstream import (
     LOCK_NOT_AVAILABLE,

@@ -33,11 +33,11 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.keccak import selector
+from glisk_pipeline.chain.provider_errors import RpcError, StateUnavailable
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.schema import mint_events as events_t
-from glisk_pipeline.keccak import selector
-from glisk_pipeline.provider_errors import RpcError, StateUnavailable
-from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings
 from glisk_pipeline.windows import partition_key, window_of
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar, cast
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.rpc import LogChunk, RangeCheck, RpcClient
 from glisk_pipeline.db.store import MintStore, StoreResult
-from glisk_pipeline.range_proof import SupplyTiling
-from glisk_pipeline.rpc import LogChunk, RangeCheck, RpcClient
+from glisk_pipeline.verify.range_proof import SupplyTiling
 
 T = TypeVar("T")
 

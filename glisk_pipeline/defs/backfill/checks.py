@@ -33,9 +33,9 @@ from sqlalchemy import Engine, and_, func, or_, select
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
-from glisk_pipeline.defs.partitions import block_ranges
+from glisk_pipeline.defs.backfill.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from glisk_pipeline.supply import IdRange, contiguity_breaks, prove, shown, windows_of
+from glisk_pipeline.verify.supply import IdRange, contiguity_breaks, prove, shown, windows_of
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -184,7 +184,7 @@ TOKEN_IDS_CONTIGUOUS = AssetCheckSpec(
 def token_ids_contiguous(
     instance: DagsterInstance, database: DatabaseResource, chain: ChainResource
 ) -> AssetCheckResult:
-    # `glisk status`'s evaluation (glisk_pipeline/supply.py) judges gaps at or below the
+    # `glisk status`'s evaluation (glisk_pipeline/verify/supply.py) judges gaps at or below the
     # checkpoint; a Dagster instance also knows which windows are materialized, so a gap
     # whose windows are all materialized (a mint lost from a backfilled window) is judged
     # too, whatever order the windows were backfilled in.

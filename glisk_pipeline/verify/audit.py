@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine, select
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.schema import mint_events
-from glisk_pipeline.rpc import RpcClient
 
 # The fields a row must agree on with the chain's log (the key is tx_hash + log_index).
 COMPARED = (

@@ -42,8 +42,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from glisk_pipeline.defs.assets import mint_events
-from glisk_pipeline.defs.partitions import block_ranges
+from glisk_pipeline.defs.backfill.assets import mint_events
+from glisk_pipeline.defs.backfill.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.run_record import note_tick
 from glisk_pipeline.windows import (

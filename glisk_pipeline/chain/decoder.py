@@ -4,7 +4,7 @@
              uint256 indexed startTokenId, uint256 quantity, uint256 totalPaid)`
 
 The event's ABI is the source of truth for its signature and topic0 (derived once, at
-import, by glisk_pipeline/keccak.py; tests compare both with eth-utils and the ABI with
+import, by glisk_pipeline/chain/keccak.py; tests compare both with eth-utils and the ABI with
 the compiled contract's). Decoding itself is plain hex slicing
 over that fixed layout: web3's event decoder (`ContractEvent.process_log`, web3 8) costs
 ~230 µs a log, `eth_abi.decode` ~37 µs, slicing + `int(x, 16)` ~1 µs. Both input shapes
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from glisk_pipeline.keccak import event_signature, topic0
+from glisk_pipeline.chain.keccak import event_signature, topic0
 
 if TYPE_CHECKING:
     from eth_typing import ABIEvent  # a TypedDict; importing eth-typing costs ~12 ms

@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from glisk_pipeline.chain import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.provider_errors import RangeError
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.store import MintStore
-from glisk_pipeline.provider_errors import RangeError
-from glisk_pipeline.rpc import RpcClient
-from glisk_pipeline.supply import IdRange, SupplyProof
+from glisk_pipeline.verify.supply import IdRange, SupplyProof
 
 
 @dataclass(slots=True)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from glisk_pipeline.keccak import selector
-from glisk_pipeline.provider_errors import RpcError, StateUnavailable
-from glisk_pipeline.rpc import Incomplete, RpcClient
+from glisk_pipeline.chain.keccak import selector
+from glisk_pipeline.chain.provider_errors import RpcError, StateUnavailable
+from glisk_pipeline.chain.rpc import Incomplete, RpcClient
 from glisk_pipeline.settings import Settings
 
 FIRST_TOKEN_ID = 1  # the next id before the contract's first mint

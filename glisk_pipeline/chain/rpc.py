@@ -2,7 +2,7 @@
 
 Providers disagree on everything (Alchemy, Infura, QuickNode and the public Base RPC each
 word their limits differently; tests/test_rpc.py holds their messages), so the rules are
-data, kept together in `classify()` (glisk_pipeline/provider_errors.py):
+data, kept together in `classify()` (glisk_pipeline/chain/provider_errors.py):
 - range errors ("too many results", "block range too large", a timeout on a wide query):
   retry the same start with the range the provider suggests when it names one, else half;
   a hard cap stated in the message ("up to a 10 block range") becomes a ceiling;
@@ -42,8 +42,8 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from glisk_pipeline.batch_policy import BatchPolicy, policy_for
-from glisk_pipeline.provider_errors import (
+from glisk_pipeline.chain.batch_policy import BatchPolicy, policy_for
+from glisk_pipeline.chain.provider_errors import (
     TIMEOUT_AS_RANGE,
     BatchRefusal,
     Failure,
@@ -84,7 +84,7 @@ PROOF_NONE = "unchecked"  # an add-only read (repair's scan, first-id lookup)
 
 
 class RangeCheck(Protocol):
-    """A completeness check of one eth_getLogs answer (glisk_pipeline/range_proof.py)."""
+    """A completeness check of one eth_getLogs answer (glisk_pipeline/verify/range_proof.py)."""
 
     def __call__(self, start: int, end: int, logs: list[dict[str, Any]]) -> None:
         """Return when the logs of [start, end] are complete; raise Incomplete when they

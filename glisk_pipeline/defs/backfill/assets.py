@@ -26,17 +26,17 @@ from dagster import (
 )
 from sqlalchemy import func, select
 
+from glisk_pipeline.db.mint_stats import rebuild
 from glisk_pipeline.db.schema import mint_events as mint_events_table
 from glisk_pipeline.db.schema import mint_stats as mint_stats_table
-from glisk_pipeline.defs.checks import MINT_EVENTS, evaluate_checks, mint_event_checks
-from glisk_pipeline.defs.partitions import block_ranges
+from glisk_pipeline.defs.backfill.checks import MINT_EVENTS, evaluate_checks, mint_event_checks
+from glisk_pipeline.defs.backfill.partitions import block_ranges
+from glisk_pipeline.defs.backfill.table_metadata import table_definition_metadata
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.run_record import recorded_run
-from glisk_pipeline.defs.table_metadata import table_definition_metadata
-from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
-from glisk_pipeline.range_proof import SupplyTiling
 from glisk_pipeline.settings import load_settings
-from glisk_pipeline.stats import rebuild
+from glisk_pipeline.sync.backfill import BackfillReport, ChunkReport, backfill_range
+from glisk_pipeline.verify.range_proof import SupplyTiling
 from glisk_pipeline.windows import PARTITIONS_NAME, key_problem, key_range_bounds
 
 PREVIEW_ROWS = 10

@@ -3,7 +3,7 @@ the life of the process (every client of the same URL shares it).
 
 An endpoint starts trusted up to DEFAULT_BATCH_LIMIT calls a batch (Erigon's and
 Nethermind's default limit is 100; geth takes 1,000, Ankr 1,000, NodeReal 500). Each
-refusal (glisk_pipeline/provider_errors.py, `batch_refusal`) only ever narrows the policy:
+refusal (glisk_pipeline/chain/provider_errors.py, `batch_refusal`) only ever narrows the policy:
 a stated limit replaces the current one, a refusal that states none halves it, methods it
 refuses inside a batch go singly from then on, and "no batches" sends everything singly.
 So learning ends after a few refusals, and each change is logged once, the endpoint
@@ -17,7 +17,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from glisk_pipeline.provider_errors import BatchRefusal
+from glisk_pipeline.chain.provider_errors import BatchRefusal
 
 log = logging.getLogger(__name__)
 

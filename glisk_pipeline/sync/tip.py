@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
+from glisk_pipeline.chain.rpc import RangeCheck, RpcClient
 from glisk_pipeline.db.heartbeat import last_heartbeat
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, TokenConflictError
 from glisk_pipeline.db.store.reconcile import last_processed_block
-from glisk_pipeline.ingest import BackfillReport, ChunkReport, backfill_range
-from glisk_pipeline.rpc import RangeCheck, RpcClient
+from glisk_pipeline.sync.backfill import BackfillReport, ChunkReport, backfill_range
 
 # Blocks re-read below the last filled block on each tick: a shallow tip reorg moves
 # mints between blocks the previous tick already read (Base reorgs are a few blocks deep).

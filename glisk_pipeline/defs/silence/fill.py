@@ -1,7 +1,7 @@
 """`mint_events_tip`: the silence fill as a run. webhook_silence_sensor decides when the
 webhook is silent and which blocks to read, and requests a run of this asset over them;
 the run stores their missing mints, add-only, through the same ingest loop and store as
-every backfill (glisk_pipeline/tip.py), and reports them like a window does.
+every backfill (glisk_pipeline/sync/tip.py), and reports them like a window does.
 
 A run, not work inside the sensor: it appears under Runs and in the catalog, takes a
 slot of the `rpc` concurrency pool like every mint_events run, and the sensor's "Preview
@@ -13,13 +13,13 @@ tick result" writes nothing.
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from glisk_pipeline.db.schema import mint_events as mint_events_table
-from glisk_pipeline.defs.assets import window_metadata
+from glisk_pipeline.defs.backfill.assets import window_metadata
+from glisk_pipeline.defs.backfill.table_metadata import table_definition_metadata
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.run_record import recorded_run
-from glisk_pipeline.defs.table_metadata import table_definition_metadata
-from glisk_pipeline.ingest import ChunkReport
-from glisk_pipeline.range_proof import SupplyTiling
-from glisk_pipeline.tip import fill_tip
+from glisk_pipeline.sync.backfill import ChunkReport
+from glisk_pipeline.sync.tip import fill_tip
+from glisk_pipeline.verify.range_proof import SupplyTiling
 
 ASSET_NAME = "mint_events_tip"
 

@@ -1,7 +1,7 @@
 """The index's state as the person on call needs it (`glisk status`): how far behind the
 backfill checkpoint and the webhook are, in blocks and seconds, whether the webhook is
 alive, what the tables hold, and whether they pass the cheap integrity checks: token-id
-contiguity (SQL) and the supply proof (one eth_call, glisk_pipeline/supply.py).
+contiguity (SQL) and the supply proof (one eth_call, glisk_pipeline/verify/supply.py).
 Read-only: a few RPC calls and a few indexed queries.
 
 Failing (`failing`, `glisk status` exits 4): token ids overlap anywhere or have a gap at
@@ -28,14 +28,14 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from glisk_pipeline.chain.provider_errors import RpcError, redact
+from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.engine import describe_db_error
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
-from glisk_pipeline.provider_errors import RpcError, redact
-from glisk_pipeline.rpc import RpcClient
 from glisk_pipeline.settings import Settings
-from glisk_pipeline.supply import contiguity_breaks, listed, prove, shown, windows_of
-from glisk_pipeline.tip import WebhookView, read_view, silence
+from glisk_pipeline.sync.tip import WebhookView, read_view, silence
+from glisk_pipeline.verify.supply import contiguity_breaks, listed, prove, shown, windows_of
 
 NO_ORPHANED_TOKENS = "no_orphaned_tokens"  # the check's name, here and in Dagster
 
@@ -196,7 +196,7 @@ def check_supply(
     final: int,
     checkpoint: int | None,
 ) -> None:
-    """The supply proof: one eth_call at the final block (glisk_pipeline/supply.py)."""
+    """The supply proof: one eth_call at the final block (glisk_pipeline/verify/supply.py)."""
     if settings.GLISK_NFT_CONTRACT_ADDRESS is None:
         status["warnings"].append("supply proof skipped: GLISK_NFT_CONTRACT_ADDRESS not set")
         return

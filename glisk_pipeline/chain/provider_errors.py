@@ -19,7 +19,7 @@ Range errors, read from the message and from `error.data` (a string or an object
   a limit: halve (rate words and batch refusals excepted).
 -32005 is a rate limit only when no range words are found (Infura's "limit exceeded").
 
-The client (glisk_pipeline/rpc.py) acts on the `Failure` this module returns: narrow the
+The client (glisk_pipeline/chain/rpc.py) acts on the `Failure` this module returns: narrow the
 range (RANGE), back off (RATE_LIMIT, TRANSIENT) or give up (FATAL).
 """
 
@@ -304,7 +304,7 @@ def state_unavailable(message: str) -> bool:
 # - some gateways take no batch at all ("batch requests are not supported"), or answer one
 #   with HTTP 400 / 413.
 # `batch_refusal` reads each of these as what the endpoint accepts; the client
-# (glisk_pipeline/rpc.py, BatchPolicy) remembers it and splits or sends singly.
+# (glisk_pipeline/chain/rpc.py, BatchPolicy) remembers it and splits or sends singly.
 
 _BATCH_NUMBER = re.compile(
     r"batch[^\d]{0,40}?(?:limit|size|max(?:imum)?|at most|up to)[^\d]{0,20}(\d[\d,]*)"

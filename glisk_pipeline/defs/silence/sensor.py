@@ -7,7 +7,7 @@ endpoint after repeated failures and does not replay the gap), it requests a run
 `mint_events_tip` (defs/tip_fill.py) over the blocks above the checkpoint; that run stores
 their missing mints, add-only. One fill run at a time: while the last one is queued or
 running the tick waits; once it succeeded the next one starts a little below where it
-stopped (glisk_pipeline/tip.py), and after a failure the same blocks are asked for again.
+stopped (glisk_pipeline/sync/tip.py), and after a failure the same blocks are asked for again.
 Detection lag while the webhook is paused is then the silence threshold, plus up to one
 tick interval (30 s), plus the fill run's start and its work (README, "Operating it").
 
@@ -41,8 +41,8 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.run_record import note_tick
-from glisk_pipeline.defs.tip_fill import ASSET_NAME, TipBlocks, mint_events_tip
-from glisk_pipeline.tip import read_view, silence, tip_range
+from glisk_pipeline.defs.silence.fill import ASSET_NAME, TipBlocks, mint_events_tip
+from glisk_pipeline.sync.tip import read_view, silence, tip_range
 
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 

@@ -1,0 +1,1 @@
+"""The webhook-silence sensor and the tip fill it launches."""
