@@ -26,12 +26,12 @@ from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
 from glisk_pipeline.sync.backfill import backfill_range
 from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
-from tests.faultproxy import FaultProxy
-from tests.fixtures_chain import DevChain
-from tests.pipeline_support import local_resources
-from tests.test_cli_ops import use
-from tests.test_proof import range_tags
-from tests.test_supply import delete_mints
+from tests.support.cli import use
+from tests.support.dagster_runs import range_tags
+from tests.support.factories import delete_mints
+from tests.support.faultproxy import FaultProxy
+from tests.support.fixtures_chain import DevChain
+from tests.support.pipeline_support import local_resources
 
 SENT = ["eth_getLogs", "eth_getBlockByNumber", "eth_blockNumber"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from glisk_pipeline.cli import recover_events, status
 from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.windows import partition_key
-from tests.factories import make_records
-from tests.fixtures_chain import DevChain
-
-GLISK = [sys.executable, "-m", "glisk_pipeline.cli"]
+from tests.support.cli import GLISK, use
+from tests.support.factories import make_records
+from tests.support.fixtures_chain import DevChain
 
 
 @pytest.fixture
@@ -32,11 +30,6 @@ def small_history(devchain: DevChain) -> History:
     return realistic_history(
         devchain.anvil, devchain.glisk, devchain.decoy, n_batches=120, n_blocks=120, seed=4
     )
-
-
-def use(monkeypatch: pytest.MonkeyPatch, environment: dict, **changes: str) -> None:
-    for key, value in {**environment, **changes}.items():
-        monkeypatch.setenv(key, value)
 
 
 # --- usage errors: exit 1, one line naming the argument (2 means "partial") ---------------

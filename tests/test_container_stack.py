@@ -1,6 +1,6 @@
 """The image and the compose stack, for real: podman builds the repository's Dockerfile on a
 base made from Debian's packages (scripts/containers.sh), then runs deploy/compose.yaml's
-services from that image (tests/container_support.py says how it differs from `docker
+services from that image (tests/support/container_support.py says how it differs from `docker
 compose up`: host networking, the machine's PostgreSQL). An operator then drives it:
 chain_head_sensor turned on and a backfill launched over the webserver's GraphQL, signed
 deliveries posted to the sidecar; the tables equal the chain, every health check passes,
@@ -25,7 +25,7 @@ from devtools.anvil import free_port
 from devtools.dagster_dev import DagsterDev
 from devtools.oracle import chain_logs, decode_mint
 from devtools.replay import chain_deliveries, signed
-from tests.container_support import (
+from tests.support.container_support import (
     PORTS,
     STOP_SECONDS,
     Stack,
@@ -34,8 +34,8 @@ from tests.container_support import (
     prepare_machine,
     running,
 )
-from tests.deploy_support import history_windows, live_mints
-from tests.fixtures_chain import DevChain
+from tests.support.deploy_support import history_windows, live_mints
+from tests.support.fixtures_chain import DevChain
 from tests.test_deploy_topology import _mismatches, location_loaded, sensor_covers
 
 # a fresh machine installs podman, bootstraps Debian and builds the image (~10 min on 2 cores)

@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy_support import REPO, ROLES, snake_case_keys
+from tests.support.deploy_support import REPO, ROLES, snake_case_keys
 
 DEPLOY = REPO / "deploy"
 K8S_VERSIONS = ("1.30.0", "1.37.0")  # oldest and newest Kubernetes we claim to fit

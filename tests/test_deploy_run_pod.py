@@ -26,8 +26,8 @@ from dagster_k8s.job import (
     construct_dagster_k8s_job,
 )
 
-from tests.deploy_support import REPO, snake_case_keys
-from tests.pod_security import restricted_violations
+from tests.support.deploy_support import REPO, snake_case_keys
+from tests.support.pod_security import restricted_violations
 
 # The plan docs/deploy.md states for a run pod.
 PLANNED = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}

@@ -33,8 +33,15 @@ from devtools.dagster_dev import DagsterDev
 from devtools.oracle import chain_logs, compare_with_chain, decode_mint
 from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.engine import make_engine
-from tests.deploy_support import REPO, ROLES, RoleProcess, history_windows, live_mints, local_argv
-from tests.fixtures_chain import DevChain
+from tests.support.deploy_support import (
+    REPO,
+    ROLES,
+    RoleProcess,
+    history_windows,
+    live_mints,
+    local_argv,
+)
+from tests.support.fixtures_chain import DevChain
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from devtools.history import History, Mint, mint_batches, realistic_history
 from devtools.oracle import BATCH_BURNED_TOPIC0, BATCH_MINTED_TOPIC0, chain_logs, decode_mint
 
 # Until tests/conftest.py imports the chain fixtures, this module brings them (drop the * then).
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 
 PRICE = DEFAULT_MINT_PRICE
 

@@ -27,8 +27,8 @@ from glisk_pipeline.db.schema import orphaned_tokens, tokens
 from glisk_pipeline.db.store import MintStore, TokenHeldError
 from glisk_pipeline.db.store.downstream import RUNS_PER_NOTIFY, Orphan
 from glisk_pipeline.db.store.downstream import orphaned_tokens as find_orphans
-from tests.downstream_support import Listener, announced, move_on, token_ids, token_row
-from tests.factories import block_hash, chain_of, make_records
+from tests.support.downstream_support import Listener, announced, move_on, token_ids, token_row
+from tests.support.factories import block_hash, chain_of, make_records
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "downstream.md"
 NEW_HASH = "0x" + "c1" * 32

@@ -32,8 +32,8 @@ from glisk_pipeline.defs.backfill.sensors import chain_head_sensor
 from glisk_pipeline.defs.run_record import run_failure_recorder
 from glisk_pipeline.defs.silence.fill import ASSET_NAME, TipBlocks, mint_events_tip
 from glisk_pipeline.run_metrics import failure_reason, run_kind
-from tests.fixtures_chain import DevChain
-from tests.pipeline_support import local_resources
+from tests.support.fixtures_chain import DevChain
+from tests.support.pipeline_support import local_resources
 from tests.webhook.helpers import Service
 
 EXPORTER = [sys.executable, "-m", "glisk_pipeline.cli", "exporter", "--port", "{port}"]

@@ -19,7 +19,7 @@ from glisk_pipeline.db.migrate import (
     upgrade,
 )
 from glisk_pipeline.db.schema import metadata
-from tests.fixtures_db import create_database, drop_database
+from tests.support.fixtures_db import create_database, drop_database
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

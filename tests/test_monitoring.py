@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from devtools import monitoring
-from tests.deploy_support import REPO
-from tests.pod_security import restricted_violations
+from tests.support.deploy_support import REPO
+from tests.support.pod_security import restricted_violations
 
 MONITORING = REPO / "deploy" / "monitoring"
 K8S = REPO / "deploy" / "k8s"

@@ -12,10 +12,6 @@ from dagster import (
     instance_for_test,
     materialize,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from sqlalchemy import select, text, update
 
 from devtools.local_chain import DEFAULT_AUTHOR
@@ -32,31 +28,10 @@ from glisk_pipeline.defs.backfill.checks import (
 from glisk_pipeline.defs.instance_status import check_results
 from glisk_pipeline.verify.supply import contiguity_breaks
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
-from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
+from tests.support.dagster_runs import ASSETS, add_all_partitions, materialize_range
+from tests.support.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
-ASSETS = [mint_events]  # its checks are its own (check_specs)
 CHECK_KEYS = [spec.key for spec in mint_event_checks]
-
-
-def add_all_partitions(instance: DagsterInstance, p: Pipeline) -> list[str]:
-    keys = new_windows(
-        start_block=p.start_block,
-        size=SIZE,
-        final_block=p.devchain.anvil.block_number(),
-        after_block=None,
-        limit=10_000,
-    )
-    instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
-    return keys
-
-
-def materialize_range(instance: DagsterInstance, p: Pipeline, first: str, last: str):
-    return materialize(
-        ASSETS,
-        instance=instance,
-        resources=p.resources(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-    )
 
 
 def metadata(result, key: str):

@@ -29,15 +29,15 @@ from glisk_pipeline.defs.backfill.checks import (
 )
 from glisk_pipeline.sync.backfill import backfill_range
 from glisk_pipeline.windows import parse_key
-from tests.factories import chain_of
-from tests.pipeline_support import (  # noqa: F401
+from tests.support.dagster_runs import ASSETS, add_all_partitions, materialize_range
+from tests.support.factories import chain_of
+from tests.support.pipeline_support import (  # noqa: F401
     DEFAULT_AUTHOR,
     SIZE,
     Pipeline,
     pipeline,
     pipeline_any_db,
 )
-from tests.test_pipeline_assets import ASSETS, add_all_partitions, materialize_range
 
 
 def test_windows_of_runs_in_flight_are_not_missing(pipeline: Pipeline) -> None:  # noqa: F811

@@ -28,7 +28,7 @@ from glisk_pipeline.windows import (
     partition_key,
     window_of,
 )
-from tests.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
+from tests.support.pipeline_support import SIZE, Pipeline, pipeline  # noqa: F401
 
 COLD_SIZE = 3  # blocks per window in the cold-start tests: the fixture's chain is ~250 windows
 PER_RUN = 50

@@ -19,9 +19,9 @@ from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.sync.backfill import backfill_range
-from tests.faultproxy import FaultProxy
-from tests.fixtures_chain import DevChain
-from tests.provider_messages import RECORDED, UNSEEN, Recorded
+from tests.support.faultproxy import FaultProxy
+from tests.support.fixtures_chain import DevChain
+from tests.support.provider_messages import RECORDED, UNSEEN, Recorded
 
 BY_ID = {case.provider: case for case in (*RECORDED, *UNSEEN)}
 

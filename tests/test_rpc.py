@@ -14,8 +14,8 @@ from devtools.history import History, realistic_history
 from devtools.oracle import chain_logs
 from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
 from glisk_pipeline.chain.rpc import Kind, RpcClient, RpcError, classify, split_chunk
-from tests.faultproxy import FaultProxy
-from tests.fixtures_chain import DevChain
+from tests.support.faultproxy import FaultProxy
+from tests.support.fixtures_chain import DevChain
 
 
 @pytest.fixture

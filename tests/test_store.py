@@ -13,8 +13,8 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreError, TokenConflictError
-from tests.factories import chain_of, make_records
-from tests.race import race
+from tests.support.factories import chain_of, make_records
+from tests.support.race import race
 
 
 def count(engine: Engine, table, *where) -> int:

@@ -15,8 +15,8 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import mint_events, tokens
 from glisk_pipeline.db.store import MintStore, StoreResult, TokenConflictError
 from glisk_pipeline.db.store.upserts import COPY_MIN_RECORDS
-from tests.factories import block_hash, chain_of, make_records
-from tests.race import race
+from tests.support.factories import block_hash, chain_of, make_records
+from tests.support.race import race
 
 # make_records puts 3 logs in each block from block 100: a multiple of 3 is whole blocks
 BULK = 3 * COPY_MIN_RECORDS

@@ -17,8 +17,8 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore, StoreResult
 from glisk_pipeline.db.store.webhook_pg import AsyncDeliveryStore
-from tests.factories import chain_of
-from tests.fixtures_db import async_pool
+from tests.support.factories import chain_of
+from tests.support.fixtures_db import async_pool
 
 BLOCK = 500
 H1, H2 = "0x" + "a1" * 32, "0x" + "b2" * 32

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.schema import webhook_blocks
 from glisk_pipeline.db.store import MintStore
-from tests.factories import make_records
+from tests.support.factories import make_records
 
 
 def blocks(engine: Engine) -> list[int]:

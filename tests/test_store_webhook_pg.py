@@ -31,8 +31,8 @@ from glisk_pipeline.db.store.webhook_pg import (
     AsyncDeliveryStore,
     delivery_document,
 )
-from tests.factories import make_records
-from tests.fixtures_db import async_pool
+from tests.support.factories import make_records
+from tests.support.fixtures_db import async_pool
 
 
 def count(engine: Engine, table) -> int:

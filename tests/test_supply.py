@@ -10,19 +10,20 @@ import subprocess
 
 import pytest
 from dagster import AssetCheckSeverity, AssetSelection, instance_for_test, materialize
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 
 from devtools.history import History, realistic_history
 from devtools.oracle import compare_with_chain
 from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.cli import recover_events, repair, status
-from glisk_pipeline.db.schema import mint_events, tokens
+from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.settings import ConfigError, load_settings
 from glisk_pipeline.verify.supply import prove
-from tests.faultproxy import FaultProxy
-from tests.fixtures_chain import DevChain
-from tests.test_cli_ops import GLISK, use
+from tests.support.cli import GLISK, use
+from tests.support.factories import delete_mints
+from tests.support.faultproxy import FaultProxy
+from tests.support.fixtures_chain import DevChain
 
 
 @pytest.fixture
@@ -30,13 +31,6 @@ def history(devchain: DevChain) -> History:
     return realistic_history(
         devchain.anvil, devchain.glisk, devchain.decoy, n_batches=80, n_blocks=60, seed=15
     )
-
-
-def delete_mints(engine: Engine, start_ids: list[int]) -> None:
-    with engine.begin() as conn:
-        ids = select(mint_events.c.id).where(mint_events.c.start_token_id.in_(start_ids))
-        conn.execute(delete(tokens).where(tokens.c.mint_event_id.in_(ids)))
-        conn.execute(delete(mint_events).where(mint_events.c.start_token_id.in_(start_ids)))
 
 
 def recover_then_delete(monkeypatch, cli_env, history: History, engine: Engine, picks: list[int]):
@@ -332,7 +326,7 @@ def test_compare_ids_names_missing_extra_and_doubled_ids(engine: Engine) -> None
     from dataclasses import replace
 
     from glisk_pipeline.verify.supply import compare_ids, contiguity_breaks
-    from tests.factories import make_records
+    from tests.support.factories import make_records
 
     records = make_records(12, first_token=1, first_block=100)  # blocks 100-103
     ids = [(r.start_token_id, r.start_token_id + r.quantity - 1) for r in records]

@@ -1,6 +1,6 @@
 """Provider error formats: the one place that knows how providers word their eth_getLogs
 limits, rate limits and outages, and what the client should do about each (`classify`).
-Each format is a test case (tests/provider_messages.py, tests/test_rpc.py); the list for
+Each format is a test case (tests/support/provider_messages.py, tests/test_rpc.py); the list for
 users is docs/providers.md.
 
 Range errors, read from the message and from `error.data` (a string or an object of them):

@@ -23,7 +23,7 @@ from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS, die_with_parent, fr
 from devtools.history import Mint, mint_batches
 from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.replay import chain_deliveries, signed
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 
 REPO = Path(__file__).resolve().parents[2]
 OLD_KEY, NEW_KEY = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.history import Mint, mint_batches
 from devtools.replay import chain_deliveries, signed
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, REPO, Service, TcpProxy, running, service_env
 from tests.webhook.test_hostile_clients import head, stored
 

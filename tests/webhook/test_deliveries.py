@@ -30,8 +30,8 @@ from devtools.oracle import (
 from devtools.replay import SEQUENCE_BASE, chain_deliveries, delivery
 from glisk_pipeline.db.schema import authors, mint_events, tokens, webhook_blocks
 from glisk_pipeline.db.store import MintStore
-from tests.factories import chain_of
-from tests.fixtures_chain import DevChain
+from tests.support.factories import chain_of
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import Service, TcpProxy
 
 

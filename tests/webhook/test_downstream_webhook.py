@@ -19,8 +19,8 @@ from devtools.replay import SEQUENCE_BASE, chain_deliveries, delivery
 from glisk_pipeline.cli import status
 from glisk_pipeline.db.engine import libpq_conninfo
 from glisk_pipeline.db.schema import orphaned_tokens
-from tests.downstream_support import Listener, announced, move_on, token_ids, token_row
-from tests.fixtures_chain import DevChain
+from tests.support.downstream_support import Listener, announced, move_on, token_ids, token_row
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import Service
 from tests.webhook.test_deliveries import mint_some
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.history import Mint, mint_batches
 from glisk_pipeline.db.schema import mint_events, webhook_blocks
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service
 from webhook_service.signature import sign
 

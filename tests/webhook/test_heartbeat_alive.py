@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.silence.sensor import webhook_silence_sensor
 from glisk_pipeline.sync.tip import read_view, silence
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import DEFAULT_AUTHOR, running, service_env
 
 HEARTBEAT = json.loads(

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, func, select
 
 from devtools.replay import signed
 from glisk_pipeline.db.schema import mint_events
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service, one_mint_delivery, running, service_env
 
 MIB = 1024 * 1024

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Engine
 
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import Service, one_mint_delivery, running, service_env
 
 URL = "/webhooks/alchemy"

@@ -9,7 +9,7 @@ import time
 from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.history import Mint, mint_batches
 from devtools.replay import chain_deliveries, signed
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, Service
 
 

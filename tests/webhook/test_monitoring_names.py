@@ -18,7 +18,7 @@ from devtools import monitoring
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.run_metrics import RunRpc, run_failed, run_finished, sensor_ticked
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import Service, one_mint_delivery
 
 NAME = re.compile(r"\bglisk_[a-z0-9_]+\b")

@@ -20,7 +20,7 @@ from devtools.history import Mint, mint_batches
 from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.schema import mint_events, tokens
 from glisk_pipeline.settings import load_settings
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import (
     NEW_KEY,
     OLD_KEY,

@@ -16,7 +16,7 @@ from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
 from devtools.history import mint_batches
 from devtools.replay import chain_deliveries, delivery
 from glisk_pipeline.db.schema import mint_events, webhook_blocks
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, OLD_KEY, Service
 from webhook_service.signature import sign, verify
 

@@ -37,7 +37,7 @@ from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.silence.fill import mint_events_tip
 from glisk_pipeline.defs.silence.sensor import webhook_silence_sensor
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import DEFAULT_AUTHOR, Service
 
 SIZE, CONFIRMATIONS = 100, 10

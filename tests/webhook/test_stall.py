@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from devtools.replay import chain_deliveries, signed
 from glisk_pipeline.db.schema import mint_events, tokens
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 from tests.webhook.helpers import NEW_KEY, TcpProxy, running, service_env
 from tests.webhook.test_deliveries import assert_tables_match_chain, mint_some
 

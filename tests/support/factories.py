@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy import Engine, delete, select
+
 from glisk_pipeline.chain.decoder import MintRecord
+from glisk_pipeline.db.schema import mint_events, tokens
 from glisk_pipeline.db.store.api import CanonicalHashes
 
 
@@ -57,10 +60,17 @@ def chain_of(*records: MintRecord, replaced: str = "c") -> CanonicalHashes:
     for store tests that need no node: a block holding one of `records` has that
     record's hash; every other block was replaced by a fork whose hashes (salt
     `replaced`) no stored row has. The wiring to a real node's eth_getBlockByNumber is
-    tested on anvil (tests/test_proof.py)."""
+    tested on anvil (tests/test_lagging_nodes_and_reorgs.py)."""
     hashes = {r.block_number: r.block_hash for r in records}
 
     def canonical(numbers: Sequence[int]) -> Mapping[int, str | None]:
         return {n: hashes.get(n, block_hash(n, replaced)) for n in numbers}
 
     return canonical
+
+
+def delete_mints(engine: Engine, start_ids: list[int]) -> None:
+    with engine.begin() as conn:
+        ids = select(mint_events.c.id).where(mint_events.c.start_token_id.in_(start_ids))
+        conn.execute(delete(tokens).where(tokens.c.mint_event_id.in_(ids)))
+        conn.execute(delete(mint_events).where(mint_events.c.start_token_id.in_(start_ids)))

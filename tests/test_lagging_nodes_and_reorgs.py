@@ -15,10 +15,6 @@ from itertools import groupby
 
 import pytest
 from dagster import instance_for_test, materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from sqlalchemy import Engine, func, select
 
 from devtools.anvil import DEFAULT_MINT_PRICE, DEV_ACCOUNTS
@@ -33,9 +29,10 @@ from glisk_pipeline.db.store.results import UnprovenRemovalError
 from glisk_pipeline.defs.backfill.assets import mint_events as mint_events_asset
 from glisk_pipeline.sync.backfill import backfill_range
 from glisk_pipeline.windows import PARTITIONS_NAME, partition_key
-from tests.faultproxy import FaultProxy
-from tests.fixtures_chain import DevChain
-from tests.pipeline_support import local_resources
+from tests.support.dagster_runs import range_tags
+from tests.support.faultproxy import FaultProxy
+from tests.support.fixtures_chain import DevChain
+from tests.support.pipeline_support import local_resources
 
 CLI = [sys.executable, "-m", "glisk_pipeline.cli", "recover"]
 LAG = 30  # blocks the lagging node is behind
@@ -147,10 +144,6 @@ def test_a_lagging_node_removes_no_live_mint_through_the_asset(
         )
     assert ok.success
     assert table_rows(pg_engine) == chain_rows(devchain.mints()) and removed(pg_engine) == 0
-
-
-def range_tags(keys: list[str]) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
 
 def test_the_loop_waits_for_a_lagging_node_to_catch_up(

@@ -19,7 +19,7 @@ from glisk_pipeline.chain.decoder import (
     decode_rpc_log,
     decode_webhook_log,
 )
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
-"""Pytest fixtures on a real anvil chain. Wire them in with `from tests.fixtures_chain import *`
-in tests/conftest.py.
+"""Pytest fixtures on a real anvil chain, loaded as a pytest plugin by tests/conftest.py.
 
 - `anvil` (session): one node for the whole run, killed at the end.
 - `deployed_chain` (session): GliskNFT (price DEFAULT_MINT_PRICE) and DecoyNFT, deployed once.

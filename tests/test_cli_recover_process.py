@@ -14,7 +14,7 @@ from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.oracle import chain_rows, table_rows, token_ids
 from glisk_pipeline.cli import recover_events
 from glisk_pipeline.db.schema import mint_events
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 
 CLI = [sys.executable, "-m", "glisk_pipeline.cli.recover_events"]
 

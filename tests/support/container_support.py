@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy_support import REPO
+from tests.support.deploy_support import REPO
 
 COMPOSE = REPO / "deploy" / "compose.yaml"
 PORTS = ("3000", "4000", "8000")  # the compose file's fixed ports

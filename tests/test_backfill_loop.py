@@ -16,8 +16,8 @@ from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.sync.backfill import backfill_range, prefetch
-from tests.faultproxy import FaultProxy
-from tests.fixtures_chain import DevChain
+from tests.support.faultproxy import FaultProxy
+from tests.support.fixtures_chain import DevChain
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from devtools.local_chain import DEFAULT_AUTHOR
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 
 __all__ = ["cli_env"]
 

@@ -12,7 +12,7 @@ from devtools.history import History, realistic_history
 from devtools.local_chain import DEFAULT_AUTHOR
 from devtools.oracle import chain_mints, compare_with_chain
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from tests.fixtures_chain import DevChain
+from tests.support.fixtures_chain import DevChain
 
 SIZE = 100  # blocks per partition: small, so a short chain has many partitions
 
