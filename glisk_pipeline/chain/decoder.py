@@ -158,6 +158,12 @@ def _bounded(value: Any, field: str, maximum: int) -> int:
     return number
 
 
+def from_contract(log: dict[str, Any], contract: str) -> bool:
+    """Whether an eth_getLogs log was emitted by `contract` (lowercase) and is not marked
+    removed: a provider filters by address for us, but a wrong log must never be stored."""
+    return str(log.get("address", "")).lower() == contract and not log.get("removed")
+
+
 def decode_rpc_log(log: dict[str, Any]) -> MintRecord:
     """Decode an `eth_getLogs` log. `blockTimestamp` must be present (the RPC client adds
     it from the block header for providers that omit it)."""

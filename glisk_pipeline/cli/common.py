@@ -16,6 +16,8 @@ from typing import NoReturn
 
 from sqlalchemy import Engine
 
+from glisk_pipeline.settings import Settings, load_settings
+
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_LAGGING, EXIT_FAILING = 0, 1, 2, 3, 4
 
 
@@ -52,6 +54,17 @@ def freeze_imports() -> None:
 def error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def command_settings(*required: str) -> Settings:
+    """The settings a command that reads the chain runs with: from the environment (and
+    `.env`), `required` set, Base placeholders refused. Raises ConfigError naming the
+    variable."""
+    settings = load_settings()
+    if required:
+        settings.require(*required)
+    settings.check_placeholders()
+    return settings
 
 
 def schema_problem(engine: Engine) -> str | None:

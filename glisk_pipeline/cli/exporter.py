@@ -8,10 +8,10 @@ import signal
 import sys
 from types import FrameType
 
-from glisk_pipeline.cli.common import ArgumentParser, error, positive_int
+from glisk_pipeline.cli.common import ArgumentParser, command_settings, error, positive_int
 from glisk_pipeline.cli.status import status_client
 from glisk_pipeline.db.engine import engine_from_settings
-from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.settings import ConfigError
 
 DEFAULT_PORT = 9464  # OpenTelemetry's Prometheus exporter port: not node_exporter's 9100
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from glisk_pipeline.exporter import Exporter, say, serve
 
     try:
-        settings = load_settings()
+        settings = command_settings()
         client = status_client(settings)
     except ConfigError as exc:
         return error(f"config error: {exc}")

@@ -36,13 +36,14 @@ from glisk_pipeline.cli.common import (
     EXIT_PARTIAL,
     ArgumentParser,
     block_number,
+    command_settings,
     freeze_imports,
     positive_int,
     schema_problem,
 )
 from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.store import MintStore, StoreError
-from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.settings import ConfigError
 from glisk_pipeline.sync.backfill import ChunkReport, backfill_range
 from glisk_pipeline.verify.range_proof import SupplyTiling
 
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
 
     from glisk_pipeline.settings import Settings
     from glisk_pipeline.verify.audit import AuditReport
-
-SHOWN = 20  # findings of a dry run listed per kind
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     freeze_imports()
     try:
-        settings = load_settings()
-        settings.require("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
-        settings.check_placeholders()
+        settings = command_settings("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
         client = RpcClient.from_settings(settings)  # builds the URL: may raise ConfigError
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -224,8 +221,8 @@ def dry_run(
     the command that does it. Exit 4 (EXIT_FAILING) when anything is missing or differs."""
     # Only a dry run needs these, so a recovery does not import them (~3 ms with bytecode
     # compiled, now that eth-utils is gone; tests/test_invariants.py keeps them out).
+    from glisk_pipeline.listing import SHOWN, lines, shown
     from glisk_pipeline.verify.audit import audit_range
-    from glisk_pipeline.verify.supply import shown
     from glisk_pipeline.windows import keys_of_blocks
 
     print(f"Dry run: comparing blocks {start} - {end} with the tables (nothing is written)")
@@ -250,17 +247,15 @@ def dry_run(
         ("differ", report.differs),
         ("not on chain", report.not_on_chain),
     ):
-        for finding in findings[:SHOWN]:
-            print(f"  {title}: {finding}")
-        if len(findings) > SHOWN:
-            print(f"  {title}: … and {len(findings) - SHOWN} more")
+        for line in lines(findings, 2 * SHOWN):
+            print(f"  {title}: {line}")
     blocks = report.blocks()
     if not blocks:
         print("Nothing to recover: the tables equal the chain in this range")
         return EXIT_OK
-    print(f"Blocks to recover ({len(blocks)}): {shown(blocks, SHOWN)}")
+    print(f"Blocks to recover ({len(blocks)}): {shown(blocks, 2 * SHOWN)}")
     keys = keys_of_blocks(blocks, partition_size)
-    print(f"Partitions to re-materialize ({len(keys)}): {shown(keys, SHOWN)}")
+    print(f"Partitions to re-materialize ({len(keys)}): {shown(keys, 2 * SHOWN)}")
     print(f"Run: glisk recover --from-block {blocks[0]} --to-block {blocks[-1]}")
     if not (report.differs or report.not_on_chain):
         print("  (or `glisk repair`: it stores only the missing mints, found by token id)")
@@ -283,7 +278,8 @@ def supply_verdict(
     client: RpcClient, engine: Engine, settings: Settings, final: int, checkpoint: int | None
 ) -> int:
     """The supply proof at the final block, printed; EXIT_FAILING when it fails."""
-    from glisk_pipeline.verify.supply import prove, shown
+    from glisk_pipeline.listing import shown
+    from glisk_pipeline.verify.supply import prove
 
     try:
         proof = prove(client, engine, settings, final, checkpoint)

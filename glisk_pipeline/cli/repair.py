@@ -27,16 +27,16 @@ from glisk_pipeline.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
     ArgumentParser,
+    command_settings,
     error,
     schema_problem,
 )
 from glisk_pipeline.db.engine import describe_db_error, engine_from_settings
 from glisk_pipeline.db.store import MintStore, StoreError
-from glisk_pipeline.settings import ConfigError, load_settings
+from glisk_pipeline.listing import SHOWN, more, shown
+from glisk_pipeline.settings import ConfigError
 from glisk_pipeline.sync.repair import RepairReport, find_missing, store_found
-from glisk_pipeline.verify.supply import prove, shown
-
-SHOWN = 20  # found mints listed
+from glisk_pipeline.verify.supply import prove
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-        settings.require("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
-        settings.check_placeholders()
+        settings = command_settings("GLISK_NFT_CONTRACT_ADDRESS", "GLISK_DEFAULT_AUTHOR_WALLET")
         client = RpcClient.from_settings(settings)
     except ConfigError as exc:
         return error(f"config error: {exc}")
@@ -108,14 +106,14 @@ def print_found(report: RepairReport) -> None:
         f"Found {len(report.found)} missing mints with {report.queries} eth_getLogs queries "
         f"by startTokenId in {report.http_requests} HTTP requests"
     )
-    for mint in report.found[:SHOWN]:
+    for mint in report.found[: 2 * SHOWN]:
         last = mint.start_token_id + mint.quantity - 1
         print(
             f"  ids {mint.start_token_id}-{last}: block {mint.block_number} "
             f"tx {mint.tx_hash} log {mint.log_index}"
         )
-    if len(report.found) > SHOWN:
-        print(f"  … and {len(report.found) - SHOWN} more")
+    if tail := more(len(report.found), 2 * SHOWN, sep=""):
+        print(f"  {tail}")
     if report.scanned:
         print(
             f"The provider refused the wide range: read the blocks around "

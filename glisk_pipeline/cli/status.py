@@ -32,12 +32,13 @@ from glisk_pipeline.cli.common import (
     EXIT_LAGGING,
     EXIT_OK,
     ArgumentParser,
+    command_settings,
     error,
     schema_problem,
 )
 from glisk_pipeline.cli.status_output import print_text, prometheus_text
 from glisk_pipeline.db.engine import engine_from_settings
-from glisk_pipeline.settings import ConfigError, Settings, load_settings
+from glisk_pipeline.settings import ConfigError, Settings
 
 STATUS_RPC_TIMEOUT_S = 2.0
 
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from glisk_pipeline.verify.status import empty_status
 
     try:
-        settings = load_settings()
-        settings.check_placeholders()
+        settings = command_settings()
         client = status_client(settings)
     except ConfigError as exc:
         if args.json:

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from glisk_pipeline.listing import more
+
 
 def _seconds(value: int | None) -> str:
     return "" if value is None else f", {value} s"
 
 
 def _cut(items: list[str], total: int) -> str:
-    """A list already cut to its first items, with how many the cut left out."""
-    more = total - len(items)
-    return ", ".join(items) + (f", … and {more} more" if more > 0 else "")
+    """A list already cut to its first items (listing.listed), with how many were left out."""
+    return ", ".join(items) + more(total, len(items))
 
 
 def print_text(s: dict[str, Any], state: str) -> None:

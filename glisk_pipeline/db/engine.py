@@ -68,10 +68,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     cur.close()
 
 
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 def describe_db_error(exc: BaseException) -> str:
     """One line for an operator: the driver's error class and first line (it names the
     host and port, never the password), not SQLAlchemy's multi-line report with the SQL."""

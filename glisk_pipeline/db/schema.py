@@ -63,8 +63,14 @@ class Wei(TypeDecorator[int]):
         return None if value is None else int(value)
 
 
+# The values the CHECK constraints below allow (the one place they are listed).
 TOKEN_STATUSES = ("detected", "generating", "uploading", "ready", "revealed", "failed")
 SOURCES = ("webhook", "backfill")
+
+
+def _listed(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
 
 metadata = MetaData(
     naming_convention={
@@ -108,7 +114,7 @@ mint_events = Table(
     Column("removed", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("tx_hash", "log_index"),
     CheckConstraint("quantity > 0", name="quantity_positive"),
-    CheckConstraint("source IN ('webhook', 'backfill')", name="source_known"),
+    CheckConstraint(f"source IN ({_listed(SOURCES)})", name="source_known"),
     CheckConstraint(
         "tx_hash = lower(tx_hash) AND block_hash = lower(block_hash) "
         "AND minter = lower(minter) AND author_wallet = lower(author_wallet) "
@@ -165,7 +171,7 @@ tokens = Table(
     Column("generation_attempts", Integer, nullable=False, server_default="0"),
     Column("generation_error", Text),
     CheckConstraint(
-        "status IN ('detected', 'generating', 'uploading', 'ready', 'revealed', 'failed')",
+        f"status IN ({_listed(TOKEN_STATUSES)})",
         name="status_known",
     ),
     Index(None, "status"),

@@ -14,9 +14,8 @@ from typing import Any
 from dagster import AssetKey, AssetPartitionStatus, DagsterInstance
 
 from glisk_pipeline.defs.backfill.partitions import block_ranges
+from glisk_pipeline.listing import SHOWN
 from glisk_pipeline.windows import PARTITIONS_NAME
-
-SHOWN = 10  # keys listed per state
 
 
 def partition_summary(instance: DagsterInstance | None = None) -> dict[str, Any]:

@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar, cast
 
-from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.decoder import (
+    BATCH_MINTED_TOPIC0,
+    MintRecord,
+    decode_rpc_log,
+    from_contract,
+)
 from glisk_pipeline.chain.rpc import LogChunk, RangeCheck, RpcClient
 from glisk_pipeline.db.store import MintStore, StoreResult
 from glisk_pipeline.verify.range_proof import SupplyTiling
@@ -132,12 +137,7 @@ def _decoded(
     (~12 µs a log) overlaps the store's write of the previous chunk instead of adding
     to it."""
     for chunk in chunks:
-        records = [
-            decode_rpc_log(log)
-            for log in chunk.logs
-            # a provider must filter for us, but a wrong log must never be stored
-            if log.get("address", "").lower() == contract
-        ]
+        records = [decode_rpc_log(log) for log in chunk.logs if from_contract(log, contract)]
         yield chunk, records
 
 

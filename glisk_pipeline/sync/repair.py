@@ -22,7 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.decoder import (
+    BATCH_MINTED_TOPIC0,
+    MintRecord,
+    decode_rpc_log,
+    from_contract,
+)
 from glisk_pipeline.chain.provider_errors import RangeError
 from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.store import MintStore
@@ -69,7 +74,7 @@ def find_missing(
         report.queries += len(pending)
         found = []
         for (a, r), logs in zip(pending, answers, strict=True):
-            live = [log for log in logs if str(log.get("address", "")).lower() == contract]
+            live = [log for log in logs if from_contract(log, contract)]
             if not live:
                 report.not_found.append(a)
                 continue
@@ -110,7 +115,7 @@ def _scan_around(
     wanted = range(r.first, r.last + 1)
     for chunk in client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, r.to_block):
         for log in chunk.logs:
-            if str(log.get("address", "")).lower() != contract or log.get("removed"):
+            if not from_contract(log, contract):
                 continue
             record = decode_rpc_log(log)
             if record.start_token_id in wanted:

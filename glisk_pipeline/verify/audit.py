@@ -15,7 +15,12 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Engine, select
 
-from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, MintRecord, decode_rpc_log
+from glisk_pipeline.chain.decoder import (
+    BATCH_MINTED_TOPIC0,
+    MintRecord,
+    decode_rpc_log,
+    from_contract,
+)
 from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.schema import mint_events
 
@@ -123,9 +128,7 @@ def audit_range(
     contract = contract.lower()
     report = AuditReport(from_block, to_block)
     for chunk in client.iter_logs(contract, BATCH_MINTED_TOPIC0, from_block, to_block):
-        records = [
-            decode_rpc_log(log) for log in chunk.logs if log.get("address", "").lower() == contract
-        ]
+        records = [decode_rpc_log(log) for log in chunk.logs if from_contract(log, contract)]
         part = compare(records, table_rows(engine, chunk.from_block, chunk.to_block))
         part.from_block, part.to_block = chunk.from_block, chunk.to_block
         report.merge(part)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from glisk_pipeline.chain.decoder import from_contract
 from glisk_pipeline.chain.keccak import selector
 from glisk_pipeline.chain.provider_errors import RpcError, StateUnavailable
 from glisk_pipeline.chain.rpc import Incomplete, RpcClient
@@ -105,7 +106,7 @@ class SupplyTiling:
             raise
 
     def _ours(self, log: dict[str, Any]) -> bool:
-        return str(log.get("address", "")).lower() == self._contract
+        return from_contract(log, self._contract)
 
 
 def _id_range(log: dict[str, Any]) -> tuple[int, int]:

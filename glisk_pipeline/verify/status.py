@@ -33,9 +33,10 @@ from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.engine import describe_db_error
 from glisk_pipeline.db.schema import mint_events
 from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
+from glisk_pipeline.listing import listed, shown
 from glisk_pipeline.settings import Settings
 from glisk_pipeline.sync.tip import WebhookView, read_view, silence
-from glisk_pipeline.verify.supply import contiguity_breaks, listed, prove, shown, windows_of
+from glisk_pipeline.verify.supply import contiguity_breaks, prove, windows_of
 
 NO_ORPHANED_TOKENS = "no_orphaned_tokens"  # the check's name, here and in Dagster
 

@@ -33,18 +33,18 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select
 
-from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0
+from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, from_contract
 from glisk_pipeline.chain.keccak import selector
 from glisk_pipeline.chain.provider_errors import RpcError, StateUnavailable
 from glisk_pipeline.chain.rpc import RpcClient
 from glisk_pipeline.db.schema import mint_events as events_t
+from glisk_pipeline.listing import listed, shown
 from glisk_pipeline.settings import Settings
 from glisk_pipeline.windows import partition_key, window_of
 
 # A full node keeps the state of its newest blocks (geth: 128); a few below the head is held
 # by every synced node behind a load balancer, and not about to be reorganised away.
 STATE_FALLBACK_DEPTH = 4
-SHOWN = 10  # ranges and keys listed in a report; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +138,6 @@ class SupplyProof:
             **listed("partitions_to_rematerialize", self.partitions),
             "notes": self.notes,
         }
-
-
-def shown(items: list[Any], limit: int = SHOWN) -> str:
-    """The first `limit` items, and how many were left out."""
-    text = ", ".join(map(str, items[:limit]))
-    return text + (f", … and {len(items) - limit} more" if len(items) > limit else "")
-
-
-def listed(name: str, items: list[Any], limit: int = SHOWN) -> dict[str, Any]:
-    """A list cut to `limit` for JSON, with its full length beside it."""
-    return {name: items[:limit], f"{name}_count": len(items)}
 
 
 # --- the contract's side --------------------------------------------------------------------
@@ -427,7 +416,7 @@ def first_logged_id(
         chunks = client.iter_logs(contract, BATCH_MINTED_TOPIC0, settings.start_block, upto)
         for chunk in chunks:
             for log in chunk.logs:
-                if str(log.get("address", "")).lower() == contract and len(log["topics"]) == 4:
+                if from_contract(log, contract) and len(log["topics"]) == 4:
                     return int(log["topics"][3], 16)
     # no log up to the lowest stored event (a node without the logs?), or none at all
     return int(lowest[1]) if lowest is not None else next_id

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from typing import Any
 
 from dagster import (
     AssetCheckKey,
@@ -35,7 +36,8 @@ from glisk_pipeline.db.schema import tokens as tokens_t
 from glisk_pipeline.db.store.downstream import orphaned_tokens, run_labels
 from glisk_pipeline.defs.backfill.partitions import block_ranges
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
-from glisk_pipeline.verify.supply import IdRange, contiguity_breaks, prove, shown, windows_of
+from glisk_pipeline.listing import lines, more, shown
+from glisk_pipeline.verify.supply import IdRange, contiguity_breaks, prove, windows_of
 from glisk_pipeline.windows import (
     PARTITIONS_NAME,
     keys_of_blocks,
@@ -44,7 +46,6 @@ from glisk_pipeline.windows import (
     window_of,
 )
 
-SHOWN = 10  # offenders listed in the check's metadata
 UNBOUNDED = 2**62  # a "checkpoint" above every block: contiguity_breaks then lists every gap
 MINT_EVENTS = AssetKey("mint_events")
 
@@ -129,10 +130,27 @@ def judged_range(
 
 
 def _shown(items: Sequence[object]) -> MetadataValue:
-    return MetadataValue.text(
-        "\n".join(map(str, items[:SHOWN]))
-        + (f"\n… and {len(items) - SHOWN} more" if items[SHOWN:] else "")
-    )
+    return MetadataValue.text("\n".join(lines(items)))
+
+
+def report_metadata(report: dict[str, Any]) -> dict[str, MetadataValue]:
+    """Dagster metadata of a JSON-shaped report (SupplyProof.as_dict): lists as text, one
+    item a line, with how many `listing.listed` left out."""
+    out: dict[str, MetadataValue] = {}
+    for key, value in report.items():
+        if isinstance(value, bool):
+            out[key] = MetadataValue.bool(value)
+        elif isinstance(value, int):
+            out[key] = MetadataValue.int(value)
+        elif value is None:
+            out[key] = MetadataValue.null()
+        elif isinstance(value, list):
+            total = report.get(f"{key}_count", len(value))
+            text = "\n".join(map(str, value)) + more(total, len(value), sep="\n")
+            out[key] = MetadataValue.text(text)
+        else:
+            out[key] = MetadataValue.text(str(value))
+    return out
 
 
 def _rematerialize(keys: Sequence[str]) -> dict[str, MetadataValue]:
@@ -437,21 +455,7 @@ def supply_matches_contract(
         final = client.final_block(settings.GLISK_CONFIRMATIONS)
         checkpoint = database.store().last_processed_block()
         proof = prove(client, database.engine, settings, final, checkpoint)
-    metadata: dict[str, MetadataValue] = {
-        "final_block": MetadataValue.int(final),
-        "compared_at_block": MetadataValue.int(proof.block if proof.block is not None else -1),
-        "advisory": MetadataValue.bool(proof.advisory),
-        "next_token_id": MetadataValue.int(proof.next_id or 0),
-        "first_id": MetadataValue.int(proof.first_id or 0),
-        "live_ids": MetadataValue.int(proof.live_ids),
-        "missing_ids": MetadataValue.int(sum(r.size for r in proof.missing)),
-        "extra_ids": MetadataValue.int(sum(r.size for r in proof.extra)),
-        "missing_ranges": _shown([str(r) for r in proof.missing]),
-        "missing_ranges_count": MetadataValue.int(len(proof.missing)),
-        "extra_ranges": _shown([str(r) for r in proof.extra]),
-        "extra_ranges_count": MetadataValue.int(len(proof.extra)),
-        "notes": MetadataValue.text("\n".join(proof.notes)),
-    }
+    metadata = report_metadata(proof.as_dict())
     # Which fix each finding needs, against the partitions that exist: ids missing where a
     # window was never materialized are that backfill still to come (backfill it); ids
     # missing where every window is backfilled or under the checkpoint were lost (glisk
