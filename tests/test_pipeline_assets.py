@@ -17,15 +17,13 @@ from sqlalchemy import select, text, update
 from devtools.local_chain import DEFAULT_AUTHOR
 from glisk_pipeline.chain.decoder import MintRecord
 from glisk_pipeline.db.mint_stats import read_table
+from glisk_pipeline.db.queries import token_count_mismatches
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.defs.backfill.assets import mint_events, mint_stats
-from glisk_pipeline.defs.backfill.checks import (
-    mint_event_checks,
-    token_count_mismatches,
-    uncovered_windows,
-)
+from glisk_pipeline.defs.backfill.checks import mint_event_checks
 from glisk_pipeline.defs.instance_status import check_results
+from glisk_pipeline.verify.coverage import uncovered_windows
 from glisk_pipeline.verify.supply import contiguity_breaks
 from glisk_pipeline.windows import PARTITIONS_NAME, new_windows, parse_key
 from tests.support.dagster_runs import ASSETS, add_all_partitions, materialize_range

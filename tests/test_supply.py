@@ -122,7 +122,7 @@ def test_a_provider_that_drops_logs_is_refused_and_a_hole_fails_the_dagster_chec
     from dagster import DagsterInstance
 
     from glisk_pipeline.defs.backfill.assets import mint_events as asset
-    from glisk_pipeline.defs.backfill.checks import SUPPLY_MATCHES_CONTRACT
+    from glisk_pipeline.defs.backfill.supply_check import SUPPLY_MATCHES_CONTRACT
     from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 
     mints = sorted(history.mints, key=lambda m: m.start_token_id)
@@ -302,9 +302,9 @@ def test_cut_lists_say_how_many_were_left_out(capsys) -> None:
     print_text(s, "OK")
     assert f"missing: {', '.join(keys[:10])}, … and 6 more" in capsys.readouterr().out
     # and in the checks' metadata
-    from glisk_pipeline.defs.backfill.checks import _shown
+    from glisk_pipeline.defs.backfill.check_metadata import shown_text
 
-    assert _shown(keys).text.splitlines()[10:] == ["… and 6 more"]
+    assert shown_text(keys).text.splitlines()[10:] == ["… and 6 more"]
 
 
 def test_repair_through_a_provider_that_caps_the_block_range(

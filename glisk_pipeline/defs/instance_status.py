@@ -11,11 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dagster import AssetKey, AssetPartitionStatus, DagsterInstance
+from dagster import (
+    AssetKey,
+    AssetPartitionStatus,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+)
 
 from glisk_pipeline.defs.backfill.partitions import block_ranges
 from glisk_pipeline.listing import SHOWN
 from glisk_pipeline.windows import PARTITIONS_NAME
+
+MINT_EVENTS = AssetKey("mint_events")
 
 
 def partition_summary(instance: DagsterInstance | None = None) -> dict[str, Any]:
@@ -25,7 +33,7 @@ def partition_summary(instance: DagsterInstance | None = None) -> dict[str, Any]
     instance = instance or DagsterInstance.get()
     try:
         keys = list(instance.get_dynamic_partitions(PARTITIONS_NAME))
-        statuses = instance.get_status_by_partition(AssetKey("mint_events"), keys, block_ranges)
+        statuses = instance.get_status_by_partition(MINT_EVENTS, keys, block_ranges)
         statuses = statuses or {}
         by_state: dict[str, list[str]] = {"materialized": [], "failed": [], "in_progress": []}
         missing = []
@@ -96,3 +104,34 @@ def instance_facts() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return partition_summary(instance), check_results(instance)
     finally:
         instance.dispose()
+
+
+def judged_windows(instance: DagsterInstance) -> tuple[list[str], set[str]]:
+    """(every block_ranges key in order, the keys whose mint_events are materialized)."""
+    keys = list(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    statuses = instance.get_status_by_partition(MINT_EVENTS, keys, block_ranges) or {}
+    done = {k for k, state in statuses.items() if state == AssetPartitionStatus.MATERIALIZED}
+    return keys, done
+
+
+def logs_found_by_window(instance: DagsterInstance) -> dict[str, int]:
+    """{partition key: logs_found of its latest materialization}, for the windows whose
+    latest materialization recorded it (two queries: the latest event id per partition,
+    then those events)."""
+    asset_key = MINT_EVENTS
+    latest = instance.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION
+    )
+    ids = list(latest.values())
+    found: dict[str, int] = {}
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, storage_ids=batch), limit=len(batch)
+        ).records
+        for record in records:
+            materialization = record.asset_materialization
+            entry = materialization.metadata.get("logs_found") if materialization else None
+            if materialization and materialization.partition and entry is not None:
+                found[materialization.partition] = int(entry.value)  # type: ignore[arg-type]
+    return found

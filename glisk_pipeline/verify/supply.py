@@ -31,12 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, select
 
 from glisk_pipeline.chain.decoder import BATCH_MINTED_TOPIC0, from_contract
 from glisk_pipeline.chain.keccak import selector
 from glisk_pipeline.chain.provider_errors import RpcError, StateUnavailable
 from glisk_pipeline.chain.rpc import RpcClient
+from glisk_pipeline.db.queries import ids_outside, live_id_breaks, live_id_totals
 from glisk_pipeline.db.schema import mint_events as events_t
 from glisk_pipeline.listing import listed, shown
 from glisk_pipeline.settings import Settings
@@ -164,35 +165,6 @@ def next_token_id(client: RpcClient, settings: Settings, block: int) -> int | No
 # --- the tables' side -----------------------------------------------------------------------
 
 
-def live_id_breaks(
-    engine: Engine, up_to_block: int | None = None
-) -> list[tuple[int, int, int, int | None, int | None]]:
-    """Where the live events at blocks <= up_to_block, in token order, do not continue
-    the ids before them: (start, end, block, previous end, previous block). The first
-    event is always listed (previous end None). start > previous end + 1 is a gap,
-    start <= previous end an overlap."""
-    end = events_t.c.start_token_id + events_t.c.quantity - 1
-    order = (events_t.c.start_token_id, events_t.c.id)
-    live = select(
-        events_t.c.start_token_id.label("start"),
-        end.label("end"),
-        events_t.c.block_number.label("block"),
-        func.max(end).over(order_by=order, rows=(None, -1)).label("prev_end"),
-        func.lag(events_t.c.block_number).over(order_by=order).label("prev_block"),
-    ).where(~events_t.c.removed)
-    if up_to_block is not None:
-        live = live.where(events_t.c.block_number <= up_to_block)
-    ordered = live.subquery()
-    query = select(ordered).where(
-        or_(
-            ordered.c.prev_end.is_(None),
-            ordered.c.start != ordered.c.prev_end + 1,
-        )
-    )
-    with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(query)]
-
-
 def contiguity_breaks(
     engine: Engine, checkpoint: int | None
 ) -> tuple[list[IdRange], list[IdRange]]:
@@ -213,45 +185,6 @@ def contiguity_breaks(
     return gaps, overlaps
 
 
-def _totals(engine: Engine, up_to_block: int) -> tuple[int, int | None, int | None, int | None]:
-    """(live ids, lowest id, highest id, block of the highest id's event) at <= up_to_block."""
-    end = events_t.c.start_token_id + events_t.c.quantity - 1
-    live = and_(~events_t.c.removed, events_t.c.block_number <= up_to_block)
-    with engine.connect() as conn:
-        count, low, high = conn.execute(
-            select(
-                func.coalesce(func.sum(events_t.c.quantity), 0),
-                func.min(events_t.c.start_token_id),
-                func.max(end),
-            ).where(live)
-        ).one()
-        top = None
-        if high is not None:
-            top = conn.execute(
-                select(func.max(events_t.c.block_number)).where(live, end == high)
-            ).scalar_one()
-    return int(count), low, high, top
-
-
-def _outside(engine: Engine, up_to_block: int, first: int, next_id: int) -> list[IdRange]:
-    """The parts of live events' id ranges outside [first, next_id - 1]."""
-    end = events_t.c.start_token_id + events_t.c.quantity - 1
-    query = (
-        select(events_t.c.start_token_id, end, events_t.c.block_number)
-        .where(~events_t.c.removed, events_t.c.block_number <= up_to_block)
-        .where(or_(events_t.c.start_token_id < first, end >= next_id))
-        .order_by(events_t.c.start_token_id)
-    )
-    found = []
-    with engine.connect() as conn:
-        for start, stop, block in conn.execute(query):
-            if start < first:
-                found.append(IdRange(start, min(stop, first - 1), block, block))
-            if stop >= next_id:
-                found.append(IdRange(max(start, next_id), stop, block, block))
-    return found
-
-
 def compare_ids(
     engine: Engine,
     *,
@@ -262,9 +195,9 @@ def compare_ids(
 ) -> tuple[int, list[IdRange], list[IdRange]]:
     """(live ids, missing, extra) of the live events at blocks <= block against the
     contract's range [first, next_id - 1]."""
-    live_ids, _, high, top_block = _totals(engine, block)
+    live_ids, _, high, top_block = live_id_totals(engine, block)
     missing: list[IdRange] = []
-    extra = _outside(engine, block, first, next_id)
+    extra = [IdRange(a, b, n, n) for a, b, n in ids_outside(engine, block, first, next_id)]
     last = next_id - 1
     for start, stop, row_block, prev_end, prev_block in live_id_breaks(engine, block):
         if prev_end is None:  # the first event: ids before it are missing

@@ -29,9 +29,10 @@ from sqlalchemy import func, select
 from glisk_pipeline.db.mint_stats import rebuild
 from glisk_pipeline.db.schema import mint_events as mint_events_table
 from glisk_pipeline.db.schema import mint_stats as mint_stats_table
-from glisk_pipeline.defs.backfill.checks import MINT_EVENTS, evaluate_checks, mint_event_checks
+from glisk_pipeline.defs.backfill.checks import evaluate_checks, mint_event_checks
 from glisk_pipeline.defs.backfill.partitions import block_ranges
 from glisk_pipeline.defs.backfill.table_metadata import table_definition_metadata
+from glisk_pipeline.defs.instance_status import MINT_EVENTS
 from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 from glisk_pipeline.defs.run_record import recorded_run
 from glisk_pipeline.settings import load_settings
