@@ -31,6 +31,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -106,7 +107,10 @@ class FaultProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # A path of its own: a later proxy on a reused port is another endpoint to the
+        # client, which keeps what it learned of an endpoint's batches per URL.
+        port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}/{uuid.uuid4().hex[:12]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # --- configuration ------------------------------------------------------------------
