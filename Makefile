@@ -47,7 +47,7 @@ lint: setup
 webhook: setup
 	$(VENV)/python -m webhook_service
 
-## The benchmarks (issue 5): B1 backfill, B2 webhook load, B3 scaling; ~10 min on 2 cores.
+## The benchmarks: B1 backfill, B2 webhook load, B3 scaling; ~10 min on 2 cores.
 bench: setup
 	@bash scripts/ensure_postgres.sh
 	$(VENV)/python -m bench $(BENCH_ARGS)

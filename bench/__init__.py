@@ -1,1 +1,1 @@
-"""Benchmarks (issue 5). Never imported by production code; run with `make bench`."""
+"""Benchmarks. Never imported by production code; run with `make bench`."""

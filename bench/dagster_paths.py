@@ -59,7 +59,7 @@ def materialize_range(chain: Chain, lo: int, hi: int) -> dict[str, Any]:
         with Timer() as t:
             result = materialize(
                 [mint_events],
-                # the asset alone, as before its checks became part of it
+                # the asset alone: its checks are timed apart
                 selection=AssetSelection.assets(mint_events).without_checks(),
                 instance=instance,
                 resources=resources,

@@ -32,7 +32,7 @@ if [ "$(cat .venv/.glisk-stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.glisk-stamp
 fi
 # The project's own modules likewise (~50 ms of the same start-up); cheap when they are
-# up to date. A module edited since is compiled in memory, as before: never a stale one.
+# up to date. A module edited since is compiled in memory: never a stale one.
 .venv/bin/python -m compileall -q glisk_pipeline webhook_service
 
 want="$(stamp package.json package-lock.json)"

@@ -129,7 +129,7 @@ def test_a_reorg_as_a_heartbeat_keeps_the_rows_a_worker_moved_on_and_marks_them(
 
     heartbeat = deliver(store, 100, NEW_HASH, 2, [])  # the block's new view: no mint
     assert heartbeat.removed == 3
-    # the detected rows of the removed mints left, as before; the two are kept unchanged
+    # the detected rows of the removed mints left; the two moved on are kept unchanged
     assert token_ids(engine) == [generating, revealed]
     assert {t: token_row(engine, t) for t in (generating, revealed)} == before
     assert orphans(engine) == [

@@ -117,7 +117,7 @@ def test_one_client_holding_2000_connections_does_not_close_the_live_path(
     pg_url: str, pg_engine: Engine, devchain: DevChain, tmp_path: Path
 ) -> None:
     # The defaults of `python -m webhook_service` (2 workers, 256 connections and 32 per
-    # client per worker, 10 s read timeout), as the attack used them.
+    # client per worker, 10 s read timeout), as an operator runs it.
     # the flood client raises its soft descriptor limit to the hard one (2,000+ sockets)
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2300:
         pytest.skip("the hard limit on open files (ulimit -Hn) is below 2,300")

@@ -50,7 +50,7 @@ REPEAT = "this delivery was applied already"
 # view's hash) is moved here only if this view is newer than that one: the same webhook's
 # higher sequenceNumber, or another webhook's later createdAt. Otherwise the log is left
 # where it is (reported as a duplicate). A removed row, or one under a hash its block no
-# longer has, is moved as before: blocking it would lose the mint for good. So is a log
+# longer has, is always moved: blocking it would lose the mint for good. So is a log
 # when either view has no createdAt: nothing says this view is the older one, and a
 # canonical view without a clock must not be held back.
 AGREE = "agree"
@@ -118,7 +118,7 @@ def agreeing_may_move(conn: Connection, record_key: tuple[str, int], claim: Clai
     if applied.webhook_id == claim.webhook_id:
         return claim.sequence_number > int(applied.sequence_number)
     if claim.created_at is None or applied.created_at is None:
-        return True  # no clock to say this view is the older one: move, as before
+        return True  # no clock to say this view is the older one: move it
     return utc(claim.created_at) > utc(applied.created_at)
 
 

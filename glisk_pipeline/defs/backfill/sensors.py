@@ -5,7 +5,7 @@ one it added (ascending, at most GLISK_SENSOR_MAX_PARTITIONS_PER_TICK), and requ
 over them: consecutive ranges of at most GLISK_PARTITIONS_PER_RUN windows, so a cold start
 over thousands of windows is tens of runs, not thousands, each paying Dagster's run
 start-up (7-9 s a run as a process on a 2-core machine, a pod each on Kubernetes). At the
-live edge a tick finds one window and requests one single-partition run, as before. Each
+live edge a tick finds one window and requests one single-partition run. Each
 request's run_key names its first and last window, so a repeated request never runs twice.
 
 A range request is what a multi_run backfill launches (the asset's BackfillPolicy): tags
