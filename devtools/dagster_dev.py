@@ -297,7 +297,7 @@ def ingest_figures(instance: Any) -> tuple[int, float]:
 # --- the sensor's logic, applied to an instance ---------------------------------------
 
 
-def add_partitions_with_sensor(instance: Any, chain: Any) -> tuple[int, int, int]:
+def add_partitions_with_sensor(instance: Any, chain: Any, database: Any) -> tuple[int, int, int]:
     """Tick chain_head_sensor until it adds nothing; apply its partition requests like the
     daemon does. Returns (partitions added, ticks, run requests)."""
     from dagster import build_sensor_context
@@ -306,8 +306,9 @@ def add_partitions_with_sensor(instance: Any, chain: Any) -> tuple[int, int, int
 
     cursor, added, ticks, runs = None, 0, 0, 0
     while True:
-        context = build_sensor_context(instance=instance, cursor=cursor, resources={"chain": chain})
-        result = chain_head_sensor(context)
+        resources = {"chain": chain, "database": database}
+        with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+            result = chain_head_sensor(ctx)
         ticks += 1
         cursor = result.cursor
         keys = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]

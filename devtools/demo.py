@@ -129,7 +129,10 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
                 dagster_pg_env(options.dagster_pg_url),
                 DagsterInstance.from_config(str(home)) as instance,
             ):
-                added, summary.sensor_ticks, _ = add_partitions_with_sensor(instance, chain)
+                database = DatabaseResource(database_url=database_url)
+                added, summary.sensor_ticks, _ = add_partitions_with_sensor(
+                    instance, chain, database
+                )
                 keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
             summary.partitions = len(keys)
             say(
@@ -199,7 +202,7 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
     dagster dev (all of its processes), anvil, and removes the temp dir."""
     from dagster import DagsterInstance
 
-    from glisk_pipeline.defs.resources import ChainResource
+    from glisk_pipeline.defs.resources import ChainResource, DatabaseResource
 
     # Ctrl-C and SIGTERM (`kill PID`) take the same clean path, even when a script started
     # us in the background with SIGINT ignored (Python then leaves it ignored).
@@ -220,7 +223,8 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
                 partition_size=options.partition_size,
             )
             with DagsterInstance.from_config(str(home)) as instance:
-                add_partitions_with_sensor(instance, chain)
+                database = DatabaseResource(database_url=local.database_url)
+                add_partitions_with_sensor(instance, chain, database)
                 keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
         env = {**os.environ, **local.env, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
         partitions = (

@@ -85,7 +85,12 @@ def test_interrupt_then_resume_without_gap_or_duplicate(env, history, devchain, 
     [
         ({}, [], 1, "--from-block"),
         ({"GLISK_NFT_CONTRACT_ADDRESS": "0x12"}, ["--from-block", "0"], 1, "GLISK_NFT_CONTRACT"),
-        ({"NETWORK": "BASE_MAINNET"}, ["--from-block", "0"], 1, "8453"),
+        (
+            {"NETWORK": "BASE_MAINNET", "GLISK_ALLOW_START_BLOCK_ZERO": "true"},
+            ["--from-block", "0"],
+            1,
+            "8453",
+        ),
         ({}, ["--from-block", "0", "--to-block", "99999999"], 1, "beyond the chain head"),
         (
             {"DATABASE_URL": "postgresql://postgres:pw-secret@127.0.0.1:9/x"},

@@ -182,11 +182,19 @@ def test_two_workers_store_each_log_exactly_once(
     assert total == len(requests)
 
 
-def test_readme_documents_the_sidecar() -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Webhook sidecar", 1)[1].split("\n## ", 1)[0]
-    for needle in ("python -m webhook_service", "WEBHOOK_DUPLICATE_STATUS", "logs(filter:"):
-        assert needle in section
+def test_the_docs_say_how_to_run_and_connect_the_sidecar() -> None:
+    # how to run it and what it answers (docs/webhook.md); the Alchemy webhook's GraphQL
+    # query and the duplicate status behind Alchemy (the runbook)
+    webhook = (REPO / "docs" / "webhook.md").read_text()
+    runbook = (REPO / "docs" / "operations.md").read_text()
+    for needle in ("python -m webhook_service", "WEBHOOK_DUPLICATE_STATUS"):
+        assert needle in webhook
+    for needle in (
+        "logs(filter:",
+        "`WEBHOOK_DUPLICATE_STATUS` | `409` (every deployment file sets `200`)",
+    ):
+        assert needle in runbook
+    assert "docs/webhook.md" in (REPO / "README.md").read_text()
 
 
 def test_deliveries_answered_ahead_of_fastapi_and_through_its_route_alike(
