@@ -36,7 +36,7 @@ from devtools.dagster_dev import (
     ingest_figures,
     prepare_home,
 )
-from devtools.local_chain import DemoOptions, build_local_chain, temp_dir
+from devtools.local_chain import DEFAULT_AUTHOR, DemoOptions, build_local_chain, temp_dir
 from devtools.oracle import chain_mints, compare_with_chain
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.schema import mint_events, tokens
@@ -129,7 +129,9 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoSu
                 dagster_pg_env(options.dagster_pg_url),
                 DagsterInstance.from_config(str(home)) as instance,
             ):
-                database = DatabaseResource(database_url=database_url)
+                database = DatabaseResource(
+                    database_url=database_url, default_author_wallet=DEFAULT_AUTHOR
+                )
                 added, summary.sensor_ticks, _ = add_partitions_with_sensor(
                     instance, chain, database
                 )
@@ -223,7 +225,9 @@ def dev_session(options: DemoOptions, port: int = 3000, add_partitions: bool = T
                 partition_size=options.partition_size,
             )
             with DagsterInstance.from_config(str(home)) as instance:
-                database = DatabaseResource(database_url=local.database_url)
+                database = DatabaseResource(
+                    database_url=local.database_url, default_author_wallet=DEFAULT_AUTHOR
+                )
                 add_partitions_with_sensor(instance, chain, database)
                 keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
         env = {**os.environ, **local.env, "DAGSTER_HOME": str(home), "PYTHONWARNINGS": "ignore"}
