@@ -23,7 +23,7 @@ from devtools.dagster_dev import session_pids
 from devtools.history import Mint, mint_batches, realistic_history
 from glisk_pipeline.windows import new_windows
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WORKSPACE = "deploy/workspace.yaml"  # relative: the image's WORKDIR holds deploy/
 CODE_LOCATION = ["-m", "glisk_pipeline.definitions", "-a", "defs"]
 
