@@ -60,13 +60,14 @@ class Chain:
 
 
 @contextmanager
-def bench_chain(n_batches: int, n_blocks: int, seed: int = 5) -> Iterator[Chain]:
-    """One anvil with a realistic history, shared by every contender of a run."""
+def bench_chain(n_batches: int, n_blocks: int, seed: int = 5, **shape: Any) -> Iterator[Chain]:
+    """One anvil with a realistic history, shared by every contender of a run; `shape`:
+    realistic_history's generator knobs (per_block, active_share, quantities)."""
     with Anvil() as anvil:
         contract = deploy(anvil, "GliskNFT", DEFAULT_MINT_PRICE).lower()
         decoy = deploy(anvil, "DecoyNFT").lower()
         history = realistic_history(
-            anvil, contract, decoy, n_batches=n_batches, n_blocks=n_blocks, seed=seed
+            anvil, contract, decoy, n_batches=n_batches, n_blocks=n_blocks, seed=seed, **shape
         )
         yield Chain(anvil, contract, decoy, history)
 

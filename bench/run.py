@@ -20,12 +20,25 @@ FULL: dict[str, dict[str, Any]] = {
         "n_blocks": 5_000,
         "baseline_events": 2_000,
         "big_batches": 100_000,
+        # the typical shape: ~12 ids a log, up to 40 logs a block
+        "typical_shape": {
+            "n_batches": 20_000,
+            "n_blocks": 4_732,
+            "per_block": 40,
+            "active_share": 0.25,
+        },
     },
     "b2": {"seconds": 5.0, "max_n": 6_000, "conc": 32, "n_small": 8_000, "n_heavy": 3_000},
     "b3": {"n_blocks": 1_000_000, "n_events": 20_000, "rows": 1_000_000, "seconds": 5.0},
 }
 SMOKE: dict[str, dict[str, Any]] = {
-    "b1": {"n_batches": 60, "n_blocks": 40, "baseline_events": 10, "big_batches": 60},
+    "b1": {
+        "n_batches": 60,
+        "n_blocks": 40,
+        "baseline_events": 10,
+        "big_batches": 60,
+        "typical_shape": {"n_batches": 60, "n_blocks": 40, "per_block": 40, "active_share": 0.25},
+    },
     "b2": {
         "seconds": 0.2,
         "max_n": 40,
