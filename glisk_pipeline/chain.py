@@ -79,8 +79,8 @@ class MintRecord:
 
 
 # Already canonical (lowercase, 0x, the right length), as providers send it: returned as
-# is, one regex match instead of the checks and the copy below (decoding 4,000 logs went
-# from ~21 to ~12 µs a log, measured).
+# is, one regex match instead of the checks and the copy below (decoding 3,992 logs:
+# ~18 -> ~12 µs a log, best of 5, measured).
 _CANONICAL = {
     None: re.compile(r"0x[0-9a-f]*\Z"),
     20: re.compile(r"0x[0-9a-f]{40}\Z"),
