@@ -27,7 +27,7 @@ from bench.common import (
 )
 from bench.contenders import baseline, ceiling, cli_process, project
 from bench.dagster_paths import materialize_range
-from devtools.history import TYPICAL_QUANTITIES
+from devtools.history import TYPICAL_QUANTITIES, realistic_history
 from devtools.oracle import ChainMint
 
 
@@ -186,20 +186,22 @@ def run(
             "materialize_over_bare": round(c["materialize"]["seconds"] / p["seconds"], 2),
         }
         memory = {f"{len(h.mints)}_events": peak_rss(chain, lo, hi)}
-        if big_batches > n_batches:
-            from devtools.history import realistic_history
-
+    if big_batches > n_batches:
+        # On a chain of its own that keeps only recent state (full state for the longer
+        # history would need tens of GB in anvil): the same first part, then big_batches
+        # in all over twice the blocks, the second part denser.
+        with bench_chain(n_batches, n_blocks, full_state=False) as long:
             more = realistic_history(
-                chain.anvil,
-                chain.contract,
-                chain.decoy,
+                long.anvil,
+                long.contract,
+                long.decoy,
                 n_batches=big_batches - n_batches,
                 n_blocks=n_blocks,
                 seed=6,
             )
-            total = len(h.mints) + len(more.mints)
-            memory[f"{total}_events"] = peak_rss(chain, lo, more.to_block)
-        result["project_peak_memory"] = memory
+            total = len(long.history.mints) + len(more.mints)
+            memory[f"{total}_events"] = peak_rss(long, long.history.from_block, more.to_block)
+    result["project_peak_memory"] = memory
     if typical_shape is not None:
         result["typical"] = typical(**typical_shape)
     return result

@@ -20,11 +20,13 @@ from web3 import Web3
 
 from devtools.anvil import artifact
 from devtools.local_chain import DEFAULT_AUTHOR
+from glisk_pipeline.batch_policy import policy_for
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
 from glisk_pipeline.db.engine import make_engine
 from glisk_pipeline.db.schema import authors, mint_events, tokens
 from glisk_pipeline.db.store import MintStore
 from glisk_pipeline.ingest import backfill_range
+from glisk_pipeline.provider_errors import redact
 from glisk_pipeline.rpc import RpcClient
 
 Counts = dict[str, Any]
@@ -34,13 +36,18 @@ def project(
     rpc: str, db: str, contract: str, lo: int, hi: int, batch_limit: int | None = None
 ) -> Counts:
     """Exactly what the asset and the CLI run: RpcClient + decoder + MintStore. With
-    `batch_limit`, as RPC_BATCH_LIMIT sets it (0: no JSON-RPC batches at all)."""
+    `batch_limit`, as RPC_BATCH_LIMIT sets it (0: no JSON-RPC batches at all), for this
+    contender only: the process shares one batch policy per URL, and the limit it held
+    before is put back afterwards (the next contender must not inherit it)."""
+    shared = policy_for(rpc, redact(rpc), None)
+    held = shared.limit
     engine = make_engine(db)
     try:
         with RpcClient(rpc, batch_limit=batch_limit) as client:
             report = backfill_range(client, MintStore(engine, DEFAULT_AUTHOR, lo), contract, lo, hi)
     finally:
         engine.dispose()
+        shared.limit = held
     return {"events": report.logs_found, "tokens": report.tokens, "rpc_calls": report.rpc_calls}
 
 
