@@ -1,7 +1,9 @@
 """A tiny JSON-RPC server for a synthetic chain of N blocks: anvil cannot mine 1,000,000
 blocks cheaply (~3 ms each), so B3's sparse-range figure is measured against this shim.
 It serves what the RpcClient asks for (eth_chainId, eth_blockNumber, eth_getLogs,
-eth_getBlockByNumber), with no range limit (like anvil and Alchemy's paid tier), and counts
+eth_getBlockByNumber, and eth_call of nextTokenId() at any block, which the completeness
+proof reads once a range: 1 plus the ids its logs minted up to that block), with no range
+limit (like anvil and Alchemy's paid tier), and counts
 calls. Logs carry blockTimestamp, as anvil's do."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import orjson
 
 from glisk_pipeline.chain import BATCH_MINTED_TOPIC0
+from glisk_pipeline.keccak import selector
 
 
 def synthetic_logs(
@@ -53,6 +56,10 @@ class SparseChain:
         self.head = n_blocks - 1
         self.logs = logs
         self.keys = [int(log["blockNumber"], 16) for log in logs]
+        # nextTokenId() after the first k logs: next_ids[k]
+        self.next_ids = [1]
+        for log in logs:
+            self.next_ids.append(self.next_ids[-1] + int(log["data"][2:66], 16))
         self.calls = 0
         chain = self
 
@@ -94,6 +101,9 @@ class SparseChain:
                 "hash": f"0x{n:064x}",
                 "timestamp": hex(1_700_000_000 + 2 * n),
             }
+        elif method == "eth_call" and params[0].get("data") == selector("nextTokenId()"):
+            minted = bisect.bisect_right(self.keys, int(params[1], 16))
+            result = f"0x{self.next_ids[minted]:064x}"
         else:
             return {
                 "jsonrpc": "2.0",
