@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 
 from bench.common import throwaway_db
@@ -116,17 +117,65 @@ def head_to_head(n: dict[str, int], concs: tuple[int, ...], warmup: int) -> dict
 
 def _measured(server: Service, reqs: list[Request], conc: int) -> dict[str, Any]:
     """A closed-loop phase, with the CPU the server's processes spent per request, and
-    PostgreSQL's (its local processes; the other contender is idle meanwhile)."""
+    PostgreSQL's (its local processes; the other contender is idle meanwhile). For the
+    sidecar also the handler's own time per delivery, as its log lines give it (`ms`:
+    from the handler's start to its answer, inside the worker), beside the client's."""
     cpu, db_cpu = group_cpu_s(server.proc.pid), postgres_cpu_s()
+    logged = server.log_path.stat().st_size
     phase = _run(closed_loop(server.url + PATH, reqs, conc))
     n = max(1, phase.sent)
     per_request = (group_cpu_s(server.proc.pid) - cpu) / n
     db_per_request = (postgres_cpu_s() - db_cpu) / n
-    return {
+    out = {
         **phase.summary(),
         "server_cpu_ms_per_request": round(per_request * 1e3, 3),
         "postgres_cpu_ms_per_request": round(db_per_request * 1e3, 3),
     }
+    if inside := handler_ms(server.log_path, logged):
+        out["handler_ms"] = inside
+    return out
+
+
+def handler_ms(log_path: Path, offset: int) -> dict[str, float]:
+    """From the delivery log lines written after `offset`: p50 / p99 / max of their `ms`
+    (the handler's time inside the worker), p50 / p99 of `db_ms` (its database call,
+    until the worker resumed), and the mean split of the slowest 1% of deliveries; empty
+    for a server that logs none."""
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        lines = list(map(_json_line, f.read().splitlines()))
+    rows = sorted(
+        (float(line["ms"]), float(line.get("db_ms", 0.0)))
+        for line in lines
+        if line.get("event") == "delivery" and "ms" in line
+    )
+    if not rows:
+        return {}
+    db = sorted(d for _, d in rows)
+    slow = rows[len(rows) - max(1, len(rows) // 100) :]
+
+    def pct(values: list[float], p: float) -> float:
+        return round(values[min(len(values) - 1, int(p * len(values)))], 2)
+
+    ms = [m for m, _ in rows]
+    return {
+        "lines": len(rows),
+        "p50": pct(ms, 0.5),
+        "p99": pct(ms, 0.99),
+        "max": ms[-1],
+        "db_p50": pct(db, 0.5),
+        "db_p99": pct(db, 0.99),
+        "slowest_1pct_mean": round(sum(m for m, _ in slow) / len(slow), 2),
+        "slowest_1pct_db_mean": round(sum(d for _, d in slow) / len(slow), 2),
+    }
+
+
+def _json_line(raw: bytes) -> dict[str, Any]:
+    try:
+        line = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return line if isinstance(line, dict) else {}
 
 
 def group_cpu_s(pgid: int) -> float:

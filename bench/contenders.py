@@ -34,7 +34,8 @@ def project(
     rpc: str, db: str, contract: str, lo: int, hi: int, batch_limit: int | None = None
 ) -> Counts:
     """Exactly what the asset and the CLI run: RpcClient + decoder + MintStore. With
-    `batch_limit`, as RPC_BATCH_LIMIT sets it (0: no JSON-RPC batches at all)."""
+    `batch_limit`, as RPC_BATCH_LIMIT sets it (0: no JSON-RPC batches at all); clients
+    configured differently keep separate batch policies, so no contender inherits one."""
     engine = make_engine(db)
     try:
         with RpcClient(rpc, batch_limit=batch_limit) as client:
@@ -44,14 +45,15 @@ def project(
     return {"events": report.logs_found, "tokens": report.tokens, "rpc_calls": report.rpc_calls}
 
 
-_CLI_DONE = re.compile(r"Done: (\d+) events found, .*; (\d+) RPC calls")
+_CLI_DONE = re.compile(r"Done: (\d+) events found, .*; (\d+) RPC calls .* in ([0-9.]+)s")
 
 
 def cli_process(rpc: str, db: str, contract: str, lo: int, hi: int) -> Counts:
     """The recovery CLI as an operator runs it, start-up included (interpreter, imports,
     settings, the schema-revision check): `python -m glisk_pipeline.cli.recover_events`
     in a fresh process. Its token count is read from the database afterwards (the CLI
-    does not print it), outside the timed part."""
+    does not print it), outside the timed part. `loop_s`: the time its own summary gives
+    for the recovery loop (start-up and the closing supply proof excluded)."""
     env = {
         **os.environ,
         "DATABASE_URL": db,
@@ -73,7 +75,12 @@ def cli_process(rpc: str, db: str, contract: str, lo: int, hi: int) -> Counts:
     done = _CLI_DONE.search(out.stdout)
     if out.returncode != 0 or done is None:
         raise RuntimeError(f"recovery CLI exited {out.returncode}: {out.stderr.strip()[-500:]}")
-    return {"events": int(done[1]), "tokens": None, "rpc_calls": int(done[2])}
+    return {
+        "events": int(done[1]),
+        "tokens": None,
+        "rpc_calls": int(done[2]),
+        "loop_s": float(done[3]),
+    }
 
 
 # --- the seed's original implementation -------------------------------------------------

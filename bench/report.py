@@ -55,6 +55,24 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 f"B1 project peak RSS, {label}",
                 f"{mem['peak_rss_mb']:.0f} MB (imports {mem['rss_after_imports_mb']:.0f} MB)",
             )
+    if t := results.get("b1_typical") or results.get("b1", {}).get("typical"):
+        for name, row in t["contenders"].items():
+            add(
+                f"B1 typical {name} ev/s · tok/s · RPC calls · s",
+                f"{row['events_per_s']:,} · {row['tokens_per_s']:,} · {row['rpc_calls']} · {row['seconds']} ({row['events']} ev)",
+            )
+        tr = t["ratios"]
+        for key, label, goal in (
+            ("cli_over_idempotent_ceiling", "recovery CLI process", 0.5),
+            ("cli_loop_over_idempotent_ceiling", "recovery CLI's loop", 0.6),
+            ("project_over_idempotent_ceiling", "project path (in process)", None),
+        ):
+            add(
+                f"B1 typical {label} / idempotent ceiling",
+                f"{tr[key]:.0%}",
+                f"≥ {goal:.0%}" if goal else "",
+                tr[key] >= goal if goal else None,
+            )
     if b2 := results.get("b2"):
         for workload, h in b2.get("head_to_head", {}).items():
             conns = sorted(int(k.split("_")[1]) for k in h["sidecar"] if k.startswith("conns_"))

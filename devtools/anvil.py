@@ -109,10 +109,10 @@ class Anvil:
         *,
         gas_limit: int | None = None,
         extra_args: Sequence[str] = (),
-        prune_history: int = 100,
+        state_history: int = 100,
     ) -> None:
         self.gas_limit = gas_limit
-        self.prune_history = prune_history
+        self.state_history = state_history
         self.extra_args = tuple(extra_args)
         self.port = 0
         self.url = ""
@@ -139,10 +139,10 @@ class Anvil:
             *("--host", "127.0.0.1", "--port", str(self.port), "--silent"),
             # Base fee 0: otherwise it rises in full blocks and queued txs are silently dropped.
             *("--block-base-fee-per-gas", "0"),
-            # A bounded state history: without it anvil writes GBs of per-block state to disk;
-            # a bare --prune-history breaks evm_revert/anvil_reorg. An eth_call at a block
-            # older than this answers BlockOutOfRangeError, as a pruned full node does.
-            *("--prune-history", str(self.prune_history)),
+            # A bounded state history (`state_history` blocks, 100 by default): without it
+            # anvil writes GBs of per-block state to disk; a bare --prune-history breaks
+            # evm_revert/anvil_reorg. eth_call at an older block finds no state.
+            *("--prune-history", str(self.state_history)),
             # Arrival order within a block, so batched sends mine in the order they were sent.
             *("--order", "fifo"),
         ]

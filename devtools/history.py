@@ -115,6 +115,12 @@ class History:
         return sum(m.quantity for m in self.mints)
 
 
+# The shape of a typical Glisk history: mostly a few round batch sizes, about 12 ids a log.
+TYPICAL_QUANTITIES: Sequence[tuple[int, float]] = (
+    (1, 0.19), (2, 0.17), (3, 0.14), (5, 0.13), (8, 0.10), (13, 0.10), (50, 0.17),
+)  # fmt: skip
+
+
 def _plan(
     rng: random.Random,
     n_batches: int,
@@ -123,18 +129,26 @@ def _plan(
     price: int,
     minters: Sequence[str],
     authors: Sequence[str],
+    quantities: Sequence[tuple[int, float]] | None = None,
 ) -> list[tuple[str, dict[str, str]]]:
-    """(kind, tx) in random order; kind is "mint", "revert" or "decoy"."""
+    """(kind, tx) in random order; kind is "mint", "revert" or "decoy". A genuine mint's
+    quantity is drawn from `quantities` ((quantity, weight) pairs), or uniformly from
+    1..50 (GliskNFT's cap) without them."""
     weights = [1 / (i + 1) for i in range(len(authors))]  # a few popular authors, a long tail
 
     def author() -> str:
         return rng.choices(authors, weights)[0]
 
+    def draw_quantity() -> int:
+        if quantities is None:
+            return rng.randint(1, 50)
+        return rng.choices([q for q, _ in quantities], [w for _, w in quantities])[0]
+
     plan: list[tuple[str, dict[str, str]]] = []
     n_through = max(1, n_batches // 200)
     for i in range(n_batches - n_through):
-        minter, quantity = rng.choice(minters), rng.randint(1, 50)
-        value = price * quantity
+        minter = rng.choice(minters)
+        value = price * (quantity := draw_quantity())
         if rng.random() < 0.1:
             value += rng.randrange(1, price + 1)  # overpayment is kept as totalPaid
         if i == 0:
@@ -142,7 +156,7 @@ def _plan(
         who = minter if i == 1 else author()  # one self-authored mint
         plan.append(("mint", mint_tx(contract, minter, who, quantity, value)))
     for _ in range(n_through):
-        quantity = rng.randint(1, 50)
+        quantity = draw_quantity()
         tx = mint_through_tx(
             decoy, contract, rng.choice(minters), author(), quantity, price * quantity
         )
@@ -190,12 +204,15 @@ def realistic_history(
     n_extra_minters: int = 20,
     per_block: int = 400,
     active_share: float = 0.25,
+    quantities: Sequence[tuple[int, float]] | None = None,
 ) -> History:
     """Mine a Base-like history of n_batches genuine mints over exactly n_blocks new blocks.
 
     Mixed in: decoy look-alike events, failing mints (status 0, no log), mints made through a
     contract, overpayments (one totalPaid above 2**63), empty stretches, 2 s block spacing.
-    About active_share of the blocks hold transactions. Each block costs anvil ~3-4 ms, so
+    About active_share of the blocks hold transactions, at most per_block each; quantities
+    ((quantity, weight) pairs, e.g. TYPICAL_QUANTITIES) shape the mints' sizes, uniform
+    1..50 without them. Each block costs anvil ~3-4 ms, so
     n_blocks drives the time. Token ids follow the order on chain, so `mints` is read back
     from eth_getLogs and cross-checked against the transactions sent.
     """
@@ -206,7 +223,7 @@ def realistic_history(
     authors = [random_address(rng) for _ in range(n_authors)]
     registered = rng.sample(authors, n_authors // 5)
     price = call_uint(anvil, contract, "mintPrice()")
-    plan = _plan(rng, n_batches, contract, decoy, price, minters, authors)
+    plan = _plan(rng, n_batches, contract, decoy, price, minters, authors, quantities)
     blocks = _layout(rng, len(plan), n_blocks, per_block, active_share)
 
     from_block = anvil.block_number() + 1

@@ -18,6 +18,14 @@ def test_bench_smoke_runs_all_three_and_checks_exactly_once() -> None:
     assert b1["materialize"]["stored_events"] == b1["project"]["events"]
     assert b1["project"]["oracle_mismatches"] == b1["materialize"]["oracle_mismatches"] == []
     assert results["b1"]["ratios"]["materialize_over_bare"] > 0
+    typical = results["b1"]["typical"]  # the typical shape: its own chain, its contenders
+    for name in ("project", "cli_process"):
+        row = typical["contenders"][name]
+        assert row["stored_events"] == row["events"] > 0, name
+        assert row["stored_tokens"] == typical["workload"]["tokens"], name
+        assert row["oracle_mismatches"] == [], name
+    assert typical["contenders"]["cli_process"]["loop_s"] > 0
+    assert typical["workload"]["max_logs_a_block"] <= 40
     assert results["b2"]["verify"]["exactly_once"]
     for workload in ("small", "heavy"):
         for contender in ("lower_bound", "sidecar"):

@@ -129,12 +129,13 @@ def test_the_recovery_cli_loads_only_what_a_recovery_needs() -> None:
     # Its start-up is part of every recovery's time (bench B1 measures the whole process):
     # Alembic (with Mako), httpx's own command line (click, rich, pygments), pandas, the
     # frameworks and eth-utils (with eth-typing and cytoolz; glisk_pipeline/chain/keccak.py does
-    # what the core needed of it) are not loaded by a command that does not use them, and
+    # what the core needed of it), cffi with pycparser (keccak's backend binds through
+    # ctypes) are not loaded by a command that does not use them, and
     # neither is what only `--dry-run` or the closing supply proof uses (the audit, the
     # supply proof, windows: loaded when needed).
     unwanted = (
         "alembic", "mako", "click", "rich", "pygments", "pandas", "web3", "dagster",
-        "eth_utils", "eth_typing", "cytoolz",
+        "eth_utils", "eth_typing", "cytoolz", "cffi", "pycparser",
     )  # fmt: skip
     dry_run_only = (
         "glisk_pipeline.verify.audit",

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{totals['duplicates']} already present, {totals['removed']} removed; "
             f"{client.stats.calls} RPC calls ({client.stats.retries} retries; "
             f"{client.stats.lagging} answers refused from a lagging node; "
-            f"{client.stats.proofs} block hashes read as proof) in {elapsed:.1f}s",
+            f"{client.stats.proofs} block hashes read as proof) in {elapsed:.2f}s",
             flush=True,
         )
         print(f"Answers proven complete: {proven_text(client)}", flush=True)

@@ -41,6 +41,8 @@ def test_every_outcome_is_logged_once_duplicates_included(
     assert all(
         r["event_id"] == payload["id"] and r["webhook_id"] == payload["webhookId"] for r in lines
     )
+    # the handler's time, and the database call's part of it
+    assert all(0 < r["db_ms"] <= r["ms"] for r in lines), lines
 
 
 def test_rejected_signatures_are_aggregated_and_counted_exactly(
